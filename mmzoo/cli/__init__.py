@@ -1,0 +1,47 @@
+"""Provides the `mmzoo` command: argparse wiring only; each command lives in its own module."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mmzoo.errors import MmzooError
+
+COMMAND_MODULES = ("mmzoo.cli.zoo",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = argparse.ArgumentParser(
+        prog="mmzoo",
+        description="A plugin-based zoo of text+image classifiers and their ensembles.",
+    )
+    parser.add_argument("--registry", metavar="FILE", help="a registry.yaml layered over the project's "
+                        "(also MMZOO_REGISTRY)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_parsers(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 0
+    try:
+        return args.handler(args) or 0
+    except MmzooError as exc:
+        print(f"mmzoo: {exc.title}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("mmzoo: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

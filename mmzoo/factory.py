@@ -1,0 +1,90 @@
+"""Provides create_model: a registry name or resolved spec in, a torch model out.
+
+This is the one place where parts are built, so heavy imports happen here only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mmzoo.errors import MmzooError, RegistryError
+from mmzoo.plugins import get_zoo
+
+
+def resolve_spec(name_or_spec: str | dict, registry_file: str | None = None) -> dict:
+    """Return the validated, fully-defaulted spec of a registry model."""
+    from mmzoo.registry import load_registry
+
+    if isinstance(name_or_spec, dict) and name_or_spec.get("kind") == "model" and "train" in name_or_spec:
+        return name_or_spec
+    registry = load_registry(registry_file)
+    if isinstance(name_or_spec, dict):
+        raise RegistryError("create_model takes a registry name or a resolved spec (as stored in a run's spec.yaml)")
+    entry = registry.get(name_or_spec)
+    if not entry.ok:
+        raise RegistryError(f"{entry.kind} {entry.name!r} is invalid:\n" + "\n".join(f"  {p}" for p in entry.problems))
+    if entry.kind != "model":
+        raise RegistryError(f"{name_or_spec!r} is an ensemble; build it with `mmzoo ensemble {name_or_spec}`")
+    return entry.spec
+
+
+def _build_part(kind: str, name: str, *args: Any, **params: Any) -> Any:
+    part = get_zoo().get(kind, name)
+    if part is None:
+        raise RegistryError(f"{kind} {name!r} is not registered (installed: {', '.join(get_zoo().names(kind))})")
+    try:
+        return part.build(*args, **params)
+    except MmzooError:
+        raise
+    except ImportError as exc:
+        raise MmzooError(f"{kind} {name!r} from plugin {part.plugin!r} could not be imported: {exc}",
+                         hint="install the package it needs, or pick another part") from exc
+
+
+def build_encoder(entry: dict):
+    params = {k: v for k, v in entry.items() if k not in ("encoder", "freeze")}
+    encoder = _build_part("encoder", entry["encoder"], **params)
+    if entry.get("freeze"):
+        encoder.freeze()
+    return encoder
+
+
+def create_model(name_or_spec: str | dict, num_classes: int | None = None, registry_file: str | None = None):
+    """Build a MultimodalClassifier from a registry name or a resolved spec."""
+    from mmzoo.fusions.base import mlp_head
+    from mmzoo.model import MultimodalClassifier
+
+    spec = resolve_spec(name_or_spec, registry_file)
+    if num_classes is None:
+        num_classes = spec.get("num_classes") or _num_classes(spec)
+    text = build_encoder(spec["text"]) if spec.get("text") else None
+    image = build_encoder(spec["image"]) if spec.get("image") else None
+    fusion = None
+    if spec.get("fusion"):
+        params = {k: v for k, v in spec["fusion"].items() if k != "name"}
+        make_head = mlp_head(spec["head"]["hidden"], spec["head"]["dropout"])
+        fusion = _build_part("fusion", spec["fusion"]["name"], text.output_dim, image.output_dim, num_classes,
+                             make_head, **params)
+    return MultimodalClassifier(spec, num_classes, text, image, fusion)
+
+
+def _num_classes(spec: dict) -> int:
+    dataset = open_dataset(spec["task"]["dataset"])
+    return len(dataset.classes(spec["task"]["label_set"]))
+
+
+def open_dataset(name_or_path: str, **params: Any):
+    """A registered dataset by name, or a user folder holding manifest.jsonl/.csv."""
+    from pathlib import Path
+
+    from mmzoo.errors import DataError
+
+    part = get_zoo().get("dataset", name_or_path)
+    if part is not None:
+        return part.build(**params)
+    if Path(name_or_path).is_dir():
+        from mmzoo.data.manifest import load_manifest
+
+        return load_manifest(name_or_path)
+    raise DataError(f"dataset {name_or_path!r} is neither a registered dataset nor a folder",
+                    hint=f"registered: {', '.join(get_zoo().names('dataset'))}; or pass a folder with manifest.jsonl")

@@ -1,0 +1,70 @@
+"""Provides the classifier that joins encoders, a fusion and a head, built from a resolved spec."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mmzoo.features import Encoder, Features
+from mmzoo.fusions.base import mlp_head
+
+
+class MultimodalClassifier(nn.Module):
+    """Text and/or image encoders -> fusion (or a single head) -> logits.
+
+    With both encoders the fusion produces the main logits, and small auxiliary
+    heads on each modality's pooled features give the text-only and image-only
+    terms of the joint loss. With one encoder it is that modality's baseline.
+    """
+
+    def __init__(self, spec: dict, num_classes: int, text: Encoder | None, image: Encoder | None,
+                 fusion: nn.Module | None):
+        super().__init__()
+        self.spec, self.num_classes = spec, num_classes
+        self.text_encoder, self.image_encoder, self.fusion = text, image, fusion
+        head = spec["head"]
+        make_head = mlp_head(head["hidden"], head["dropout"])
+        self.single_head = None
+        if fusion is None:
+            only = text or image
+            self.single_head = make_head(only.output_dim, num_classes)
+        train = spec["train"]
+        # Auxiliary heads exist only when their loss is used, so unused weights never ship.
+        self.aux_text = nn.Linear(text.output_dim, num_classes) if fusion is not None and train["aux_text"] > 0 else None
+        self.aux_image = (nn.Linear(image.output_dim, num_classes)
+                          if fusion is not None and train["aux_image"] > 0 else None)
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return tuple(m for m, enc in (("text", self.text_encoder), ("image", self.image_encoder)) if enc is not None)
+
+    def encode(self, inputs: dict[str, torch.Tensor]) -> dict[str, Features]:
+        """Run the encoders on preprocessed inputs."""
+        feats = {}
+        if self.text_encoder is not None:
+            feats["text"] = self.text_encoder({k: inputs[k] for k in ("input_ids", "attention_mask")})
+        if self.image_encoder is not None:
+            feats["image"] = self.image_encoder({"pixel_values": inputs["pixel_values"]})
+        return feats
+
+    def head(self, feats: dict[str, Features]) -> dict[str, torch.Tensor]:
+        """Features -> {"logits": (B, C)} plus auxiliary unimodal logits when they are trained."""
+        if self.fusion is None:
+            (only,) = feats.values()
+            return {"logits": self.single_head(only.pooled)}
+        out = {"logits": self.fusion(feats["text"], feats["image"])}  # (B, C)
+        if self.aux_text is not None:
+            out["text_logits"] = self.aux_text(feats["text"].pooled)
+        if self.aux_image is not None:
+            out["image_logits"] = self.aux_image(feats["image"].pooled)
+        return out
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return self.head(self.encode(inputs))
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def preprocessors(self) -> dict:
+        return {m: enc.preprocessor for m, enc in (("text", self.text_encoder), ("image", self.image_encoder))
+                if enc is not None}

@@ -1,0 +1,307 @@
+"""Provides registry.yaml: loading with line numbers, validation, and resolved specs.
+
+Validation reads only part metadata, so a bad registry is reported before torch
+is imported. Every problem names the file, line and key, and says what is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mmzoo import schema
+from mmzoo.errors import RegistryError
+from mmzoo.parts import Param
+from mmzoo.plugins import Zoo, get_zoo
+
+PROJECT_REGISTRY = Path(__file__).resolve().parent.parent / "registry.yaml"
+
+
+@dataclass
+class Problem:
+    file: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.message}"
+
+
+@dataclass
+class Entry:
+    """One model or ensemble as written, with where it came from."""
+
+    kind: str  # "model" | "ensemble"
+    name: str
+    raw: dict
+    file: str
+    line: int
+    problems: list[Problem] = field(default_factory=list)
+    spec: dict | None = None  # resolved: every default filled in; None when invalid
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass
+class Registry:
+    entries: dict[tuple[str, str], Entry]  # (kind, name) -> entry
+    files: list[str]
+    problems: list[Problem]  # file-level problems (malformed YAML, unknown top-level keys)
+
+    def models(self) -> list[Entry]:
+        return [e for (k, _), e in sorted(self.entries.items()) if k == "model"]
+
+    def ensembles(self) -> list[Entry]:
+        return [e for (k, _), e in sorted(self.entries.items()) if k == "ensemble"]
+
+    def all_problems(self) -> list[Problem]:
+        return self.problems + [p for e in self.entries.values() for p in e.problems]
+
+    def get(self, name: str) -> Entry:
+        for kind in ("model", "ensemble"):
+            if (kind, name) in self.entries:
+                return self.entries[(kind, name)]
+        known = sorted({n for _, n in self.entries})
+        raise RegistryError(f"no model or ensemble named {name!r} in {', '.join(self.files)}", hint=_suggest(name, known))
+
+
+def _suggest(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    listing = ", ".join(known[:12]) + (", ..." if len(known) > 12 else "")
+    return (f"did you mean {close[0]!r}? " if close else "") + f"(known: {listing or 'none'})"
+
+
+def _lines(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dict[tuple, int]:
+    """Map every key path in a composed YAML document to its 1-based line."""
+    out = {} if out is None else out
+    out.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value
+            out[path + (key,)] = key_node.start_mark.line + 1
+            _lines(value_node, path + (key,), out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            out[path + (i,)] = item.start_mark.line + 1
+            _lines(item, path + (i,), out)
+    return out
+
+
+class _Checker:
+    """Validates one file's entries against the installed parts' declared parameters."""
+
+    def __init__(self, file: str, lines: dict[tuple, int], zoo: Zoo):
+        self.file, self.lines, self.zoo = file, lines, zoo
+
+    def line(self, path: tuple) -> int:
+        while path and path not in self.lines:
+            path = path[:-1]
+        return self.lines.get(path, 1)
+
+    def problem(self, entry: Entry, path: tuple, message: str) -> None:
+        entry.problems.append(Problem(self.file, self.line(path), message))
+
+    def params(self, entry: Entry, path: tuple, values: dict, params: tuple[Param, ...], where: str,
+               extra_keys: tuple = ()) -> dict:
+        """Check values against declared params; return them with defaults filled in."""
+        declared = {p.name: p for p in params}
+        for key in values:
+            if key not in declared and key not in extra_keys:
+                allowed = ", ".join(list(extra_keys) + list(declared)) or "none"
+                close = difflib.get_close_matches(str(key), list(declared) + list(extra_keys), n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                self.problem(entry, path + (key,), f"{where}: unknown key {key!r}; {hint}(allowed: {allowed})")
+        resolved = {}
+        for p in params:
+            if p.name in values:
+                complaint = p.check(values[p.name])
+                if complaint:
+                    self.problem(entry, path + (p.name,), f"{where}: {p.name!r} {complaint}")
+                resolved[p.name] = values[p.name]
+            elif p.required:
+                self.problem(entry, path, f"{where}: missing required field {p.name!r} ({p.type}: {p.help})")
+            else:
+                resolved[p.name] = copy.deepcopy(p.default)
+        return resolved
+
+    def part(self, entry: Entry, path: tuple, value: Any, kind: str, name_key: str, extra: tuple,
+             modality: str | None = None) -> dict | None:
+        """Resolve `name` or `{name_key: name, ...params}` into `{name_key: name, ...all params}`."""
+        if isinstance(value, str):
+            value = {name_key: value}
+        if not isinstance(value, dict) or name_key not in value:
+            self.problem(entry, path, f"{path[-1]}: expected a {kind} name or a mapping with {name_key!r}")
+            return None
+        name = value[name_key]
+        part = self.zoo.get(kind, name) if isinstance(name, str) else None
+        if part is None or (modality and part.modality != modality):
+            known = [n for n, p in self.zoo.parts[kind].items() if not modality or p.modality == modality]
+            label = f"{modality} {kind}" if modality else kind
+            self.problem(entry, path + (name_key,) if name_key in value else path,
+                         f"{label} {name!r} is not registered; {_suggest(str(name), sorted(known))}")
+            return None
+        rest = {k: v for k, v in value.items() if k not in extra}
+        resolved = self.params(entry, path, rest, part.params, f"{kind} {name!r}", ())
+        for key in extra:
+            if key != name_key and key in value:
+                resolved[key] = value[key]
+        return {name_key: name, **resolved}
+
+    def model(self, entry: Entry) -> None:
+        raw, path = entry.raw, ("models", entry.name)
+        for key in raw:
+            if key not in schema.MODEL_KEYS:
+                self.problem(entry, path + (key,), f"model {entry.name!r}: unknown key {key!r} "
+                             f"(allowed: {', '.join(schema.MODEL_KEYS)})")
+        spec: dict[str, Any] = {"name": entry.name, "kind": "model", "description": raw.get("description", "")}
+        for modality in ("text", "image"):
+            if raw.get(modality) is not None:
+                enc = self.part(entry, path + (modality,), raw[modality], "encoder", "encoder",
+                                schema.ENCODER_KEYS, modality)
+                if enc is not None:
+                    enc["freeze"] = raw[modality].get("freeze", False) if isinstance(raw[modality], dict) else False
+                    if not isinstance(enc["freeze"], bool):
+                        self.problem(entry, path + (modality, "freeze"), "'freeze' expected bool")
+                spec[modality] = enc
+        has_both = "text" in raw and "image" in raw
+        if not raw.get("text") and not raw.get("image"):
+            self.problem(entry, path, f"model {entry.name!r}: needs a 'text' encoder, an 'image' encoder, or both")
+        if has_both and "fusion" not in raw:
+            self.problem(entry, path, f"model {entry.name!r}: has both encoders, so it needs a 'fusion' "
+                         f"(installed: {', '.join(self.zoo.names('fusion'))})")
+        if "fusion" in raw:
+            if not has_both:
+                self.problem(entry, path + ("fusion",), f"model {entry.name!r}: 'fusion' needs both a text and an image encoder")
+            spec["fusion"] = self.part(entry, path + ("fusion",), raw["fusion"], "fusion", "name", schema.FUSION_KEYS)
+        for section, params in (("head", schema.HEAD_PARAMS), ("task", schema.TASK_PARAMS),
+                                ("train", schema.TRAIN_PARAMS)):
+            value = raw.get(section) or {}
+            if not isinstance(value, dict):
+                self.problem(entry, path + (section,), f"{section}: expected a mapping, got {type(value).__name__}")
+                value = {}
+            spec[section] = self.params(entry, path + (section,), value, params, section)
+        dataset = spec["task"].get("dataset")
+        if isinstance(dataset, str) and self.zoo.get("dataset", dataset) is None and not _looks_like_path(dataset):
+            self.problem(entry, path + ("task", "dataset"), f"dataset {dataset!r} is not registered and is not a folder; "
+                         f"{_suggest(dataset, self.zoo.names('dataset'))}")
+        entry.spec = spec if entry.ok else None
+
+    def ensemble(self, entry: Entry, models: set[str]) -> None:
+        raw, path = entry.raw, ("ensembles", entry.name)
+        for key in raw:
+            if key not in schema.ENSEMBLE_KEYS:
+                self.problem(entry, path + (key,), f"ensemble {entry.name!r}: unknown key {key!r} "
+                             f"(allowed: {', '.join(schema.ENSEMBLE_KEYS)})")
+        recipes = [r for r in schema.RECIPES if r in raw]
+        spec: dict[str, Any] = {"name": entry.name, "kind": "ensemble", "description": raw.get("description", "")}
+        if len(recipes) != 1:
+            self.problem(entry, path, f"ensemble {entry.name!r}: needs exactly one of {', '.join(schema.RECIPES)}"
+                         + (f" (found {', '.join(recipes)})" if recipes else ""))
+        else:
+            recipe = recipes[0]
+            value = raw[recipe]
+            if recipe == "members":
+                if not isinstance(value, list) or not value:
+                    self.problem(entry, path + ("members",), "members: expected a non-empty list of model names")
+                else:
+                    for i, member in enumerate(value):
+                        if member not in models:
+                            self.problem(entry, path + ("members", i), f"member {member!r} is not a model in the "
+                                         f"registry; {_suggest(str(member), sorted(models))}")
+                spec["recipe"] = {"members": list(value) if isinstance(value, list) else []}
+            else:
+                params = (Param("model", "str", help="the model to repeat"),
+                          Param("n", "int", 5, "how many members"))
+                resolved = self.params(entry, path + (recipe,), value if isinstance(value, dict) else {},
+                                       params, recipe)
+                if resolved.get("model") is not None and resolved["model"] not in models:
+                    self.problem(entry, path + (recipe, "model"), f"{recipe}.model {resolved['model']!r} is not a "
+                                 f"model in the registry; {_suggest(str(resolved['model']), sorted(models))}")
+                spec["recipe"] = {recipe: resolved}
+        spec["combiner"] = self.part(entry, path + ("combiner",), raw.get("combiner", "mean"), "combiner", "name",
+                                     schema.COMBINER_KEYS)
+        entry.spec = spec if entry.ok else None
+
+
+def _looks_like_path(value: str) -> bool:
+    return "/" in value or value.startswith(".") or Path(value).is_dir()
+
+
+def _read(path: Path, zoo: Zoo, registry: Registry, origin: str, checkers: dict) -> None:
+    name = str(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        registry.problems.append(Problem(name, 1, f"cannot read {origin}: {exc.strerror}"))
+        return
+    try:
+        data = yaml.safe_load(text) or {}
+        lines = _lines(yaml.compose(text, Loader=yaml.SafeLoader) or yaml.MappingNode("", []))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        what = getattr(exc, "problem", None) or str(exc)
+        registry.problems.append(Problem(name, line, f"malformed YAML: {what}; fix the syntax on this line"))
+        return
+    if not isinstance(data, dict):
+        registry.problems.append(Problem(name, 1, "expected a mapping with 'models:' and 'ensembles:'"))
+        return
+    checker = _Checker(name, lines, zoo)
+    for key in data:
+        if key not in ("models", "ensembles"):
+            registry.problems.append(Problem(name, lines.get((key,), 1),
+                                             f"unknown top-level key {key!r} (allowed: models, ensembles)"))
+    for section, kind in (("models", "model"), ("ensembles", "ensemble")):
+        block = data.get(section) or {}
+        if not isinstance(block, dict):
+            registry.problems.append(Problem(name, lines.get((section,), 1), f"{section}: expected a mapping of names"))
+            continue
+        for entry_name, raw in block.items():
+            entry = Entry(kind, str(entry_name), raw if isinstance(raw, dict) else {}, name,
+                          lines.get((section, entry_name), 1))
+            if not isinstance(raw, dict):
+                checker.problem(entry, (section, entry_name), f"{kind} {entry_name!r}: expected a mapping")
+            # A later file's entry replaces an earlier one of the same name: user layers win.
+            registry.entries[(kind, str(entry_name))] = entry
+            checkers[(kind, str(entry_name))] = checker
+
+
+def registry_files(user_file: str | Path | None = None) -> list[Path]:
+    """The project's registry.yaml, then the user's (``--registry`` or ``MMZOO_REGISTRY``) on top."""
+    local = Path.cwd() / "registry.yaml"
+    files = [f for f in (local if local.exists() else PROJECT_REGISTRY,) if f.exists()]
+    user = user_file or os.environ.get("MMZOO_REGISTRY")
+    if user:
+        user_path = Path(user)
+        if not user_path.is_file():
+            raise RegistryError(f"registry file {user} not found", hint="check --registry or MMZOO_REGISTRY")
+        if not files or user_path.resolve() != files[0].resolve():
+            files.append(user_path)
+    return files
+
+
+def load_registry(user_file: str | Path | None = None, zoo: Zoo | None = None,
+                  files: list[Path] | None = None) -> Registry:
+    """Load and validate every registry layer; problems are collected, never raised here."""
+    zoo = zoo or get_zoo()
+    files = files if files is not None else registry_files(user_file)
+    registry = Registry(entries={}, files=[str(f) for f in files], problems=[])
+    checkers: dict[tuple[str, str], _Checker] = {}
+    for path in files:
+        _read(Path(path), zoo, registry, "registry", checkers)
+    models = {name for kind, name in registry.entries if kind == "model"}
+    for key, entry in registry.entries.items():
+        checker = checkers[key]
+        if entry.kind == "model":
+            checker.model(entry)
+        else:
+            checker.ensemble(entry, models)
+    return registry
