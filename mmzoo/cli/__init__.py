@@ -7,7 +7,7 @@ import sys
 
 from mmzoo.errors import MmzooError
 
-COMMAND_MODULES = ("mmzoo.cli.zoo",)
+COMMAND_MODULES = ("mmzoo.cli.zoo", "mmzoo.cli.train", "mmzoo.cli.demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

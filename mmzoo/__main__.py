@@ -1,0 +1,7 @@
+"""Allows `python -m mmzoo`."""
+
+import sys
+
+from mmzoo.cli import main
+
+sys.exit(main())

@@ -1,0 +1,56 @@
+"""Provides run comparison: metrics side by side and each fusion's gain over its own baselines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mmzoo.runs import Run, list_runs
+
+
+def _encoder_key(entry: dict | None) -> str | None:
+    if not entry:
+        return None
+    return repr(sorted((k, repr(v)) for k, v in entry.items() if k != "freeze"))
+
+
+def _kind(spec: dict) -> str:
+    if spec.get("fusion"):
+        return f"fusion:{spec['fusion']['name']}"
+    if spec.get("kind") == "ensemble":
+        return "ensemble"
+    return "text-only" if spec.get("text") else "image-only"
+
+
+def find_baseline(run: Run, modality: str, pool: list[Run]) -> Run | None:
+    """The newest finished unimodal run with the same encoder, dataset and label set."""
+    spec = run.spec
+    want = _encoder_key(spec["model"].get(modality))
+    data = (spec["data"]["fingerprint"], spec["data"]["label_set"])
+    other = "image" if modality == "text" else "text"
+    for cand in reversed(pool):
+        cs = cand.spec
+        m = cs.get("model", {})
+        if (cand.finished and not m.get(other) and _encoder_key(m.get(modality)) == want
+                and (cs["data"]["fingerprint"], cs["data"]["label_set"]) == data):
+            return cand
+    return None
+
+
+def compare_runs(selected: list[Run], root: Path | None = None) -> list[dict]:
+    pool = selected + [r for r in list_runs(root) if r.path not in {s.path for s in selected}]
+    rows = []
+    for run in selected:
+        spec, metrics = run.spec, run.metrics
+        test = metrics.get("test", {})
+        row = {"run": run.name, "kind": _kind(spec.get("model", spec)), "dataset": spec["data"]["dataset"],
+               "accuracy": test.get("accuracy", float("nan")), "macro_f1": test.get("macro_f1", float("nan")),
+               "parameters": metrics.get("parameters", 0), "trainable_parameters": metrics.get("trainable_parameters", 0),
+               "train_seconds": metrics.get("train_seconds", 0.0)}
+        if spec.get("model", {}).get("fusion"):
+            for modality in ("text", "image"):
+                base = find_baseline(run, modality, pool)
+                if base is not None:
+                    row[f"{modality}_baseline"] = base.name
+                    row[f"gain_vs_{modality}"] = row["accuracy"] - base.metrics["test"]["accuracy"]
+        rows.append(row)
+    return rows

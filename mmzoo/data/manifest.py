@@ -1,0 +1,243 @@
+"""Provides user datasets: a folder with manifest.jsonl or manifest.csv, checked row by row."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from mmzoo.data import SPLITS, Dataset, Sample
+from mmzoo.errors import DataError
+
+MANIFESTS = ("manifest.jsonl", "manifest.csv")
+REQUIRED = ("text", "image", "label")
+FRACTIONS = (0.70, 0.15, 0.15)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a user dataset; ``line`` is 1-based, 0 for the whole file."""
+
+    file: str
+    line: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.message}" if self.line else f"{self.file}: {self.message}"
+
+
+@dataclass
+class _Row:
+    line: int
+    id: str
+    text: str
+    image: Path
+    label: str
+    split: str  # "" means: assign one automatically
+
+
+def format_problems(problems: list[Problem]) -> str:
+    """One line per problem, e.g. ``manifest.jsonl:7: image 'x.png' not found (looked in /data)``."""
+    return "\n".join(str(p) for p in problems)
+
+
+def _manifest(folder: Path) -> Path:
+    if not folder.is_dir():
+        raise DataError(f"dataset folder {folder} does not exist or is not a folder",
+                        hint="pass the folder that holds manifest.jsonl or manifest.csv")
+    found = [folder / m for m in MANIFESTS if (folder / m).is_file()]
+    if not found:
+        raise DataError(f"no manifest.jsonl or manifest.csv in {folder}",
+                        hint="add one with a row per sample: text, image (path relative to the folder), label")
+    if len(found) > 1:
+        raise DataError(f"{folder} has both manifest.jsonl and manifest.csv",
+                        hint="keep one of them so it is clear which is the dataset")
+    return found[0]
+
+
+def _records(path: Path, problems: list[Problem], absent: set[str]):
+    """Yield (line, dict) per data row; unparsable lines become problems, missing CSV columns go in ``absent``."""
+    name = path.name
+    if path.suffix == ".csv":
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            header = [h.strip() for h in next(reader, [])]
+            for column in REQUIRED:
+                if column not in header:
+                    absent.add(column)
+                    problems.append(Problem(name, 1, column, f"missing required column '{column}' "
+                                                              f"(columns found: {', '.join(header) or 'none'})"))
+            start = reader.line_num + 1
+            for cells in reader:
+                line, start = start, reader.line_num + 1  # a quoted cell may span several lines
+                if not any(c.strip() for c in cells):
+                    continue
+                if len(cells) > len(header):
+                    problems.append(Problem(name, line, "", f"row has {len(cells)} cells but the header has "
+                                                            f"{len(header)}"))
+                # A short row's missing cells stay absent, so they read as "missing", not "empty".
+                yield line, dict(zip(header, cells))
+        return
+    with open(path, encoding="utf-8-sig") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                problems.append(Problem(name, number, "", f"bad JSON: {e.msg} (column {e.colno})"))
+                continue
+            if not isinstance(record, dict):
+                problems.append(Problem(name, number, "", f"expected a JSON object, got {type(record).__name__}"))
+                continue
+            yield number, {k: v for k, v in record.items() if v is not None}
+
+
+def _text_value(record: dict, key: str, name: str, line: int, problems: list[Problem],
+                absent: set[str] = frozenset()) -> str | None:
+    value = record.get(key)
+    if value is None:
+        if key in absent:  # already reported once for the whole file
+            return None
+        problems.append(Problem(name, line, key, f"missing '{key}'"))
+        return None
+    # JSON numbers are fine as labels and ids ("label": 3); booleans and lists are mistakes.
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        problems.append(Problem(name, line, key, f"'{key}' must be a string, got {json.dumps(value)}"))
+        return None
+    return str(value)
+
+
+def _check_image(folder: Path, image: str, name: str, line: int, problems: list[Problem]) -> Path | None:
+    from PIL import Image
+
+    if not image.strip():
+        problems.append(Problem(name, line, "image", "image is empty"))
+        return None
+    path = folder / image
+    if not path.exists():
+        problems.append(Problem(name, line, "image", f"image '{image}' not found (looked in {folder})"))
+        return None
+    if not path.is_file():
+        problems.append(Problem(name, line, "image", f"image '{image}' is not a file"))
+        return None
+    try:
+        with Image.open(path) as img:
+            img.verify()
+    except Exception as e:  # Pillow raises many types for broken files; all mean "unreadable"
+        problems.append(Problem(name, line, "image", f"image '{image}' could not be read: {e}"))
+        return None
+    return path
+
+
+def _labels_file(folder: Path, problems: list[Problem]) -> list[str] | None:
+    path = folder / "labels.txt"
+    if not path.is_file():
+        return None
+    labels: list[str] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+        label = line.strip()
+        if not label:
+            continue
+        if label in labels:
+            problems.append(Problem("labels.txt", number, "label", f"label '{label}' is listed twice"))
+            continue
+        labels.append(label)
+    if not labels:
+        problems.append(Problem("labels.txt", 0, "label", "labels.txt lists no labels (one class per line)"))
+    return labels
+
+
+def _scan(folder: Path) -> tuple[list[_Row], list[str], list[Problem], Path]:
+    """Parse and check everything, collecting every problem rather than stopping at the first."""
+    folder = Path(folder).resolve()
+    path = _manifest(folder)
+    name = path.name
+    problems: list[Problem] = []
+    allowed = _labels_file(folder, problems)
+    rows: list[_Row] = []
+    seen: dict[str, int] = {}
+    absent: set[str] = set()
+    for line, record in _records(path, problems, absent):
+        bad = len(problems)
+        text = _text_value(record, "text", name, line, problems, absent)
+        if text is not None and not text.strip():
+            problems.append(Problem(name, line, "text", "text is empty"))
+        label = _text_value(record, "label", name, line, problems, absent)
+        if label is not None and not label.strip():
+            problems.append(Problem(name, line, "label", "label is empty"))
+        elif label is not None and allowed is not None and label not in allowed:
+            problems.append(Problem(name, line, "label", f"unknown label '{label}' (labels.txt lists: "
+                                                          f"{', '.join(allowed)})"))
+        image = _text_value(record, "image", name, line, problems, absent)
+        image_path = _check_image(folder, image, name, line, problems) if image is not None else None
+        split = record.get("split", "")  # empty means: assign one
+        if split not in ("", *SPLITS):
+            problems.append(Problem(name, line, "split", f"bad split {json.dumps(split)}: use train, val or test, "
+                                                          "or leave it empty to have one assigned"))
+        has_id = record.get("id", "") != ""
+        sample_id = _text_value(record, "id", name, line, problems) if has_id else f"line-{line}"
+        if sample_id is not None:
+            if sample_id in seen:
+                problems.append(Problem(name, line, "id", f"duplicate id '{sample_id}' (first used on line "
+                                                           f"{seen[sample_id]})"))
+            else:
+                seen[sample_id] = line
+        if len(problems) == bad:
+            rows.append(_Row(line, sample_id, text, image_path, label, split))
+    if not problems and not rows:
+        problems.append(Problem(name, 0, "", "the manifest has no rows"))
+    classes = allowed if allowed is not None else sorted({r.label for r in rows})
+    return rows, classes, problems, folder
+
+
+def check_folder(path: str | Path) -> list[Problem]:
+    """Every problem in a user dataset folder, in file order; empty when it is ready to use."""
+    return _scan(Path(path))[2]
+
+
+def _assign_splits(rows: list[_Row]) -> dict[str, str]:
+    """70/15/15 per label, ordered by a hash of the id so the split survives reordering and additions."""
+    by_label: dict[str, list[_Row]] = {}
+    for r in rows:
+        if not r.split:
+            by_label.setdefault(r.label, []).append(r)
+    out = {}
+    for members in by_label.values():
+        members.sort(key=lambda r: hashlib.sha256(r.id.encode()).hexdigest())
+        n_train = round(FRACTIONS[0] * len(members))
+        n_val = round(FRACTIONS[1] * len(members))
+        for k, r in enumerate(members):
+            out[r.id] = "train" if k < n_train else "val" if k < n_train + n_val else "test"
+    return out
+
+
+def load_manifest(path: str | Path) -> Dataset:
+    """Load a checked user dataset folder; raises DataError pointing at ``mmzoo data check``."""
+    rows, classes, problems, folder = _scan(Path(path))
+    if problems:
+        first = format_problems(problems[:1])
+        raise DataError(
+            f"dataset {folder} has {len(problems)} problem{'s' if len(problems) != 1 else ''} (first: {first})",
+            hint=f"run `mmzoo data check {path}` to see the full report",
+        )
+    auto = _assign_splits(rows)
+    digest = hashlib.sha256(b"manifest\0" + "\0".join(classes).encode() + b"\0")
+    samples = []
+    for r in rows:
+        split = r.split or auto[r.id]
+        image_hash = hashlib.sha256(r.image.read_bytes()).hexdigest()
+        digest.update(json.dumps([r.id, r.text, r.label, split, image_hash]).encode() + b"\n")
+        samples.append(Sample(id=r.id, text=r.text, image=str(r.image), labels={"label": r.label}, split=split))
+    return Dataset(
+        name=folder.name,
+        samples=samples,
+        label_sets={"label": classes},
+        default_label_set="label",
+        source=str(folder),
+        fingerprint=digest.hexdigest()[:16],
+        extra={"root": str(folder)},
+    )

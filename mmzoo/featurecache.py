@@ -1,0 +1,127 @@
+"""Provides model inputs per split: cached features for frozen encoders, raw inputs otherwise.
+
+A frozen encoder's output never changes during training, so it is computed once
+and kept on disk, keyed by dataset content, encoder arguments and preprocessing.
+Training many heads over the same frozen encoders then costs seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from mmzoo import atomic
+from mmzoo.features import Features
+from mmzoo.progress import progress_bar
+
+CACHE_FORMAT = 1
+ENCODE_BATCH = 64
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("MMZOO_CACHE", Path.home() / ".cache" / "mmzoo")) / "features"
+
+
+def cache_key(dataset, encoder_spec: dict, preprocessor_config: dict, tokens: bool) -> str:
+    blob = json.dumps({"format": CACHE_FORMAT, "dataset": dataset.fingerprint,
+                       "encoder": {k: v for k, v in encoder_spec.items() if k != "freeze"},
+                       "preprocess": preprocessor_config, "tokens": tokens}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def raw_inputs(preprocessor, samples) -> dict[str, torch.Tensor]:
+    """Preprocess samples into the tensors an encoder's forward takes."""
+    items = [s.text for s in samples] if preprocessor.kind == "text" else [s.image for s in samples]
+    return {k: torch.from_numpy(v) for k, v in preprocessor(items).items()}
+
+
+@torch.inference_mode()
+def encode_all(encoder, samples, tokens: bool, device: torch.device, label: str) -> Features:
+    """Run a frozen encoder over samples in batches; tokens padded to the longest sample."""
+    pooled, toks, masks = [], [], []
+    with progress_bar(f"encoding {label}", total=len(samples)) as bar:
+        for start in range(0, len(samples), ENCODE_BATCH):
+            chunk = samples[start:start + ENCODE_BATCH]
+            inputs = {k: v.to(device) for k, v in raw_inputs(encoder.preprocessor, chunk).items()}
+            out = encoder(inputs)
+            pooled.append(out.pooled.float().cpu())
+            if tokens:
+                toks.append(out.tokens.to(torch.float16).cpu())
+                masks.append(out.mask.cpu())
+            bar.advance(len(chunk))
+    pooled_t = torch.cat(pooled)  # (N, D)
+    if not tokens:
+        # Fusions that never read tokens get the pooled vector as a single token.
+        return Features(pooled_t, pooled_t.unsqueeze(1), torch.ones(len(pooled_t), 1, dtype=torch.bool))
+    width = max(t.shape[1] for t in toks)
+    toks = [torch.nn.functional.pad(t, (0, 0, 0, width - t.shape[1])) for t in toks]
+    masks = [torch.nn.functional.pad(m, (0, width - m.shape[1])) for m in masks]
+    return Features(pooled_t, torch.cat(toks), torch.cat(masks))  # (N, D), (N, T, D), (N, T)
+
+
+def cached_features(encoder, encoder_spec: dict, dataset, samples, tokens: bool, device, label: str) -> Features:
+    """Features of ``samples`` (all of the dataset's samples, in order), from disk when cached."""
+    from safetensors.torch import load_file
+
+    key = cache_key(dataset, encoder_spec, encoder.preprocessor.config, tokens)
+    path = cache_root() / f"{dataset.name}-{encoder_spec['encoder']}-{key}.safetensors"
+    if path.exists():
+        data = load_file(str(path))
+        if data["pooled"].shape[0] == len(samples):
+            return Features(data["pooled"], data["tokens"].float(), data["mask"].bool())
+    feats = encode_all(encoder, samples, tokens, device, label)
+    atomic.save_tensors(path, {"pooled": feats.pooled, "tokens": feats.tokens.to(torch.float16), "mask": feats.mask})
+    return Features(feats.pooled, feats.tokens.float(), feats.mask)
+
+
+@dataclass
+class SplitInputs:
+    """One split's samples, targets, and for each modality either cached Features or raw samples."""
+
+    samples: list
+    targets: torch.Tensor  # (N,)
+    cached: dict[str, Features]
+    preprocessors: dict  # modality -> preprocessor, for modalities computed live
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def batch(self, idx: torch.Tensor, device) -> tuple[dict[str, Features], dict[str, torch.Tensor]]:
+        """(cached features for this batch, raw encoder inputs for live modalities)."""
+        feats = {m: Features(f.pooled[idx].to(device), f.tokens[idx].to(device), f.mask[idx].to(device))
+                 for m, f in self.cached.items()}
+        chosen = [self.samples[i] for i in idx.tolist()]
+        raw = {}
+        for prep in self.preprocessors.values():
+            raw.update({k: v.to(device) for k, v in raw_inputs(prep, chosen).items()})
+        return feats, raw
+
+
+def prepare(model, dataset, label_set: str | None, device) -> dict[str, SplitInputs]:
+    """Split the dataset and cache what frozen encoders produce for every sample."""
+    tokens = bool(getattr(model.fusion, "uses_tokens", False))
+    everything = dataset.samples
+    position = {id(s): i for i, s in enumerate(everything)}
+    cached_all: dict[str, Features] = {}
+    live = {}
+    for modality, encoder in (("text", model.text_encoder), ("image", model.image_encoder)):
+        if encoder is None:
+            continue
+        if getattr(encoder, "frozen", False):
+            cached_all[modality] = cached_features(encoder, model.spec[modality], dataset, everything, tokens,
+                                                   device, f"{modality} with {model.spec[modality]['encoder']}")
+        else:
+            live[modality] = encoder.preprocessor
+    out = {}
+    for split in ("train", "val", "test"):
+        samples = dataset.split(split)
+        rows = torch.tensor([position[id(s)] for s in samples], dtype=torch.long)
+        cached = {m: Features(f.pooled[rows], f.tokens[rows], f.mask[rows]) for m, f in cached_all.items()}
+        targets = torch.tensor(dataset.targets(samples, label_set), dtype=torch.long)
+        out[split] = SplitInputs(samples, targets, cached, live)
+    return out

@@ -1,0 +1,263 @@
+"""Provides train(): one model from a resolved spec to a finished run folder.
+
+Reads top to bottom: set up (data, model, optimiser), maybe resume, then the
+epoch loop (train, evaluate, checkpoint, early-stop), then the final evaluation
+of the best weights on val and test.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mmzoo import atomic, checkpoint, runs
+from mmzoo.errors import TrainingError
+from mmzoo.featurecache import SplitInputs, prepare
+from mmzoo.metrics import classification_metrics
+from mmzoo.progress import progress_bar
+
+
+class Cancelled(TrainingError):
+    """Training was cancelled; the last complete checkpoint is kept for --resume."""
+
+
+@dataclass
+class Options:
+    out: Path | None = None
+    device: str = "auto"
+    resume: str | None = None
+    on_event: Callable[[dict], None] | None = None  # progress for the TUI: {"type": "step"|"epoch"|...}
+    should_stop: Callable[[], bool] | None = None
+    sample_weights: np.ndarray | None = None  # per training sample, for boosting
+    train_rows: np.ndarray | None = None  # indices into the train split, for bagging (with repeats)
+    run_name: str | None = None  # folder name under out/, defaults to the model name
+    quiet: bool = False
+    extra_spec: dict = field(default_factory=dict)  # recorded in spec.yaml (e.g. recipe details)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("--device cuda was asked for, but torch sees no CUDA device", hint="use --device cpu")
+    return torch.device(name)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """bf16 autocast where the hardware runs it fast (CUDA, or a CPU with AMX); fp32 otherwise."""
+    if precision == "fp32":
+        return None
+    if precision in ("bf16", "fp16"):
+        return torch.bfloat16 if precision == "bf16" else torch.float16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    return torch.bfloat16 if "amx_bf16" in flags else None
+
+
+def lr_at(step: int, total: int, peak: float, warmup_frac: float) -> float:
+    warmup = max(1, int(total * warmup_frac))
+    if step < warmup:  # linear warm-up from near zero
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)  # cosine decay to zero
+    return peak * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def forward(model, data: SplitInputs, idx: torch.Tensor, device) -> dict[str, torch.Tensor]:
+    cached, raw = data.batch(idx, device)
+    feats = dict(cached)
+    if raw:
+        feats.update(model.encode(raw))
+    return model.head(feats)
+
+
+@torch.no_grad()
+def predict(model, data: SplitInputs, device, batch_size: int = 256) -> np.ndarray:
+    """Class probabilities (N, C) in float32, computed without autocast for stable numbers."""
+    model.eval()
+    out = []
+    for start in range(0, len(data), batch_size):
+        idx = torch.arange(start, min(start + batch_size, len(data)))
+        out.append(torch.softmax(forward(model, data, idx, device)["logits"].float(), dim=-1).cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, model.num_classes), np.float32)
+
+
+def joint_loss(out: dict, y: torch.Tensor, weights: torch.Tensor, train: dict) -> torch.Tensor:
+    """Fusion loss plus weighted auxiliary text-only and image-only losses (per-sample weighted)."""
+    def ce(logits):
+        return (F.cross_entropy(logits.float(), y, reduction="none") * weights).sum() / weights.sum()
+
+    loss = ce(out["logits"])
+    if "text_logits" in out:
+        loss = loss + train["aux_text"] * ce(out["text_logits"])
+    if "image_logits" in out:
+        loss = loss + train["aux_image"] * ce(out["image_logits"])
+    return loss
+
+
+def train(spec: dict, options: Options | None = None):
+    """Train one model; returns the finished :class:`mmzoo.runs.Run`."""
+    from mmzoo.factory import create_model, open_dataset
+
+    options = options or Options()
+    emit = options.on_event or (lambda event: None)
+    say = (lambda msg: None) if options.quiet else (lambda msg: print(msg, file=sys.stderr))
+    if options.resume:
+        run = runs.find_run(options.resume, options.out)
+        if run.finished:
+            raise TrainingError(f"{run.name} already finished; nothing to resume")
+        spec = run.spec["model"]
+        ckpt = checkpoint.latest(run.path / "checkpoints")
+        if ckpt is None:
+            say(f"mmzoo: {run.name} has no complete checkpoint yet; restarting it from epoch 1")
+    else:
+        run, ckpt = runs.new_run(options.run_name or spec["name"], options.out), None
+    tcfg, task = spec["train"], spec["task"]
+    seed_everything(tcfg["seed"])
+    device = pick_device(options.device)
+    dataset = open_dataset(task["dataset"])
+    label_set = task["label_set"] or dataset.default_label_set
+    classes = dataset.classes(label_set)
+    model = create_model(spec, num_classes=len(classes)).to(device)
+    full_spec = {"model": spec, "data": {"dataset": dataset.name, "source": dataset.source, "label_set": label_set,
+                                         "fingerprint": dataset.fingerprint, "classes": classes},
+                 "device": str(device), "mmzoo_version": _version(), **options.extra_spec}
+    if not options.resume:
+        atomic.write_yaml(run.path / "spec.yaml", full_spec)
+    run.set_status("running", pid=_pid())
+    emit({"type": "start", "run": run.name, "path": str(run.path)})
+
+    data = prepare(model, dataset, label_set, device)
+    train_data = data["train"]
+    rows = np.arange(len(train_data)) if options.train_rows is None else np.asarray(options.train_rows)
+    weights = torch.ones(len(train_data)) if options.sample_weights is None else torch.as_tensor(
+        options.sample_weights, dtype=torch.float32)
+    if len(rows) == 0:
+        raise TrainingError(f"dataset {dataset.name!r} has no training samples")
+    params = model.trainable_parameters()
+    optimizer = torch.optim.AdamW(params, lr=tcfg["lr"], weight_decay=tcfg["weight_decay"])
+    steps_per_epoch = math.ceil(len(rows) / tcfg["batch_size"])
+    total_steps = steps_per_epoch * tcfg["epochs"]
+    amp = autocast_dtype(tcfg["precision"], device)
+    metric_name = tcfg["metric"]
+
+    progress = {"epoch": 0, "step": 0, "best": -1.0, "best_epoch": 0, "bad_epochs": 0, "seconds": 0.0,
+                "history": []}
+    best_state = copy.deepcopy(checkpoint.trained_state(model))
+    if ckpt is not None:
+        progress, best_state = checkpoint.restore(ckpt, model, optimizer)
+        say(f"mmzoo: resuming {run.name} after epoch {progress['epoch']}")
+
+    y_all = train_data.targets
+    for epoch in range(progress["epoch"] + 1, tcfg["epochs"] + 1):
+        started = time.perf_counter()
+        model.train()
+        order = torch.from_numpy(rows)[torch.randperm(len(rows), generator=torch.Generator().manual_seed(
+            tcfg["seed"] * 100_003 + epoch))]  # a fixed order per (seed, epoch) makes resume exact
+        total_loss = 0.0
+        with progress_bar(f"epoch {epoch}/{tcfg['epochs']}", steps_per_epoch,
+                          "loss {task.fields[loss]:.4f}  val {task.fields[metric]:.3f}") as bar:
+            bar.update(metric=max(progress["best"], 0.0))
+            for b in range(steps_per_epoch):
+                if options.should_stop and options.should_stop():
+                    run.set_status("cancelled", epoch=progress["epoch"])
+                    raise Cancelled(f"cancelled during epoch {epoch}; {run.name} keeps the checkpoint of "
+                                    f"epoch {progress['epoch']}", hint=f"resume with `mmzoo train --resume {run.path}`")
+                idx = order[b * tcfg["batch_size"]:(b + 1) * tcfg["batch_size"]]
+                for group in optimizer.param_groups:
+                    group["lr"] = lr_at(progress["step"], total_steps, tcfg["lr"], tcfg["warmup"])
+                with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                    out = forward(model, train_data, idx, device)
+                loss = joint_loss(out, y_all[idx].to(device), weights[idx].to(device), tcfg)
+                if not torch.isfinite(loss):
+                    run.set_status("failed", error="non-finite loss")
+                    raise TrainingError(f"loss became {loss.item()} at epoch {epoch}, step {b + 1} of {run.name}",
+                                        hint="lower --lr, or use precision: fp32 in the model's train section")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if tcfg["grad_clip"] > 0:
+                    torch.nn.utils.clip_grad_norm_(params, tcfg["grad_clip"])
+                optimizer.step()
+                progress["step"] += 1
+                total_loss += loss.item()
+                bar.advance()
+                bar.update(loss=total_loss / (b + 1))
+                emit({"type": "step", "epoch": epoch, "step": b + 1, "steps": steps_per_epoch,
+                      "loss": loss.item()})
+        val_probs = predict(model, data["val"], device)
+        val = classification_metrics(val_probs, data["val"].targets.numpy(), classes)
+        progress["seconds"] += time.perf_counter() - started
+        record = {"epoch": epoch, "loss": total_loss / steps_per_epoch, "val_accuracy": val["accuracy"],
+                  "val_macro_f1": val["macro_f1"], "val_nll": val["nll"], "lr": optimizer.param_groups[0]["lr"],
+                  "seconds": progress["seconds"]}
+        progress["history"].append(record)
+        improved = val[metric_name] > progress["best"]
+        if improved:
+            progress.update(best=val[metric_name], best_epoch=epoch, bad_epochs=0)
+            best_state = copy.deepcopy(checkpoint.trained_state(model))
+        else:
+            progress["bad_epochs"] += 1
+        progress["epoch"] = epoch
+        checkpoint.save(run.path / "checkpoints", model, best_state, optimizer, progress)
+        atomic.write_jsonl(run.path / "history.jsonl", progress["history"])
+        say(f"epoch {epoch:3d}  loss {record['loss']:.4f}  val {metric_name} {val[metric_name]:.4f}"
+            + ("  *" if improved else ""))
+        emit({"type": "epoch", **record})
+        if tcfg["patience"] and progress["bad_epochs"] >= tcfg["patience"]:
+            say(f"early stop: no better val {metric_name} for {tcfg['patience']} epochs")
+            break
+
+    model.load_state_dict(best_state, strict=False)
+    return finish(run, model, data, classes, progress, device)
+
+
+def finish(run, model, data: dict[str, SplitInputs], classes: list[str], progress: dict, device):
+    """Evaluate the best weights on val and test, then write the run's result files."""
+    atomic.save_tensors(run.path / "model.safetensors", checkpoint.trained_state(model))
+    metrics = {"best_epoch": progress["best_epoch"], "epochs": progress["epoch"],
+               "train_seconds": progress["seconds"],
+               "parameters": sum(p.numel() for p in model.parameters()),
+               "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+    for split in ("val", "test"):
+        probs = predict(model, data[split], device)
+        labels = data[split].targets.numpy()
+        atomic.save_arrays(run.path / f"probs_{split}.safetensors",
+                           {"probs": probs.astype(np.float32), "labels": labels.astype(np.int64)},
+                           metadata={"ids": json.dumps([s.id for s in data[split].samples]),
+                                     "classes": json.dumps(classes)})
+        metrics[split] = classification_metrics(probs, labels, classes)
+    atomic.write_json(run.path / "metrics.json", metrics)
+    run.set_status("finished")
+    return run
+
+
+def _version() -> str:
+    from mmzoo import __version__
+
+    return __version__
+
+
+def _pid() -> int:
+    import os
+
+    return os.getpid()
