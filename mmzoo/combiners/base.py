@@ -1,0 +1,275 @@
+"""Provides the Combiner contract: fit on validation member probabilities, combine them per sample."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from mmzoo.errors import RegistryError, RunError, TrainingError
+
+ArrayLike = np.ndarray | torch.Tensor
+
+# safetensors metadata key holding the combiner's JSON config next to its tensors.
+META_KEY = "mmzoo_combiner"
+# A member's row must sum to 1 within this: loose enough for float32 softmax, tight enough
+# to catch logits or unnormalised scores passed by mistake.
+SUM_TOLERANCE = 1e-3
+# log(0) would poison log-prob inputs; this floor is far below any probability a softmax
+# member reports with meaning, yet representable in float32.
+PROB_FLOOR = 1e-7
+
+
+class Combiner(nn.Module):
+    """Base of every ensemble combiner.
+
+    ``fit(probs (N, M, C), labels (N,), features=None)`` sees the VALIDATION split only;
+    ``forward(probs (B, M, C)) -> (B, C)`` returns one probability distribution per sample.
+    Every fitted value lives in a buffer or parameter (plus the ``fitted`` flag), so
+    ``save``/``load`` round-trip the combiner through safetensors with its JSON ``config``.
+    """
+
+    name = ""
+    # Combiners without learned state (mean, vote) are usable straight away.
+    requires_fit = True
+
+    def __init__(self, num_members: int, num_classes: int, **params: Any) -> None:
+        super().__init__()
+        check_int(self.name or type(self).__name__, "num_members", num_members, 1)
+        check_int(self.name or type(self).__name__, "num_classes", num_classes, 2)
+        self.num_members = num_members
+        self.num_classes = num_classes
+        self.params = dict(params)
+        self.register_buffer("fitted", torch.tensor(not self.requires_fit))
+
+    @property
+    def is_fitted(self) -> bool:
+        return bool(self.fitted)
+
+    @property
+    def config(self) -> dict:
+        """Everything needed to rebuild an empty twin; JSON-able."""
+        cls = type(self)
+        return {
+            "combiner": self.name,
+            "class": f"{cls.__module__}:{cls.__qualname__}",
+            "num_members": self.num_members,
+            "num_classes": self.num_classes,
+            "params": dict(self.params),
+        }
+
+    def fit(self, probs: ArrayLike, labels: ArrayLike, features: ArrayLike | None = None) -> Combiner:
+        """Fit on validation member probabilities (N, M, C) and labels (N,); returns self."""
+        p = self.check_probs(probs, "fit")
+        y = self.check_labels(labels, len(p))
+        f = None if features is None else self.check_features(features, len(p))
+        self._fit(p, y, f)
+        self.fitted.fill_(True)
+        return self
+
+    def _fit(self, probs: torch.Tensor, labels: torch.Tensor, features: torch.Tensor | None) -> None:
+        """Learn from float64 probs (N, M, C), int64 labels (N,), float64 features (N, M, F) or None."""
+
+    def predict(self, probs: ArrayLike, features: ArrayLike | None = None) -> np.ndarray:
+        """Combine member probabilities (N, M, C) into (N, C) as numpy, with input checks."""
+        if not self.is_fitted:
+            raise TrainingError(
+                f"combiner {self.name!r} is not fitted yet",
+                "call fit(val_probs, val_labels) first, or load a saved combiner",
+            )
+        p = self.check_probs(probs, "predict").float()
+        extra = () if features is None else (self.check_features(features, len(p)).float(),)
+        was_training = self.training
+        self.eval()
+        with torch.no_grad():
+            out = self(p, *extra)  # (N, C)
+        self.train(was_training)
+        return out.numpy()
+
+    # ---- input checks -------------------------------------------------------------
+
+    def check_probs(self, probs: ArrayLike, where: str) -> torch.Tensor:
+        """Return probs as float64 (N, M, C) or raise a TrainingError saying what is wrong."""
+        p = _as_tensor(probs, f"combiner {self.name!r} {where}: member probabilities", torch.float64)
+        want = f"(N, {self.num_members}, {self.num_classes})"
+        if p.ndim != 3 or p.shape[1:] != (self.num_members, self.num_classes) or len(p) == 0:
+            raise TrainingError(
+                f"combiner {self.name!r} {where}: member probabilities must have shape {want} "
+                f"(samples, members, classes), got {tuple(p.shape)}",
+                "stack each member's softmax output along axis 1; member and class counts must match the combiner",
+            )
+        sums = p.sum(dim=-1)  # (N, M)
+        if not bool(torch.isfinite(p).all()) or bool((p < 0).any()) or bool(((sums - 1).abs() > SUM_TOLERANCE).any()):
+            raise TrainingError(
+                f"combiner {self.name!r} {where}: member outputs are not probabilities "
+                "(every row must be finite, non-negative and sum to 1)",
+                "pass softmax probabilities, not logits or scores",
+            )
+        return p
+
+    def check_labels(self, labels: ArrayLike, n: int) -> torch.Tensor:
+        """Return labels as int64 (N,) or raise a TrainingError."""
+        raw = labels if isinstance(labels, torch.Tensor) else np.asarray(labels)
+        if isinstance(raw, torch.Tensor):
+            integral = not (raw.dtype.is_floating_point or raw.dtype.is_complex or raw.dtype == torch.bool)
+        else:
+            integral = np.issubdtype(raw.dtype, np.integer)
+        y = _as_tensor(labels, f"combiner {self.name!r} fit: labels", torch.int64) if integral else None
+        if y is None or y.ndim != 1 or len(y) != n or bool((y < 0).any()) or bool((y >= self.num_classes).any()):
+            raise TrainingError(
+                f"combiner {self.name!r} fit: labels must be {n} integer class ids in [0, {self.num_classes}), "
+                f"got {getattr(raw, 'dtype', '?')} of shape {tuple(raw.shape)}",
+                "pass the validation labels aligned with the member probabilities",
+            )
+        return y
+
+    def check_features(self, features: ArrayLike, n: int) -> torch.Tensor:
+        """Return member features as float64 (N, M, F) or raise a TrainingError."""
+        f = _as_tensor(features, f"combiner {self.name!r}: member features", torch.float64)
+        if f.ndim != 3 or len(f) != n or f.shape[1] != self.num_members or not bool(torch.isfinite(f).all()):
+            raise TrainingError(
+                f"combiner {self.name!r}: member features must be finite with shape ({n}, {self.num_members}, F), "
+                f"got {tuple(f.shape)}",
+                "stack each member's pooled features along axis 1, aligned with the probabilities",
+            )
+        return f
+
+    # ---- persistence --------------------------------------------------------------
+
+    def save(self, path: str | Path) -> None:
+        """Write the fitted state and config to one safetensors file."""
+        from safetensors.torch import save_file
+
+        tensors = {key: value.detach().cpu().contiguous() for key, value in self.state_dict().items()}
+        save_file(tensors, str(path), metadata={META_KEY: json.dumps(self.config)})
+
+    @classmethod
+    def load(cls, path: str | Path) -> Combiner:
+        """Rebuild a saved combiner; on the base class the saved config picks the subclass."""
+        config, tensors = _read(path)
+        target = _import_combiner(config["class"], path)
+        if not issubclass(target, cls):
+            raise RunError(
+                f"{path} holds a {config['class']} combiner, not a {cls.__name__}",
+                "load it with Combiner.load(path), which picks the saved class",
+            )
+        try:
+            combiner = target(config["num_members"], config["num_classes"], **config["params"])
+        except TypeError as exc:
+            raise RunError(f"{path}: saved combiner config does not fit {target.__name__} ({exc})") from exc
+        combiner._apply_state(tensors, path)
+        return combiner
+
+    def load_state(self, path: str | Path) -> Combiner:
+        """Load saved tensors into this already-built combiner; its config must match the file's."""
+        config, tensors = _read(path)
+        if config != json.loads(json.dumps(self.config)):
+            raise RunError(
+                f"{path} was saved from a different combiner: {config} vs this one {self.config}",
+                "build the combiner with the saved config, or use Combiner.load(path)",
+            )
+        return self._apply_state(tensors, path)
+
+    def _apply_state(self, tensors: dict[str, torch.Tensor], path: str | Path) -> Combiner:
+        try:
+            self.load_state_dict(tensors, strict=True)
+        except RuntimeError as exc:
+            raise RunError(f"{path}: saved tensors do not match combiner {self.name!r}: {exc}") from exc
+        return self
+
+
+def _read(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    if not Path(path).is_file():
+        raise RunError(
+            f"combiner file {path} does not exist", "fit and save the combiner first, or check the run folder"
+        )
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        tensors = load_file(str(path))
+        config = json.loads(metadata[META_KEY])
+    except Exception as exc:  # safetensors raises its own error types; any of them means "unreadable"
+        raise RunError(f"{path} is not a saved mmzoo combiner ({exc})", "re-save it with Combiner.save") from exc
+    return config, tensors
+
+
+def _import_combiner(spec: str, path: str | Path) -> type:
+    module_name, _, attr = spec.partition(":")
+    try:
+        target = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise RunError(
+            f"{path} needs combiner class {spec}, which cannot be imported ({exc})",
+            "install the plugin that provides it",
+        ) from exc
+    if not (isinstance(target, type) and issubclass(target, Combiner)):
+        raise RunError(f"{path} names {spec}, which is not a combiner")
+    return target
+
+
+def _as_tensor(value: Any, what: str, dtype: torch.dtype) -> torch.Tensor:
+    try:
+        if isinstance(value, torch.Tensor):
+            return value.detach().to("cpu", dtype)
+        return torch.as_tensor(np.asarray(value), dtype=dtype)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise TrainingError(
+            f"{what} could not be read as numbers ({exc})", "pass a numpy array or torch tensor"
+        ) from exc
+
+
+# ---- shared maths and param checks --------------------------------------------------
+
+
+def hard_votes(probs: torch.Tensor) -> torch.Tensor:
+    """One-hot of each member's argmax: (B, M, C) -> (B, M, C); ties go to the lowest class id."""
+    winner = probs.argmax(dim=-1, keepdim=True)  # (B, M, 1)
+    return torch.zeros_like(probs).scatter(-1, winner, 1.0)
+
+
+def log_probs(probs: torch.Tensor) -> torch.Tensor:
+    return probs.clamp_min(PROB_FLOOR).log()
+
+
+def stratified_folds(labels: torch.Tensor, folds: int, seed: int) -> torch.Tensor:
+    """Assign each sample a fold id in [0, folds), spreading every class evenly; seeded."""
+    generator = torch.Generator().manual_seed(seed)
+    shuffled = torch.randperm(len(labels), generator=generator)  # (N,)
+    # A stable sort by label keeps the random order within each class; dealing the sorted
+    # positions round-robin then puts every class in every fold where it has enough samples.
+    order = shuffled[torch.sort(labels[shuffled], stable=True).indices]
+    fold = torch.empty_like(labels)
+    fold[order] = torch.arange(len(labels)) % folds
+    return fold
+
+
+def check_int(combiner: str, name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise RegistryError(
+            f"combiner {combiner!r}: {name} must be a whole number >= {minimum}, got {value!r}",
+            f"fix `{name}:` in the ensemble's combiner params",
+        )
+
+
+def check_float(combiner: str, name: str, value: Any, low: float, high: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise RegistryError(
+            f"combiner {combiner!r}: {name} must be a number in [{low}, {high}], got {value!r}",
+            f"fix `{name}:` in the ensemble's combiner params",
+        )
+
+
+def check_choice(combiner: str, name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise RegistryError(
+            f"combiner {combiner!r}: {name} must be one of {', '.join(choices)}, got {value!r}",
+            f"fix `{name}:` in the ensemble's combiner params",
+        )
