@@ -99,3 +99,13 @@ def restore(path: Path, model, optimizer) -> tuple[dict, dict]:
     _restore_optimizer(optimizer, load_file(str(path / "optimizer.safetensors")), meta.pop("optimizer"))
     torch.set_rng_state(load_file(str(path / "rng.safetensors"))["torch"])
     return meta, load_file(str(path / "best.safetensors"))
+
+
+def load_run_model(run):
+    """Rebuild a finished run's model from its spec.yaml and model.safetensors, in eval mode."""
+    from mmzoo.factory import create_model
+
+    spec = run.spec
+    model = create_model(spec["model"], num_classes=len(spec["data"]["classes"]))
+    load_trained_state(model, run.path / "model.safetensors")
+    return model.eval()

@@ -1,0 +1,1 @@
+"""Provides the built-in fusion strategies; each module imports torch, so import them only to build."""

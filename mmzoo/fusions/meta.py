@@ -1,0 +1,59 @@
+"""Provides the torch-free metadata of the built-in fusions, registered by ``register_all``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from mmzoo.parts import Param
+
+_DIM_HELP = "width each modality is projected to before fusing"
+
+
+def register_all(register: Callable[..., None]) -> None:
+    """Register every built-in fusion with mmzoo's ``register`` callback."""
+    register(
+        "concat",
+        "mmzoo.fusions.simple:ConcatFusion",
+        description="Early fusion: concatenate pooled text and image features, then a head.",
+        params=(Param("dim", "int", 0, "project each modality to this width first; 0 concatenates as-is"),),
+    )
+    register(
+        "late",
+        "mmzoo.fusions.simple:LateFusion",
+        description="Late fusion: one head per modality, logits averaged (no cross-modal interaction).",
+    )
+    register(
+        "gated",
+        "mmzoo.fusions.gated:GatedFusion",
+        description="Gated Multimodal Unit (Arevalo et al. 2017): a learned gate mixes the modalities.",
+        params=(Param("dim", "int", 128, _DIM_HELP),),
+    )
+    register(
+        "bilinear",
+        "mmzoo.fusions.bilinear:BilinearFusion",
+        description="Low-rank Multimodal Fusion (Liu et al. 2018): factorised bilinear interactions.",
+        params=(
+            Param("rank", "int", 4, "number of rank-1 factor pairs summed (higher = richer, slower)"),
+            Param("dim", "int", 128, "width of the fused vector fed to the head"),
+        ),
+    )
+    register(
+        "cross_attention",
+        "mmzoo.fusions.cross_attention:CrossAttentionFusion",
+        description="Co-attention (ViLBERT-style): text and image tokens attend to each other.",
+        params=(
+            Param("dim", "int", 128, _DIM_HELP + " (must be divisible by heads)"),
+            Param("heads", "int", 4, "attention heads per direction"),
+            Param("layers", "int", 1, "stacked cross-attention layers"),
+            Param("dropout", "float", 0.1, "dropout on the attention weights"),
+        ),
+    )
+    register(
+        "film",
+        "mmzoo.fusions.film:FilmFusion",
+        description="FiLM (Perez et al. 2018): one modality scales and shifts the other's features.",
+        params=(
+            Param("condition", "str", "text", "the modality that produces gamma and beta", choices=("text", "image")),
+            Param("dim", "int", 128, "width the modulated modality is projected to"),
+        ),
+    )
