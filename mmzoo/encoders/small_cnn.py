@@ -1,0 +1,50 @@
+"""Provides the `small_cnn` encoder: a from-scratch convolutional network for small images."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mmzoo.encoders.pooling import grid_tokens, image_features
+from mmzoo.errors import MmzooError
+from mmzoo.features import Encoder, Features
+from mmzoo.preprocess import ImagePreprocessor
+
+
+def _block(c_in: int, c_out: int) -> nn.Sequential:
+    """Two 3x3 convs then a stride-2 downsample: halves the grid."""
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(),
+        nn.Conv2d(c_out, c_out, 3, padding=1, stride=2, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(),
+    )
+
+
+class SmallCNNEncoder(Encoder):
+    """Conv blocks that each halve the grid, a 1x1 projection to ``dim``; tokens are the final grid cells."""
+
+    modality = "image"
+
+    def __init__(self, dim: int = 64, image_size: int = 32, channels: list | tuple = (16, 32, 64)):
+        super().__init__()
+        channels = list(channels)
+        if not channels or not all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in channels):
+            raise MmzooError(f"small_cnn encoder: channels must be a non-empty list of positive ints, got {channels!r}")
+        if dim < 1:
+            raise MmzooError(f"small_cnn encoder: dim must be >= 1, got {dim}")
+        if image_size < 2 ** len(channels):
+            raise MmzooError(f"small_cnn encoder: image_size {image_size} is too small for {len(channels)} blocks",
+                             f"each block halves the image: use image_size >= {2 ** len(channels)} or fewer channels")
+        widths = [3, *channels]
+        self.blocks = nn.Sequential(*[_block(a, b) for a, b in zip(widths, widths[1:], strict=False)])
+        self.project = nn.Conv2d(channels[-1], dim, 1)
+        self.output_dim = dim
+        # ImageNet statistics: a neutral, well-known choice for natural images from scratch
+        self.preprocessor = ImagePreprocessor(resize=image_size, crop=image_size)
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> Features:
+        fmap = self.project(self.blocks(inputs["pixel_values"]))  # (B, dim, h, w)
+        return image_features(grid_tokens(fmap))  # tokens (B, h*w, dim), pooled (B, dim)

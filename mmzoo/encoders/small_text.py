@@ -1,0 +1,46 @@
+"""Provides the `small_text` encoder: a from-scratch character CNN, fast enough to train on a laptop."""
+
+from __future__ import annotations
+
+import torch
+from tokenizers import Tokenizer
+from torch import nn
+
+from mmzoo.encoders.pooling import masked_mean
+from mmzoo.errors import MmzooError
+from mmzoo.features import Encoder, Features
+from mmzoo.preprocess import TextPreprocessor, char_tokenizer_json
+
+
+class SmallTextEncoder(Encoder):
+    """Character embeddings, then residual same-length 1-D conv blocks; pooled is the masked mean."""
+
+    modality = "text"
+
+    def __init__(self, dim: int = 64, layers: int = 2, kernel_size: int = 5, max_length: int = 64):
+        super().__init__()
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            # an even kernel cannot pad symmetrically, so tokens would shift by half a character
+            raise MmzooError(f"small_text encoder: kernel_size must be an odd number >= 1, got {kernel_size}")
+        if dim < 1 or layers < 1 or max_length < 1:
+            raise MmzooError(f"small_text encoder: dim, layers and max_length must be >= 1, "
+                             f"got dim={dim}, layers={layers}, max_length={max_length}")
+        tokenizer_json = char_tokenizer_json()
+        self.preprocessor = TextPreprocessor(tokenizer_json, max_length=max_length, pad_id=0)
+        vocab = Tokenizer.from_str(tokenizer_json).get_vocab_size()
+        self.output_dim = dim
+        self.embed = nn.Embedding(vocab, dim, padding_idx=0)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.Conv1d(dim, dim, kernel_size, padding=kernel_size // 2), nn.GELU()) for _ in range(layers)
+        )
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> Features:
+        mask = inputs["attention_mask"].bool()  # (B, T)
+        keep = mask.unsqueeze(1).to(torch.float32)  # (B, 1, T)
+        x = self.embed(inputs["input_ids"]).transpose(1, 2)  # (B, D, T)
+        for block in self.blocks:
+            # zeroing padding after each block stops it leaking into real positions through the kernel
+            x = (x + block(x)) * keep  # (B, D, T)
+        tokens = self.norm(x.transpose(1, 2))  # (B, T, D)
+        return Features(masked_mean(tokens, mask), tokens, mask)

