@@ -19,7 +19,7 @@ from mmzoo import atomic
 from mmzoo.features import Features
 from mmzoo.progress import progress_bar
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 ENCODE_BATCH = 64
 
 
@@ -27,10 +27,10 @@ def cache_root() -> Path:
     return Path(os.environ.get("MMZOO_CACHE", Path.home() / ".cache" / "mmzoo")) / "features"
 
 
-def cache_key(dataset, encoder_spec: dict, preprocessor_config: dict, tokens: bool) -> str:
+def cache_key(dataset, encoder_spec: dict, preprocessor_config: dict, amp) -> str:
     blob = json.dumps({"format": CACHE_FORMAT, "dataset": dataset.fingerprint,
                        "encoder": {k: v for k, v in encoder_spec.items() if k != "freeze"},
-                       "preprocess": preprocessor_config, "tokens": tokens}, sort_keys=True, default=str)
+                       "preprocess": preprocessor_config, "amp": str(amp)}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
@@ -40,43 +40,55 @@ def raw_inputs(preprocessor, samples) -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(v) for k, v in preprocessor(items).items()}
 
 
+def pooled_only(pooled: torch.Tensor) -> Features:
+    """Fusions that never read tokens get the pooled vector as a single token."""
+    return Features(pooled, pooled.unsqueeze(1), torch.ones(len(pooled), 1, dtype=torch.bool))
+
+
 @torch.inference_mode()
-def encode_all(encoder, samples, tokens: bool, device: torch.device, label: str) -> Features:
+def encode_all(encoder, samples, device: torch.device, label: str, amp=None) -> Features:
     """Run a frozen encoder over samples in batches; tokens padded to the longest sample."""
     pooled, toks, masks = [], [], []
     with progress_bar(f"encoding {label}", total=len(samples)) as bar:
         for start in range(0, len(samples), ENCODE_BATCH):
             chunk = samples[start:start + ENCODE_BATCH]
             inputs = {k: v.to(device) for k, v in raw_inputs(encoder.preprocessor, chunk).items()}
-            out = encoder(inputs)
+            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                out = encoder(inputs)
             pooled.append(out.pooled.float().cpu())
-            if tokens:
-                toks.append(out.tokens.to(torch.float16).cpu())
-                masks.append(out.mask.cpu())
+            toks.append(out.tokens.to(torch.float16).cpu())
+            masks.append(out.mask.cpu())
             bar.advance(len(chunk))
     pooled_t = torch.cat(pooled)  # (N, D)
-    if not tokens:
-        # Fusions that never read tokens get the pooled vector as a single token.
-        return Features(pooled_t, pooled_t.unsqueeze(1), torch.ones(len(pooled_t), 1, dtype=torch.bool))
     width = max(t.shape[1] for t in toks)
     toks = [torch.nn.functional.pad(t, (0, 0, 0, width - t.shape[1])) for t in toks]
     masks = [torch.nn.functional.pad(m, (0, width - m.shape[1])) for m in masks]
     return Features(pooled_t, torch.cat(toks), torch.cat(masks))  # (N, D), (N, T, D), (N, T)
 
 
-def cached_features(encoder, encoder_spec: dict, dataset, samples, tokens: bool, device, label: str) -> Features:
-    """Features of ``samples`` (all of the dataset's samples, in order), from disk when cached."""
-    from safetensors.torch import load_file
+def cached_features(encoder, encoder_spec: dict, dataset, samples, tokens: bool, device, label: str,
+                    amp=None) -> Features:
+    """Features of ``samples`` (all of the dataset's samples, in order), from disk when cached.
 
-    key = cache_key(dataset, encoder_spec, encoder.preprocessor.config, tokens)
+    One pass stores pooled and token features together; readers that need no tokens
+    load only the small pooled tensor.
+    """
+    from safetensors import safe_open
+
+    key = cache_key(dataset, encoder_spec, encoder.preprocessor.config, amp)
     path = cache_root() / f"{dataset.name}-{encoder_spec['encoder']}-{key}.safetensors"
-    if path.exists():
-        data = load_file(str(path))
-        if data["pooled"].shape[0] == len(samples):
-            return Features(data["pooled"], data["tokens"].float(), data["mask"].bool())
-    feats = encode_all(encoder, samples, tokens, device, label)
-    atomic.save_tensors(path, {"pooled": feats.pooled, "tokens": feats.tokens.to(torch.float16), "mask": feats.mask})
-    return Features(feats.pooled, feats.tokens.float(), feats.mask)
+    if not path.exists():
+        feats = encode_all(encoder, samples, device, label, amp)
+        atomic.save_tensors(path, {"pooled": feats.pooled, "tokens": feats.tokens, "mask": feats.mask})
+    with safe_open(str(path), "pt") as fh:
+        pooled = fh.get_tensor("pooled")
+        if pooled.shape[0] != len(samples):
+            path.unlink()  # stale: written for other content under the same key
+            return cached_features(encoder, encoder_spec, dataset, samples, tokens, device, label, amp)
+        if not tokens:
+            return pooled_only(pooled)
+        # tokens stay float16 in memory (half the RAM); batches are widened to float32
+        return Features(pooled, fh.get_tensor("tokens"), fh.get_tensor("mask").bool())
 
 
 @dataclass
@@ -93,7 +105,7 @@ class SplitInputs:
 
     def batch(self, idx: torch.Tensor, device) -> tuple[dict[str, Features], dict[str, torch.Tensor]]:
         """(cached features for this batch, raw encoder inputs for live modalities)."""
-        feats = {m: Features(f.pooled[idx].to(device), f.tokens[idx].to(device), f.mask[idx].to(device))
+        feats = {m: Features(f.pooled[idx].to(device), f.tokens[idx].to(device).float(), f.mask[idx].to(device))
                  for m, f in self.cached.items()}
         chosen = [self.samples[i] for i in idx.tolist()]
         raw = {}
@@ -102,7 +114,7 @@ class SplitInputs:
         return feats, raw
 
 
-def prepare(model, dataset, label_set: str | None, device) -> dict[str, SplitInputs]:
+def prepare(model, dataset, label_set: str | None, device, amp=None) -> dict[str, SplitInputs]:
     """Split the dataset and cache what frozen encoders produce for every sample."""
     tokens = bool(getattr(model.fusion, "uses_tokens", False))
     everything = dataset.samples
@@ -114,7 +126,7 @@ def prepare(model, dataset, label_set: str | None, device) -> dict[str, SplitInp
             continue
         if getattr(encoder, "frozen", False):
             cached_all[modality] = cached_features(encoder, model.spec[modality], dataset, everything, tokens,
-                                                   device, f"{modality} with {model.spec[modality]['encoder']}")
+                                                   device, f"{modality} with {model.spec[modality]['encoder']}", amp)
         else:
             live[modality] = encoder.preprocessor
     out = {}

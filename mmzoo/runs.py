@@ -103,6 +103,8 @@ def new_run(model: str, root: Path | None = None) -> Run:
             return Run(path)
         except FileExistsError:
             continue
+        except OSError as exc:
+            raise RunError(f"cannot create run folder {path}: {exc.strerror}", hint="pass a writable --out DIR") from exc
     raise RunError(f"could not create a run folder under {root / model}")
 
 

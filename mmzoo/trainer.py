@@ -147,7 +147,8 @@ def train(spec: dict, options: Options | None = None):
     run.set_status("running", pid=_pid())
     emit({"type": "start", "run": run.name, "path": str(run.path)})
 
-    data = prepare(model, dataset, label_set, device)
+    amp = autocast_dtype(tcfg["precision"], device)
+    data = prepare(model, dataset, label_set, device, amp)
     train_data = data["train"]
     rows = np.arange(len(train_data)) if options.train_rows is None else np.asarray(options.train_rows)
     weights = torch.ones(len(train_data)) if options.sample_weights is None else torch.as_tensor(
@@ -158,7 +159,6 @@ def train(spec: dict, options: Options | None = None):
     optimizer = torch.optim.AdamW(params, lr=tcfg["lr"], weight_decay=tcfg["weight_decay"])
     steps_per_epoch = math.ceil(len(rows) / tcfg["batch_size"])
     total_steps = steps_per_epoch * tcfg["epochs"]
-    amp = autocast_dtype(tcfg["precision"], device)
     metric_name = tcfg["metric"]
 
     progress = {"epoch": 0, "step": 0, "best": -1.0, "best_epoch": 0, "bad_epochs": 0, "seconds": 0.0,

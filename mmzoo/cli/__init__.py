@@ -7,7 +7,8 @@ import sys
 
 from mmzoo.errors import MmzooError
 
-COMMAND_MODULES = ("mmzoo.cli.zoo", "mmzoo.cli.train", "mmzoo.cli.demo")
+COMMAND_MODULES = ("mmzoo.cli.zoo", "mmzoo.cli.train", "mmzoo.cli.demo", "mmzoo.cli.ensemble", "mmzoo.cli.export",
+                   "mmzoo.cli.tui")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,8 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
-        parser.print_help()
-        return 0
+        if not (args.command is None and sys.stdin.isatty() and sys.stdout.isatty()):
+            parser.print_help()
+            return 0
+        from mmzoo.cli.tui import cmd_tui  # a bare `mmzoo` in a terminal opens the TUI
+
+        args.handler = cmd_tui
     try:
         return args.handler(args) or 0
     except MmzooError as exc:

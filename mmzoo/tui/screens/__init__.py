@@ -1,0 +1,1 @@
+"""Provides the TUI's screens: zoo, train, runs and export, one per module."""

@@ -1,0 +1,319 @@
+"""Provides the export screen: ONNX export with its parity result, a benchmark, and torch-free predictions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.markup import escape
+from textual.message import Message
+from textual.screen import Screen
+from textual.validation import Integer
+from textual.widgets import Button, Footer, Header, Input, Label, Log, ProgressBar, Select, Static
+
+from mmzoo.errors import MmzooError
+from mmzoo.runs import Run, list_runs
+from mmzoo.tui.widgets.halfblock import HalfBlockImage
+
+PRECISIONS = ("fp32", "int8", "fp16")
+TOP_K = 5
+
+
+class ExportDone(Message):
+    """A worker finished: ``what`` is "export", "bench" or "predict"; ``error`` is set when it failed."""
+
+    def __init__(self, what: str, result: dict | None = None, error: str | None = None, title: str = "") -> None:
+        super().__init__()
+        self.what, self.result, self.error, self.title = what, result, error, title
+
+
+class ExportLog(Message):
+    """A progress line from a worker, for the log."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
+def export_dir(run_path: Path) -> Path:
+    """Where the TUI writes a run's exports: beside the run's own files, so each run keeps its models."""
+    return run_path / "onnx"
+
+
+def dataset_ref(spec: dict) -> str:
+    """What open_dataset needs to reload a run's data: a folder it came from, else the registered name."""
+    data = spec["data"]
+    source = data.get("source", "")
+    return source if source and Path(source).is_dir() else data["dataset"]
+
+
+def open_image(path: str):
+    """A user's image for display, with the same kind of message the predictor gives for a bad path."""
+    from PIL import Image, UnidentifiedImageError
+
+    from mmzoo.errors import DataError
+
+    try:
+        image = Image.open(path)
+        image.load()
+    except FileNotFoundError:
+        raise DataError(f"image {path} not found", hint="check the path (relative paths start at the current "
+                        "folder)") from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise DataError(f"image {path} could not be read: {exc}", hint="use a PNG, JPEG or WebP file") from None
+    return image
+
+
+class ExportScreen(Screen):
+    """Pick a finished run; export it (fp32, int8 or fp16), benchmark it, and try predictions on the export."""
+
+    BINDINGS = [
+        Binding("x", "export", "Export"),
+        Binding("b", "bench", "Benchmark"),
+        Binding("p", "predict_sample", "Predict sample"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.busy = False
+        self.run_paths: list[str] = []  # the finished runs offered, newest first
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(classes="form-row"):
+            yield Label("run", classes="form-label")
+            yield Select([], prompt="pick a finished run", id="export-run", compact=True)
+            yield Label("precision", classes="form-label")
+            yield Select([(p, p) for p in PRECISIONS], value="fp32", allow_blank=False, id="export-precision",
+                         compact=True)
+            yield Button("Export", id="export-go", variant="primary", compact=True)
+            yield Button("Bench", id="bench-go", compact=True)
+        with Horizontal(id="export-progress-row"):
+            yield ProgressBar(total=1, show_eta=False, id="export-progress")
+            yield Static("", id="export-status")
+        yield Static("no export yet", id="export-result")
+        with Horizontal(classes="form-row"):
+            yield Label("sample", classes="form-label")
+            yield Input("0", id="predict-index", validators=[Integer(minimum=0)], compact=True, classes="form-number")
+            yield Button("Predict sample", id="predict-sample-go", compact=True)
+            yield Label("text", classes="form-label")
+            yield Input(placeholder="your text", id="predict-text", compact=True)
+        with Horizontal(classes="form-row"):
+            yield Label("image", classes="form-label")
+            yield Input(placeholder="path/to/image.png", id="predict-image", compact=True)
+            yield Button("Predict", id="predict-go", compact=True)
+        with Horizontal(id="predict-row"):
+            yield HalfBlockImage(id="predict-picture")
+            yield Static("", id="predict-topk")
+        yield Log(id="export-log", max_lines=300)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = "Export / Predict"
+        self.reload()
+
+    def on_screen_resume(self) -> None:
+        self.reload()
+        if self.app.selected_run is not None:
+            self.choose(self.app.selected_run)
+
+    def reload(self) -> None:
+        select = self.query_one("#export-run", Select)
+        try:
+            runs = [r for r in list_runs(self.app.runs_dir) if r.finished]
+        except (OSError, MmzooError):
+            runs = []
+        current = select.value
+        self.run_paths = [str(r.path) for r in reversed(runs)]
+        select.set_options([(r.name, str(r.path)) for r in reversed(runs)])
+        if current in self.run_paths:
+            select.value = current
+
+    def choose(self, path: Path) -> None:
+        if str(path) in self.run_paths:
+            self.query_one("#export-run", Select).value = str(path)
+
+    @property
+    def run(self) -> Run | None:
+        value = self.query_one("#export-run", Select).value
+        return Run(Path(value)) if isinstance(value, str) else None
+
+    def _start(self, what: str, target) -> None:
+        if self.busy:
+            self.notify("wait for the current export, benchmark or prediction", severity="warning")
+            return
+        self.busy = True
+        for button in self.query(Button):
+            button.disabled = True
+        self.query_one("#export-progress", ProgressBar).update(total=None, progress=0)
+        self.query_one("#export-status", Static).update(what)
+        self.query_one("#export-log", Log).write_line(what)
+        self.run_worker(target, thread=True, group="export", exit_on_error=False)
+
+    def _guarded(self, what: str, work) -> None:
+        """Runs in a thread: do the work, report success or the user-facing error as a message."""
+        try:
+            result = work()
+        except MmzooError as exc:
+            self.post_message(ExportDone(what, error=str(exc), title=exc.title))
+        except Exception as exc:  # a bug in export code must be a notification, not a crashed app
+            self.post_message(ExportDone(what, error=f"{type(exc).__name__}: {exc}", title=f"{what} crashed"))
+        else:
+            self.post_message(ExportDone(what, result))
+
+    def _say(self, text: str) -> None:
+        self.post_message(ExportLog(text))
+
+    # -- export and bench --------------------------------------------------------------------------------------
+
+    @on(Button.Pressed, "#export-go")
+    def action_export(self) -> None:
+        run = self.run
+        if run is None:
+            self.notify("pick a finished run to export", severity="warning")
+            return
+        precision = self.query_one("#export-precision", Select).value
+
+        def work() -> dict:
+            from mmzoo.onnx.export import export_run
+
+            self._say(f"rebuilding {run.name} and tracing it to ONNX ({precision})")
+            return export_run(run, export_dir(run.path), precision=precision, say=self._say)
+
+        self._start(f"exporting {run.name} ({precision})", lambda: self._guarded("export", work))
+
+    @on(Button.Pressed, "#bench-go")
+    def action_bench(self) -> None:
+        run = self.run
+        if run is None:
+            self.notify("pick a finished run to benchmark", severity="warning")
+            return
+
+        def work() -> dict:
+            from mmzoo.onnx.bench import render, run_bench
+
+            report = run_bench(run, repeats=10, batch_size=16, say=self._say)
+            report["text"] = render(report)
+            return report
+
+        self._start(f"benchmarking {run.name}", lambda: self._guarded("bench", work))
+
+    # -- predictions -------------------------------------------------------------------------------------------
+
+    def exported(self, run: Run) -> Path | None:
+        files = sorted(export_dir(run.path).glob("*.onnx"), key=lambda p: (p.stem != run.model, p.name))
+        return files[0] if files else None
+
+    def _predictor_path(self) -> Path | None:
+        run = self.run
+        if run is None:
+            self.notify("pick a finished run first", severity="warning")
+            return None
+        path = self.exported(run)
+        if path is None:
+            self.notify(f"{run.name} has no export yet: press x to export it first", severity="warning",
+                        markup=False)
+        return path
+
+    @on(Button.Pressed, "#predict-sample-go")
+    def action_predict_sample(self) -> None:
+        index_input = self.query_one("#predict-index", Input)
+        result = index_input.validate(index_input.value)
+        if result is not None and not result.is_valid:
+            self.notify("sample must be a whole number from 0", severity="error")
+            return
+        path, run = self._predictor_path(), self.run
+        if path is None:
+            return
+        index = int(index_input.value)
+
+        def work() -> dict:
+            from mmzoo.data import load_image
+            from mmzoo.errors import DataError
+            from mmzoo.factory import open_dataset
+
+            spec = run.spec
+            dataset = open_dataset(dataset_ref(spec))
+            samples = dataset.split("test")
+            if index >= len(samples):
+                raise DataError(f"sample {index} is past the end of the test split ({len(samples)} samples)")
+            sample = samples[index]
+            truth = sample.labels.get(spec["data"]["label_set"], "")
+            return self._predict(path, sample.text, sample.image, load_image(sample), f"test sample {index} "
+                                 f"({sample.id}), true class {truth}")
+
+        self._start(f"predicting test sample {index}", lambda: self._guarded("predict", work))
+
+    @on(Button.Pressed, "#predict-go")
+    @on(Input.Submitted, "#predict-text, #predict-image")
+    def action_predict_own(self) -> None:
+        path = self._predictor_path()
+        if path is None:
+            return
+        text = self.query_one("#predict-text", Input).value
+        image = self.query_one("#predict-image", Input).value.strip()
+
+        def work() -> dict:
+            picture = open_image(image) if image else None
+            return self._predict(path, text, image or None, picture, "your sample")
+
+        self._start("predicting your sample", lambda: self._guarded("predict", work))
+
+    def _predict(self, path: Path, text: str, image, picture, what: str) -> dict:
+        """Runs in a thread: torch-free onnxruntime inference on one sample."""
+        from mmzoo.onnx.runtime import Predictor
+
+        predictor = Predictor(path, device="cpu")
+        probs = predictor.predict([text] if "text" in predictor.modalities else None,
+                                  [image] if "image" in predictor.modalities else None)
+        return {"what": what, "text": text, "picture": picture, "top": predictor.top_k(probs, TOP_K)[0],
+                "file": path.name}
+
+    # -- results -----------------------------------------------------------------------------------------------
+
+    def on_export_log(self, message: ExportLog) -> None:
+        self.query_one("#export-log", Log).write_line(message.text)
+
+    def on_export_done(self, message: ExportDone) -> None:
+        self.busy = False
+        for button in self.query(Button):
+            button.disabled = False
+        bar = self.query_one("#export-progress", ProgressBar)
+        bar.update(total=1, progress=1 if message.error is None else 0)
+        log = self.query_one("#export-log", Log)
+        if message.error is not None:
+            self.query_one("#export-status", Static).update(f"{message.what} failed")
+            log.write_lines(message.error.splitlines())
+            self.notify(message.error, title=message.title, severity="error", markup=False, timeout=None)
+            return
+        self.query_one("#export-status", Static).update(f"{message.what} done")
+        getattr(self, f"_show_{message.what}")(message.result)
+
+    def _show_export(self, result: dict) -> None:
+        from mmzoo.onnx.parity import summary
+
+        lines = [f"[$success]✓ parity passed[/]  {escape(result['path'])}  "
+                 f"[dim]{result['bytes'] / 1e6:.1f} MB, {result['seconds']:.1f}s[/]"]
+        lines += [f"  {precision}: {escape(summary(figures))}" for precision, figures in result["parity"].items()]
+        self.query_one("#export-result", Static).update("\n".join(lines))
+        self.notify(f"exported {result['run']} ({result['precision']}); parity passed", timeout=6)
+
+    def _show_bench(self, report: dict) -> None:
+        self.query_one("#export-log", Log).write_lines(report["text"].splitlines())
+        best = max(report["rows"], key=lambda r: r["batch1_speedup"])
+        self.query_one("#export-result", Static).update(
+            f"benchmark of {escape(report['run'])}: fastest at batch 1 is {escape(best['setting'])} "
+            f"({best['batch1_ms']:.2f} ms, {best['batch1_speedup']:.2f}x torch eager); full table in the log")
+
+    def _show_predict(self, result: dict) -> None:
+        picture = self.query_one("#predict-picture", HalfBlockImage)
+        picture.show(result["picture"])
+        width = max(len(label) for label, _ in result["top"])
+        rows = [f"[b]{escape(result['what'])}[/]", f"[dim]{escape(result['file'])}: {escape(result['text'])}[/]", ""]
+        for label, p in result["top"]:
+            bar = "█" * round(20 * p)
+            rows.append(f"{escape(label):<{width}} {p:6.3f} [$primary]{bar}[/]")
+        self.query_one("#predict-topk", Static).update("\n".join(rows))

@@ -1,0 +1,261 @@
+"""Provides the train screen: the form, then training in a thread worker with live progress, curves and a log."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import threading
+from argparse import Namespace
+from dataclasses import asdict
+from pathlib import Path
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Header, Input, Log, ProgressBar, Static
+
+from mmzoo.tui.messages import RunsChanged, TrainingEnded, TrainingEvent
+from mmzoo.tui.widgets.curves import CurvesPlot
+from mmzoo.tui.widgets.train_form import Overrides, TrainForm
+
+
+class _LogStream:
+    """A file-like sink that forwards whole lines to the screen's log (for code that prints progress)."""
+
+    def __init__(self, screen: TrainScreen) -> None:
+        self.screen, self.pending = screen, ""
+
+    def write(self, text: str) -> int:
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        for line in lines:
+            if line.strip():
+                self.screen.post_message(TrainingEvent({"type": "log", "text": line}))
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        # Not a terminal: the trainer's rich progress bar then stays off (the screen draws its own).
+        return False
+
+
+class TrainScreen(Screen):
+    """Train a registry model or ensemble; the other screens keep working while it runs."""
+
+    BINDINGS = [
+        Binding("s", "start", "Start"),
+        Binding("c", "cancel", "Cancel"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stop = threading.Event()
+        self.running = False
+        self.epochs: int | None = None  # how many epochs the current run trains for, when known
+        self.run_path: Path | None = None
+        self.losses: tuple[list[float], list[float]] = ([], [])  # (fractional epoch, step loss)
+        self.history: list[dict] = []
+
+    def compose(self) -> ComposeResult:
+        catalog = self.app.catalog
+        yield Header()
+        yield TrainForm(catalog.trainable(), catalog.zoo.names("dataset"), id="train-form")
+        yield Static("", id="train-message")
+        with Horizontal(id="train-progress-row"):
+            yield ProgressBar(total=1, show_eta=False, id="train-progress")
+            yield Static("idle", id="train-status")
+        with Horizontal(id="train-plots"):
+            yield CurvesPlot("train loss", id="loss-plot")
+            yield CurvesPlot("validation", ylim=(0.0, 1.0), id="metric-plot")
+        yield Log(id="train-log", max_lines=500)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = "Train"
+
+    @property
+    def form(self) -> TrainForm:
+        return self.query_one(TrainForm)
+
+    def pick(self, name: str) -> None:
+        self.form.pick(name)
+
+    # -- starting ----------------------------------------------------------------------------------------------
+
+    @on(Button.Pressed, "#train-start")
+    @on(Input.Submitted)
+    def action_start(self) -> None:
+        if self.running:
+            self.notify("a run is already training; cancel it first", severity="warning")
+            return
+        overrides, problems = self.form.read()
+        message = self.query_one("#train-message", Static)
+        message.update("\n".join(problems))
+        message.display = bool(problems)
+        if overrides is None:
+            self.notify("\n".join(problems), title="check the form", severity="error", markup=False)
+            return
+        entry = self.app.catalog.entry(self.form.model)
+        self.begin(f"training {entry.name}", overrides.epochs if entry.kind == "model" else None)
+        if entry.kind == "ensemble":
+            target = lambda: self._train_ensemble(entry, overrides)  # noqa: E731
+        else:
+            target = lambda: self._train_model(entry.spec, overrides)  # noqa: E731
+        self.run_worker(target, thread=True, group="training", exit_on_error=False)
+
+    def resume(self, path: Path) -> None:
+        """Continue an interrupted run from its last complete checkpoint."""
+        if self.running:
+            self.notify("a run is already training; cancel it first", severity="warning")
+            return
+        from mmzoo.errors import MmzooError
+        from mmzoo.runs import Run
+
+        try:
+            epochs = Run(path).spec["model"]["train"]["epochs"]
+        except (MmzooError, OSError, KeyError, TypeError) as exc:
+            self.notify(f"cannot resume {path}: {exc}", title="run error", severity="error", markup=False)
+            return
+        self.begin(f"resuming {path.parent.name}/{path.name}", epochs)
+        self.run_worker(lambda: self._train_model(None, None, resume=path), thread=True, group="training",
+                        exit_on_error=False)
+
+    def begin(self, what: str, epochs: int | None) -> None:
+        self.running = True
+        self.epochs = epochs
+        self.stop.clear()
+        self.run_path = None
+        self.losses, self.history = ([], []), []
+        self.form.set_running(True)
+        self.query_one("#train-progress", ProgressBar).update(total=None, progress=0)
+        self.query_one("#train-status", Static).update(what)
+        self.query_one("#train-log", Log).write_line(what)
+        self.redraw()
+
+    # -- the worker thread -------------------------------------------------------------------------------------
+
+    def _train_model(self, spec: dict | None, overrides: Overrides | None, resume: Path | None = None) -> None:
+        """Runs in a thread: train (or resume) one model, reporting through messages only."""
+        from mmzoo.errors import MmzooError
+
+        try:
+            from mmzoo.cli.train import apply_overrides, check_task
+            from mmzoo.trainer import Cancelled, Options, train
+
+            if spec is not None:
+                spec = apply_overrides(spec, Namespace(**asdict(overrides)))
+                check_task(spec)
+            options = Options(out=self.app.runs_dir, resume=str(resume) if resume else None, quiet=True,
+                              on_event=lambda event: self.post_message(TrainingEvent(event)),
+                              should_stop=self.stop.is_set)
+            # Textual's stderr capture claims to be a terminal, which would switch the trainer's own
+            # progress bar on; anything still printed belongs in the log.
+            with contextlib.redirect_stderr(_LogStream(self)):
+                run = train(spec, options)
+        except Cancelled as exc:
+            self.post_message(TrainingEnded("cancelled", str(exc), exc.title, self.run_path))
+        except MmzooError as exc:
+            self.post_message(TrainingEnded("failed", str(exc), exc.title, self.run_path))
+        except Exception as exc:  # an unexpected bug must reach the user as a message, not kill the app
+            self.post_message(TrainingEnded("failed", f"{type(exc).__name__}: {exc}", "training crashed",
+                                            self.run_path))
+        else:
+            test = run.metrics["test"]
+            self.post_message(TrainingEnded("finished", f"{run.name}: test accuracy {test['accuracy']:.4f}, "
+                                            f"macro-F1 {test['macro_f1']:.4f}", "training finished", run.path))
+
+    def _train_ensemble(self, entry, overrides: Overrides) -> None:
+        """Runs in a thread: train or reuse the members (as `mmzoo ensemble NAME` does), then fit the combiner."""
+        from mmzoo.errors import MmzooError
+
+        args = Namespace(ensemble=entry.name, registry=self.app.registry_file, combiner=None, name=None,
+                         device="auto", out=self.app.runs_dir, **asdict(overrides))
+        try:
+            from mmzoo.cli.ensemble import from_registry
+            from mmzoo.ensemble import build_ensemble
+
+            # Member training reports through stderr; route it to the log instead of the hidden terminal.
+            # Only one training runs at a time, so this process-wide redirect is never nested.
+            with contextlib.redirect_stderr(_LogStream(self)):
+                spec, obtained = from_registry(args)
+                run = build_ensemble(copy.deepcopy(spec), obtained.runs, root=self.app.runs_dir,
+                                     notes=obtained.notes, boosting=obtained.boosting)
+        except MmzooError as exc:
+            self.post_message(TrainingEnded("failed", str(exc), exc.title))
+        except Exception as exc:  # see _train_model
+            self.post_message(TrainingEnded("failed", f"{type(exc).__name__}: {exc}", "ensemble crashed"))
+        else:
+            test = run.metrics["test"]
+            self.post_message(TrainingEnded("finished", f"{run.name}: test accuracy {test['accuracy']:.4f}, "
+                                            f"macro-F1 {test['macro_f1']:.4f}", "ensemble finished", run.path))
+
+    # -- progress ----------------------------------------------------------------------------------------------
+
+    def on_training_event(self, message: TrainingEvent) -> None:
+        event, log = message.event, self.query_one("#train-log", Log)
+        kind = event["type"]
+        if kind == "log":
+            log.write_line(event["text"])
+        elif kind == "start":
+            from mmzoo.runs import Run
+
+            self.run_path = Path(event["path"])
+            self.history = Run(self.run_path).history()  # a resumed run already has epochs behind it
+            log.write_line(f"run {event['run']} -> {event['path']}")
+            self.post_message(RunsChanged())
+        elif kind == "step":
+            steps, epoch = event["steps"], event["epoch"]
+            bar = self.query_one("#train-progress", ProgressBar)
+            bar.update(total=steps * max(self.epochs or epoch, epoch), progress=(epoch - 1) * steps + event["step"])
+            self.losses[0].append(epoch - 1 + event["step"] / steps)
+            self.losses[1].append(event["loss"])
+            self.query_one("#train-status", Static).update(
+                f"epoch {epoch} · step {event['step']}/{steps} · loss {event['loss']:.4f}")
+            if event["step"] == steps or event["step"] % 5 == 0:
+                self.redraw()
+        elif kind == "epoch":
+            self.history.append(event)
+            log.write_line(f"epoch {event['epoch']:3d}  loss {event['loss']:.4f}  val accuracy "
+                           f"{event['val_accuracy']:.4f}  macro-F1 {event['val_macro_f1']:.4f}  "
+                           f"({event['seconds']:.1f}s)")
+            self.redraw()
+
+    def redraw(self) -> None:
+        self.query_one("#loss-plot", CurvesPlot).set_series([("loss", *self.losses)])
+        epochs = [h["epoch"] for h in self.history]
+        self.query_one("#metric-plot", CurvesPlot).set_series([
+            ("val accuracy", epochs, [h["val_accuracy"] for h in self.history]),
+            ("val macro-F1", epochs, [h["val_macro_f1"] for h in self.history]),
+        ])
+
+    def on_training_ended(self, message: TrainingEnded) -> None:
+        self.running = False
+        self.form.set_running(False)
+        severity = {"finished": "information", "cancelled": "warning"}.get(message.outcome, "error")
+        self.query_one("#train-status", Static).update(f"{message.outcome}")
+        if message.outcome == "finished":
+            bar = self.query_one("#train-progress", ProgressBar)
+            bar.update(total=bar.total or 1, progress=bar.total or 1)
+        for line in message.message.splitlines():
+            self.query_one("#train-log", Log).write_line(line)
+        self.notify(message.message, title=message.title, severity=severity, markup=False,
+                    timeout=None if severity == "error" else 8)
+        self.post_message(RunsChanged())
+
+    # -- cancelling --------------------------------------------------------------------------------------------
+
+    @on(Button.Pressed, "#train-cancel")
+    def action_cancel(self) -> None:
+        if not self.running:
+            self.notify("nothing is training", severity="warning")
+            return
+        self.stop.set()
+        self.query_one("#train-status", Static).update("cancelling after this step…")
+
+    def on_unmount(self) -> None:
+        # The trainer checks this every step, so a closing app stops the thread and keeps the checkpoint.
+        self.stop.set()

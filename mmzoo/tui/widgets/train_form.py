@@ -1,0 +1,129 @@
+"""Provides the train form: model, dataset and the key hyperparameters, validated before anything starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.validation import Function, Integer
+from textual.widgets import Button, Input, Label, Select
+
+from mmzoo.registry import Entry
+
+
+def _positive(value: str) -> bool:
+    try:
+        return float(value) > 0
+    except ValueError:
+        return False
+
+
+# (field, label, validator): the hyperparameters `mmzoo train` also takes as flags.
+FIELDS = (
+    ("epochs", "epochs", Integer(minimum=1, failure_description="epochs must be a whole number of at least 1")),
+    ("lr", "lr", Function(_positive, "lr must be a positive number, e.g. 0.003")),
+    ("batch_size", "batch", Integer(minimum=1, failure_description="batch size must be a whole number of at least 1")),
+    ("seed", "seed", Integer(minimum=0, failure_description="seed must be a whole number of at least 0")),
+)
+
+
+@dataclass
+class Overrides:
+    """What the form asks for, shaped like the CLI's parsed flags so `apply_overrides` reads it unchanged."""
+
+    epochs: int
+    lr: float
+    batch_size: int
+    seed: int
+    dataset: str | None  # None: the model's own dataset
+    label_set: str | None = None
+
+
+class TrainForm(Vertical):
+    """Pick what to train and how; `read()` returns validated overrides or the problems to show."""
+
+    def __init__(self, entries: list[Entry], datasets: list[str], id: str | None = None) -> None:  # noqa: A002
+        super().__init__(id=id)
+        self.entries = {e.name: e for e in entries}
+        self.datasets = datasets
+
+    def compose(self) -> ComposeResult:
+        options = [(f"{e.name}{'  (ensemble)' if e.kind == 'ensemble' else ''}", e.name)
+                   for e in self.entries.values()]
+        with Horizontal(classes="form-row"):
+            yield Label("model", classes="form-label")
+            yield Select(options, prompt="pick a model", id="train-model", compact=True)
+            yield Label("data", classes="form-label")
+            yield Select([(d, d) for d in self.datasets], prompt="model's own", id="train-dataset", compact=True)
+        with Horizontal(classes="form-row"):
+            for name, label, validator in FIELDS:
+                yield Label(label, classes="form-label")
+                yield Input(id=f"train-{name.replace('_', '-')}", validators=[validator], compact=True,
+                            classes="form-number")
+            yield Button("Start", id="train-start", variant="primary", compact=True)
+            yield Button("Cancel", id="train-cancel", variant="error", compact=True, disabled=True)
+
+    def on_mount(self) -> None:
+        if self.entries:
+            self.pick(next(iter(self.entries)))
+
+    def pick(self, name: str) -> None:
+        """Select a model or ensemble and fill the form with its own settings."""
+        if name not in self.entries:
+            return
+        self.query_one("#train-model", Select).value = name
+        self.fill(name)
+
+    def fill(self, name: str) -> None:
+        train, dataset = self.settings(self.entries[name])
+        for field, _, _ in FIELDS:
+            self.query_one(f"#train-{field.replace('_', '-')}", Input).value = str(train.get(field, ""))
+        select = self.query_one("#train-dataset", Select)
+        select.value = dataset if dataset in self.datasets else Select.NULL
+
+    def settings(self, entry: Entry) -> tuple[dict, str | None]:
+        """(train section, dataset) of a model, or of an ensemble's first member model."""
+        spec = entry.spec or {}
+        if entry.kind == "ensemble":
+            recipe = spec.get("recipe", {})
+            first = (recipe.get("members") or [None])[0] or next(
+                (v.get("model") for v in recipe.values() if isinstance(v, dict)), None)
+            member = self.app.catalog.entry(first) if first else None
+            spec = member.spec if member is not None and member.ok else {}
+        return spec.get("train", {}), spec.get("task", {}).get("dataset")
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "train-model" and event.value in self.entries:
+            self.fill(event.value)
+
+    @property
+    def model(self) -> str | None:
+        value = self.query_one("#train-model", Select).value
+        return value if isinstance(value, str) else None
+
+    def read(self) -> tuple[Overrides | None, list[str]]:
+        """Validated overrides, or None and one message per invalid field."""
+        problems = []
+        values = {}
+        if self.model is None:
+            problems.append("pick a model or ensemble to train")
+        for field, _, _ in FIELDS:
+            widget = self.query_one(f"#train-{field.replace('_', '-')}", Input)
+            result = widget.validate(widget.value)
+            if result is not None and not result.is_valid:
+                problems.extend(result.failure_descriptions)
+            else:
+                values[field] = float(widget.value) if field == "lr" else int(widget.value)
+        if problems:
+            return None, problems
+        dataset = self.query_one("#train-dataset", Select).value
+        own = self.settings(self.entries[self.model])[1]
+        chosen = dataset if isinstance(dataset, str) and dataset != own else None
+        return Overrides(dataset=chosen, **values), []
+
+    def set_running(self, running: bool) -> None:
+        for widget in self.query("Select, Input"):
+            widget.disabled = running
+        self.query_one("#train-start", Button).disabled = running
+        self.query_one("#train-cancel", Button).disabled = not running
