@@ -105,7 +105,7 @@ def stacked_probabilities(runs: list[Run], split: str, classes: list[str]) -> tu
             raise RunError(f"runs {runs[0].name} and {run.name} disagree on the true {split} labels of the same "
                            "samples", hint="they were trained on different label files; retrain one of them")
         columns.append(probs)
-    for run, probs in zip(runs, columns):
+    for run, probs in zip(runs, columns, strict=True):
         if probs.shape != (len(ids), len(classes)):
             raise RunError(f"{run.name}: probs_{split}.safetensors holds {probs.shape}, expected "
                            f"({len(ids)}, {len(classes)})", hint="the run folder is damaged; retrain it")
@@ -155,9 +155,14 @@ def build_ensemble(spec: dict, runs: list[Run], *, root: Path | None = None, not
         "diversity": diversity(test_probs, test_labels),
         "combiner": spec["combiner"]["name"],
     })
+    weights = getattr(combiner, "weights", None)  # (M,) for weighted and greedy
+    notes = list(notes or [""] * len(runs))
+    if weights is not None:
+        notes = [f"{note}; weight {float(w):.3f}" if note else f"weight {float(w):.3f}" for note, w in
+                 zip(notes, weights, strict=True)]
     if boosting:
         metrics["boosting"] = {k: boosting[k] for k in ("alphas", "errors", "train_error", "stopped")}
-    return _write(spec, runs, data, combiner, combined, probs, metrics, notes or [""] * len(runs), boosting, root)
+    return _write(spec, runs, data, combiner, combined, probs, metrics, notes, boosting, root)
 
 
 def _write(spec, runs, data, combiner, combined, probs, metrics, notes, boosting, root) -> Run:
@@ -176,7 +181,7 @@ def _write_files(run, spec, runs, data, combiner, combined, probs, metrics, note
     from mmzoo.trainer import _version
 
     members = []
-    for member, note in zip(runs, notes):
+    for member, note in zip(runs, notes, strict=True):
         entry = {"name": member.name, "path": str(member.path.resolve())}
         if note:
             entry["weight_note"] = note

@@ -75,8 +75,10 @@ class _Datasets:
 
 
 def find_reusable(member: Member, fingerprint: str, root: Path | None) -> Run | None:
-    """The newest finished run with this member's spec, data and resample record."""
-    for run in reversed(list_runs(root)):
+    """The newest finished run with this member's spec, data and resample record, own folder first."""
+    candidates = list(reversed(list_runs(root)))
+    candidates.sort(key=lambda run: run.model != member.folder)  # stable: newest first within each group
+    for run in candidates:
         if not run.finished:
             continue
         try:
@@ -232,7 +234,8 @@ def obtain_members(ensemble: dict, *, resolve, out=None, device: str = "auto", s
     members = plan_members(ensemble, resolve, datasets)
     result = Obtained([], [], [])
     for k, member in enumerate(members, 1):
-        run, reused = obtain(member, datasets, out=out, device=device, say=lambda msg: say(f"[{k}/{len(members)}] {msg}"))
+        prefix = f"[{k}/{len(members)}] "
+        run, reused = obtain(member, datasets, out=out, device=device, say=lambda msg, p=prefix: say(p + msg))
         result.runs.append(run)
         result.reused.append(reused)
         result.notes.append(member.note)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -91,26 +91,49 @@ def cached_features(encoder, encoder_spec: dict, dataset, samples, tokens: bool,
         return Features(pooled, fh.get_tensor("tokens"), fh.get_tensor("mask").bool())
 
 
+# Live (trainable) encoders' inputs are preprocessed once per split when they fit in this budget;
+# above it (e.g. 224 px images of a large dataset) they are preprocessed per batch instead.
+PREPROCESS_BUDGET_BYTES = 512 * 2**20
+
+
 @dataclass
 class SplitInputs:
-    """One split's samples, targets, and for each modality either cached Features or raw samples."""
+    """One split's samples, targets, and for each modality either cached Features or raw inputs."""
 
     samples: list
     targets: torch.Tensor  # (N,)
     cached: dict[str, Features]
     preprocessors: dict  # modality -> preprocessor, for modalities computed live
+    pretensored: dict[str, torch.Tensor] = field(default_factory=dict)  # input name -> (N, ...) for live modalities
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def preload(self) -> None:
+        """Preprocess live modalities once, if they fit the budget, so batches are just slices."""
+        for prep in self.preprocessors.values():
+            probe = raw_inputs(prep, self.samples[:8])
+            per_sample = sum(v[0].numel() * v.element_size() for v in probe.values())
+            if per_sample * len(self.samples) <= PREPROCESS_BUDGET_BYTES:
+                self.pretensored.update(raw_inputs(prep, self.samples))
 
     def batch(self, idx: torch.Tensor, device) -> tuple[dict[str, Features], dict[str, torch.Tensor]]:
         """(cached features for this batch, raw encoder inputs for live modalities)."""
         feats = {m: Features(f.pooled[idx].to(device), f.tokens[idx].to(device).float(), f.mask[idx].to(device))
                  for m, f in self.cached.items()}
-        chosen = [self.samples[i] for i in idx.tolist()]
-        raw = {}
+        raw: dict[str, torch.Tensor] = {}
+        chosen = None
         for prep in self.preprocessors.values():
-            raw.update({k: v.to(device) for k, v in raw_inputs(prep, chosen).items()})
+            names = ("input_ids", "attention_mask") if prep.kind == "text" else ("pixel_values",)
+            if all(n in self.pretensored for n in names):
+                part = {n: self.pretensored[n][idx] for n in names}
+                if prep.kind == "text":  # trim the split-wide padding to this batch's longest text
+                    width = max(1, int(part["attention_mask"].sum(dim=1).max()))
+                    part = {n: v[:, :width] for n, v in part.items()}
+            else:
+                chosen = chosen or [self.samples[i] for i in idx.tolist()]
+                part = raw_inputs(prep, chosen)
+            raw.update({k: v.to(device) for k, v in part.items()})
         return feats, raw
 
 
@@ -136,4 +159,5 @@ def prepare(model, dataset, label_set: str | None, device, amp=None) -> dict[str
         cached = {m: Features(f.pooled[rows], f.tokens[rows], f.mask[rows]) for m, f in cached_all.items()}
         targets = torch.tensor(dataset.targets(samples, label_set), dtype=torch.long)
         out[split] = SplitInputs(samples, targets, cached, live)
+        out[split].preload()
     return out

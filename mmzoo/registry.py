@@ -243,8 +243,14 @@ def _read(path: Path, zoo: Zoo, registry: Registry, origin: str, checkers: dict)
         registry.problems.append(Problem(name, 1, f"cannot read {origin}: {exc.strerror}"))
         return
     try:
-        data = yaml.safe_load(text) or {}
-        lines = _lines(yaml.compose(text, Loader=yaml.SafeLoader) or yaml.MappingNode("", []))
+        # One parse gives both the values and their line numbers; libyaml's loader when it is built in.
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else {}
+        finally:
+            loader.dispose()
+        lines = _lines(node) if node is not None else {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else 1

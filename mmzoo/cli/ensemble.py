@@ -109,8 +109,9 @@ def _check_samme(combiner: dict, where: str) -> None:
 def summarise(run, obtained) -> dict:
     spec, metrics = run.spec, run.metrics
     members = []
-    for member, reused, note in zip(obtained.runs, obtained.reused, obtained.notes):
-        members.append({"name": member.name, "path": str(member.path), "reused": reused, "note": note,
+    for member, reused, entry in zip(obtained.runs, obtained.reused, spec["members"], strict=True):
+        members.append({"name": member.name, "path": str(member.path), "reused": reused,
+                        "note": entry.get("weight_note", ""),
                         **metrics["members"][member.name]})
     keys = ("accuracy", "macro_f1", "weighted_f1", "ece", "nll")
     report = {"run": run.name, "path": str(run.path), "ensemble": spec["ensemble"]["name"],

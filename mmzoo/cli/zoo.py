@@ -62,11 +62,12 @@ def collect(kind: str | None, pattern: str | None, registry_file: str | None):
 
     zoo = get_zoo()
     rows = []
+    registry = None
     for label, part_kind in LIST_KINDS.items():
         if kind and kind != label:
             continue
         if part_kind in ("model", "ensemble"):
-            registry = load_registry(registry_file, zoo)
+            registry = registry or load_registry(registry_file, zoo)
             for entry in registry.models() if part_kind == "model" else registry.ensembles():
                 if _matches(entry.name, pattern):
                     rows.append({"kind": part_kind, "name": entry.name, "detail": _entry_detail(entry),
