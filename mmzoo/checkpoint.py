@@ -26,7 +26,12 @@ def trained_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def load_trained_state(model: torch.nn.Module, path: Path) -> None:
-    state = load_file(str(path))
+    if not Path(path).is_file():
+        raise RunError(f"{path} is missing", hint="the run did not finish or was damaged; retrain or resume it")
+    try:
+        state = load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types for truncated or foreign files
+        raise RunError(f"{path} is not a readable safetensors file ({exc})", hint="retrain the run") from exc
     missing, unexpected = model.load_state_dict(state, strict=False)
     expected = set(trained_state(model))
     lost = [k for k in missing if k in expected]

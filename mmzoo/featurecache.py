@@ -46,10 +46,10 @@ def pooled_only(pooled: torch.Tensor) -> Features:
 
 
 @torch.inference_mode()
-def encode_all(encoder, samples, device: torch.device, label: str, amp=None) -> Features:
+def encode_all(encoder, samples, device: torch.device, label: str, amp=None, show: bool = True) -> Features:
     """Run a frozen encoder over samples in batches; tokens padded to the longest sample."""
     pooled, toks, masks = [], [], []
-    with progress_bar(f"encoding {label}", total=len(samples)) as bar:
+    with progress_bar(f"encoding {label}", total=len(samples), enabled=show) as bar:
         for start in range(0, len(samples), ENCODE_BATCH):
             chunk = samples[start:start + ENCODE_BATCH]
             inputs = {k: v.to(device) for k, v in raw_inputs(encoder.preprocessor, chunk).items()}
@@ -67,7 +67,7 @@ def encode_all(encoder, samples, device: torch.device, label: str, amp=None) -> 
 
 
 def cached_features(encoder, encoder_spec: dict, dataset, samples, tokens: bool, device, label: str,
-                    amp=None) -> Features:
+                    amp=None, show: bool = True) -> Features:
     """Features of ``samples`` (all of the dataset's samples, in order), from disk when cached.
 
     One pass stores pooled and token features together; readers that need no tokens
@@ -78,13 +78,13 @@ def cached_features(encoder, encoder_spec: dict, dataset, samples, tokens: bool,
     key = cache_key(dataset, encoder_spec, encoder.preprocessor.config, amp)
     path = cache_root() / f"{dataset.name}-{encoder_spec['encoder']}-{key}.safetensors"
     if not path.exists():
-        feats = encode_all(encoder, samples, device, label, amp)
+        feats = encode_all(encoder, samples, device, label, amp, show)
         atomic.save_tensors(path, {"pooled": feats.pooled, "tokens": feats.tokens, "mask": feats.mask})
     with safe_open(str(path), "pt") as fh:
         pooled = fh.get_tensor("pooled")
         if pooled.shape[0] != len(samples):
             path.unlink()  # stale: written for other content under the same key
-            return cached_features(encoder, encoder_spec, dataset, samples, tokens, device, label, amp)
+            return cached_features(encoder, encoder_spec, dataset, samples, tokens, device, label, amp, show)
         if not tokens:
             return pooled_only(pooled)
         # tokens stay float16 in memory (half the RAM); batches are widened to float32
@@ -137,7 +137,7 @@ class SplitInputs:
         return feats, raw
 
 
-def prepare(model, dataset, label_set: str | None, device, amp=None) -> dict[str, SplitInputs]:
+def prepare(model, dataset, label_set: str | None, device, amp=None, show: bool = True) -> dict[str, SplitInputs]:
     """Split the dataset and cache what frozen encoders produce for every sample."""
     tokens = bool(getattr(model.fusion, "uses_tokens", False))
     everything = dataset.samples
@@ -149,7 +149,8 @@ def prepare(model, dataset, label_set: str | None, device, amp=None) -> dict[str
             continue
         if getattr(encoder, "frozen", False):
             cached_all[modality] = cached_features(encoder, model.spec[modality], dataset, everything, tokens,
-                                                   device, f"{modality} with {model.spec[modality]['encoder']}", amp)
+                                                   device, f"{modality} with {model.spec[modality]['encoder']}", amp,
+                                                   show)
         else:
             live[modality] = encoder.preprocessor
     out = {}

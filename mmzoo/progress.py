@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from contextlib import contextmanager
 
 
@@ -26,10 +27,22 @@ class _Bar:
 
 
 @contextmanager
-def progress_bar(description: str, total: int, fields: str = ""):
-    """A transient rich progress bar; ``fields`` is extra text formatted from update(**fields)."""
-    if not sys.stderr.isatty():
+def progress_bar(description: str, total: int, fields: str = "", enabled: bool = True, plain: bool = True):
+    """A transient rich progress bar; ``fields`` is extra text formatted from update(**fields).
+
+    Off a terminal (CI, pipes) there is no bar; with ``plain`` a start and an end line are
+    printed instead, so long work is never silent in logs.
+    """
+    if not enabled:
         yield _Quiet()
+        return
+    if not sys.stderr.isatty():
+        started = time.perf_counter()
+        if plain:
+            print(f"{description}: {total} ...", file=sys.stderr, flush=True)
+        yield _Quiet()
+        if plain:
+            print(f"{description}: done in {time.perf_counter() - started:.1f}s", file=sys.stderr, flush=True)
         return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn

@@ -148,7 +148,7 @@ def train(spec: dict, options: Options | None = None):
     emit({"type": "start", "run": run.name, "path": str(run.path)})
 
     amp = autocast_dtype(tcfg["precision"], device)
-    data = prepare(model, dataset, label_set, device, amp)
+    data = prepare(model, dataset, label_set, device, amp, show=not options.quiet)
     train_data = data["train"]
     rows = np.arange(len(train_data)) if options.train_rows is None else np.asarray(options.train_rows)
     weights = torch.ones(len(train_data)) if options.sample_weights is None else torch.as_tensor(
@@ -176,7 +176,8 @@ def train(spec: dict, options: Options | None = None):
             tcfg["seed"] * 100_003 + epoch))]  # a fixed order per (seed, epoch) makes resume exact
         total_loss = 0.0
         with progress_bar(f"epoch {epoch}/{tcfg['epochs']}", steps_per_epoch,
-                          "loss {task.fields[loss]:.4f}  val {task.fields[metric]:.3f}") as bar:
+                          "loss {task.fields[loss]:.4f}  val {task.fields[metric]:.3f}",
+                          enabled=not options.quiet, plain=False) as bar:
             bar.update(metric=max(progress["best"], 0.0))
             for b in range(steps_per_epoch):
                 if options.should_stop and options.should_stop():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
@@ -36,7 +35,7 @@ def cmd_demo(args) -> int:
             err(f"[{i}/{len(DEMO_MODELS)}] {name}: reusing finished run {run.name}")
         else:
             err(f"[{i}/{len(DEMO_MODELS)}] {name}: training")
-            run = train(spec, Options(out=args.out, device=args.device, quiet=not sys.stderr.isatty()))
+            run = train(spec, Options(out=args.out, device=args.device))
         runs.append(run)
     print(render_compare(compare_runs(runs, args.out)))
     err(f"demo finished in {time.perf_counter() - started:.0f}s")

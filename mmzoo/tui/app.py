@@ -16,6 +16,9 @@ from mmzoo.tui.screens.runs import RunsScreen
 from mmzoo.tui.screens.train import TrainScreen
 from mmzoo.tui.screens.zoo import ZooScreen
 
+# The four screen keys share one footer entry, so every screen's own keys still fit in 80 columns.
+SCREEN_KEYS = Binding.Group("screens")
+
 
 class MmzooApp(App):
     """Four screens, one per mode so each keeps its state (a training run goes on while you browse)."""
@@ -27,10 +30,10 @@ class MmzooApp(App):
     DEFAULT_MODE = "zoo"
     COMMANDS = App.COMMANDS | {MmzooCommands}
     BINDINGS = [
-        Binding("z", "switch_mode('zoo')", "Zoo"),
-        Binding("t", "switch_mode('train')", "Train"),
-        Binding("r", "switch_mode('runs')", "Runs"),
-        Binding("e", "switch_mode('export')", "Export"),
+        Binding("z", "switch_mode('zoo')", "Zoo", group=SCREEN_KEYS),
+        Binding("t", "switch_mode('train')", "Train", group=SCREEN_KEYS),
+        Binding("r", "switch_mode('runs')", "Runs", group=SCREEN_KEYS),
+        Binding("e", "switch_mode('export')", "Export", group=SCREEN_KEYS),
         Binding("q", "quit", "Quit"),
     ]
 
@@ -52,16 +55,28 @@ class MmzooApp(App):
         self._catalog = load_catalog(self.registry_file, refresh=True)
         return self._catalog
 
+    def action_reload(self) -> None:
+        """Re-discover plugins and re-read the registry (after editing registry.yaml or installing a plugin)."""
+        self.reload_catalog()
+        for mode in ("zoo", "train"):
+            screen = self.opened(mode)
+            if screen is not None:
+                screen.catalog_changed()
+        for line in self.catalog.summary():
+            self.notify(line, title="problem found", severity="error", markup=False, timeout=10)
+        self.notify("reloaded plugins and registry", timeout=3)
+
+    async def open_run(self, path: Path) -> None:
+        await self.switch_mode("runs")
+        self.get_screen("runs").focus_run(path)
+
     def on_mount(self) -> None:
         for line in self.catalog.summary():
             self.notify(line, title="problem found", severity="error", markup=False, timeout=10)
 
     async def on_train_requested(self, message: TrainRequested) -> None:
         await self.switch_mode("train")
-        screen = self.get_screen("train")
-        screen.pick(message.name)
-        if message.start:
-            screen.action_start()
+        self.get_screen("train").pick(message.name)
 
     async def on_resume_requested(self, message: ResumeRequested) -> None:
         await self.switch_mode("train")

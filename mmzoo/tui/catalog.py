@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from mmzoo.errors import MmzooError
 from mmzoo.parts import KINDS
@@ -85,3 +86,11 @@ def load_catalog(registry_file: str | None = None, refresh: bool = False) -> Cat
 
 def part_kinds() -> list[tuple[str, str]]:
     return [(kind, PLURAL[kind]) for kind in KINDS]
+
+
+def shown_path(path: str) -> str:
+    """A path as the user would type it: relative to the current folder when it lies inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)

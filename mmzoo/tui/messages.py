@@ -18,10 +18,9 @@ class RunSelected(Message):
 class TrainRequested(Message):
     """Open the train screen with this model or ensemble picked (from the palette or the zoo)."""
 
-    def __init__(self, name: str, start: bool = False) -> None:
+    def __init__(self, name: str) -> None:
         super().__init__()
         self.name = name
-        self.start = start
 
 
 class ResumeRequested(Message):

@@ -7,7 +7,7 @@ from pathlib import Path
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal
 from textual.markup import escape
 from textual.message import Message
 from textual.screen import Screen
@@ -71,6 +71,7 @@ class ExportScreen(Screen):
     """Pick a finished run; export it (fp32, int8 or fp16), benchmark it, and try predictions on the export."""
 
     BINDINGS = [
+        Binding("escape", "leave_field", "Leave field", show=False),
         Binding("x", "export", "Export"),
         Binding("b", "bench", "Benchmark"),
         Binding("p", "predict_sample", "Predict sample"),
@@ -80,6 +81,10 @@ class ExportScreen(Screen):
         super().__init__()
         self.busy = False
         self.run_paths: list[str] = []  # the finished runs offered, newest first
+
+    def action_leave_field(self) -> None:
+        """Escape leaves a text field, so letters work as screen keys again."""
+        self.set_focus(None)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -109,7 +114,7 @@ class ExportScreen(Screen):
             yield HalfBlockImage(id="predict-picture")
             yield Static("", id="predict-topk")
         yield Log(id="export-log", max_lines=300)
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.sub_title = "Export / Predict"
@@ -135,6 +140,28 @@ class ExportScreen(Screen):
     def choose(self, path: Path) -> None:
         if str(path) in self.run_paths:
             self.query_one("#export-run", Select).value = str(path)
+
+    @on(Select.Changed, "#export-run")
+    def _run_changed(self) -> None:
+        """Say whether the picked run already has an export, and what its parity check found."""
+        run = self.run
+        path = self.exported(run) if run is not None else None
+        if path is None:
+            self.query_one("#export-result", Static).update("no export yet" if run is None else
+                                                            f"{escape(run.name)} has no export yet: press x")
+            return
+        from mmzoo.onnx.metadata import read
+        from mmzoo.onnx.parity import summary
+
+        try:
+            parity = read(path).get("parity", {})
+        except (MmzooError, OSError, ValueError) as exc:
+            self.query_one("#export-result", Static).update(f"[$error]{escape(str(path))} is unreadable:[/] "
+                                                            f"{escape(str(exc))}; press x to export again")
+            return
+        lines = [f"exported earlier: {escape(str(path))}"]
+        lines += [f"  {precision}: {escape(summary(figures))}" for precision, figures in parity.items()]
+        self.query_one("#export-result", Static).update("\n".join(lines))
 
     @property
     def run(self) -> Run | None:
@@ -267,6 +294,11 @@ class ExportScreen(Screen):
         from mmzoo.onnx.runtime import Predictor
 
         predictor = Predictor(path, device="cpu")
+        if "image" in predictor.modalities and image is None:
+            from mmzoo.errors import DataError
+
+            raise DataError(f"{path.name} reads an image as well as text: give an image path",
+                            hint="or press p to predict a test sample of the run's own dataset")
         probs = predictor.predict([text] if "text" in predictor.modalities else None,
                                   [image] if "image" in predictor.modalities else None)
         return {"what": what, "text": text, "picture": picture, "top": predictor.top_k(probs, TOP_K)[0],
@@ -281,13 +313,14 @@ class ExportScreen(Screen):
         self.busy = False
         for button in self.query(Button):
             button.disabled = False
+        self.query_one("#export-go", Button).focus()  # off any input, so screen keys work again
         bar = self.query_one("#export-progress", ProgressBar)
         bar.update(total=1, progress=1 if message.error is None else 0)
         log = self.query_one("#export-log", Log)
         if message.error is not None:
             self.query_one("#export-status", Static).update(f"{message.what} failed")
             log.write_lines(message.error.splitlines())
-            self.notify(message.error, title=message.title, severity="error", markup=False, timeout=None)
+            self.notify(message.error, title=message.title, severity="error", markup=False, timeout=30)
             return
         self.query_one("#export-status", Static).update(f"{message.what} done")
         getattr(self, f"_show_{message.what}")(message.result)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -49,7 +50,9 @@ class RunRow:
         try:
             spec, state = run.spec, run.status.get("state", "unknown")
             metrics = run.metrics if run.finished else {}
-        except (MmzooError, OSError, ValueError) as exc:  # a damaged folder is listed, not fatal
+            if not isinstance(spec, dict):
+                raise ValueError("spec.yaml is not a mapping")
+        except (MmzooError, OSError, ValueError, yaml.YAMLError) as exc:  # a damaged folder is listed, not fatal
             return cls(run.path, run.name, "?", f"unreadable: {exc}", "")
         test = metrics.get("test", {})
         return cls(run.path, run.name, "ensemble" if spec.get("kind") == "ensemble" else "model", state,
@@ -62,12 +65,12 @@ class RunsScreen(Screen):
 
     AUTO_FOCUS = "#runs-table"
     BINDINGS = [
-        Binding("space", "mark", "Mark"),
+        Binding("space", "mark", "Mark", key_display="␣"),
         Binding("c", "compare", "Compare"),
         Binding("s", "sort", "Sort"),
         Binding("u", "resume", "Resume"),
-        Binding("x", "export", "Export run"),
-        Binding("ctrl+r", "reload", "Reload"),
+        Binding("x", "export", "To export"),
+        Binding("ctrl+r", "reload", "Reload", show=False),
     ]
 
     def __init__(self) -> None:
@@ -80,7 +83,7 @@ class RunsScreen(Screen):
         yield Header()
         yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         yield ComparePanel(id="compare")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.sub_title = "Runs"

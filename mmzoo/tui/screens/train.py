@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import threading
+import time
 from argparse import Namespace
 from dataclasses import asdict
 from pathlib import Path
@@ -16,7 +17,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Log, ProgressBar, Static
 
-from mmzoo.tui.messages import RunsChanged, TrainingEnded, TrainingEvent
+from mmzoo.tui.messages import RunsChanged, RunSelected, TrainingEnded, TrainingEvent
 from mmzoo.tui.widgets.curves import CurvesPlot
 from mmzoo.tui.widgets.train_form import Overrides, TrainForm
 
@@ -47,6 +48,7 @@ class TrainScreen(Screen):
     """Train a registry model or ensemble; the other screens keep working while it runs."""
 
     BINDINGS = [
+        Binding("escape", "leave_field", "Leave field", show=False),
         Binding("s", "start", "Start"),
         Binding("c", "cancel", "Cancel"),
     ]
@@ -55,10 +57,16 @@ class TrainScreen(Screen):
         super().__init__()
         self.stop = threading.Event()
         self.running = False
+        self.cancellable = True  # False while an ensemble trains: its members take no stop hook
         self.epochs: int | None = None  # how many epochs the current run trains for, when known
         self.run_path: Path | None = None
         self.losses: tuple[list[float], list[float]] = ([], [])  # (fractional epoch, step loss)
         self.history: list[dict] = []
+        self.drawn_at = 0.0  # time.monotonic() of the last plot redraw
+
+    def action_leave_field(self) -> None:
+        """Escape leaves a text field, so letters work as screen keys again."""
+        self.set_focus(None)
 
     def compose(self) -> ComposeResult:
         catalog = self.app.catalog
@@ -72,7 +80,7 @@ class TrainScreen(Screen):
             yield CurvesPlot("train loss", id="loss-plot")
             yield CurvesPlot("validation", ylim=(0.0, 1.0), id="metric-plot")
         yield Log(id="train-log", max_lines=500)
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.sub_title = "Train"
@@ -83,6 +91,10 @@ class TrainScreen(Screen):
 
     def pick(self, name: str) -> None:
         self.form.pick(name)
+
+    def catalog_changed(self) -> None:
+        catalog = self.app.catalog
+        self.form.set_entries(catalog.trainable(), catalog.zoo.names("dataset"))
 
     # -- starting ----------------------------------------------------------------------------------------------
 
@@ -100,7 +112,8 @@ class TrainScreen(Screen):
             self.notify("\n".join(problems), title="check the form", severity="error", markup=False)
             return
         entry = self.app.catalog.entry(self.form.model)
-        self.begin(f"training {entry.name}", overrides.epochs if entry.kind == "model" else None)
+        self.begin(f"training {entry.name}", overrides.epochs if entry.kind == "model" else None,
+                   cancellable=entry.kind == "model")
         if entry.kind == "ensemble":
             target = lambda: self._train_ensemble(entry, overrides)  # noqa: E731
         else:
@@ -124,13 +137,13 @@ class TrainScreen(Screen):
         self.run_worker(lambda: self._train_model(None, None, resume=path), thread=True, group="training",
                         exit_on_error=False)
 
-    def begin(self, what: str, epochs: int | None) -> None:
-        self.running = True
+    def begin(self, what: str, epochs: int | None, cancellable: bool = True) -> None:
+        self.running, self.cancellable = True, cancellable
         self.epochs = epochs
         self.stop.clear()
         self.run_path = None
         self.losses, self.history = ([], []), []
-        self.form.set_running(True)
+        self.form.set_running(True, cancellable)
         self.query_one("#train-progress", ProgressBar).update(total=None, progress=0)
         self.query_one("#train-status", Static).update(what)
         self.query_one("#train-log", Log).write_line(what)
@@ -157,12 +170,11 @@ class TrainScreen(Screen):
             with contextlib.redirect_stderr(_LogStream(self)):
                 run = train(spec, options)
         except Cancelled as exc:
-            self.post_message(TrainingEnded("cancelled", str(exc), exc.title, self.run_path))
+            self.post_message(TrainingEnded("cancelled", str(exc), exc.title))
         except MmzooError as exc:
-            self.post_message(TrainingEnded("failed", str(exc), exc.title, self.run_path))
+            self.post_message(TrainingEnded("failed", str(exc), exc.title))
         except Exception as exc:  # an unexpected bug must reach the user as a message, not kill the app
-            self.post_message(TrainingEnded("failed", f"{type(exc).__name__}: {exc}", "training crashed",
-                                            self.run_path))
+            self.post_message(TrainingEnded("failed", f"{type(exc).__name__}: {exc}", "training crashed"))
         else:
             test = run.metrics["test"]
             self.post_message(TrainingEnded("finished", f"{run.name}: test accuracy {test['accuracy']:.4f}, "
@@ -215,7 +227,8 @@ class TrainScreen(Screen):
             self.losses[1].append(event["loss"])
             self.query_one("#train-status", Static).update(
                 f"epoch {epoch} · step {event['step']}/{steps} · loss {event['loss']:.4f}")
-            if event["step"] == steps or event["step"] % 5 == 0:
+            # Plotting is pure Python and shares the GIL with the training thread: redraw at most once a second.
+            if time.monotonic() - self.drawn_at >= 1.0:
                 self.redraw()
         elif kind == "epoch":
             self.history.append(event)
@@ -225,6 +238,7 @@ class TrainScreen(Screen):
             self.redraw()
 
     def redraw(self) -> None:
+        self.drawn_at = time.monotonic()
         self.query_one("#loss-plot", CurvesPlot).set_series([("loss", *self.losses)])
         epochs = [h["epoch"] for h in self.history]
         self.query_one("#metric-plot", CurvesPlot).set_series([
@@ -242,9 +256,12 @@ class TrainScreen(Screen):
             bar.update(total=bar.total or 1, progress=bar.total or 1)
         for line in message.message.splitlines():
             self.query_one("#train-log", Log).write_line(line)
+        # An error stays up long enough to read its hint; success and cancel are plain news.
         self.notify(message.message, title=message.title, severity=severity, markup=False,
-                    timeout=None if severity == "error" else 8)
+                    timeout=30 if severity == "error" else 8)
         self.post_message(RunsChanged())
+        if message.run_path is not None:
+            self.post_message(RunSelected(message.run_path))  # so Export offers the new run first
 
     # -- cancelling --------------------------------------------------------------------------------------------
 
@@ -252,6 +269,11 @@ class TrainScreen(Screen):
     def action_cancel(self) -> None:
         if not self.running:
             self.notify("nothing is training", severity="warning")
+            return
+        if not self.cancellable:
+            # Ensemble members train through mmzoo.ensemble_recipes, which takes no stop hook.
+            self.notify("an ensemble cannot be cancelled part-way; it stops when its last member is done",
+                        severity="warning")
             return
         self.stop.set()
         self.query_one("#train-status", Static).update("cancelling after this step…")

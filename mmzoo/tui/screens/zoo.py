@@ -11,7 +11,7 @@ from textual.markup import escape
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Tree
 
-from mmzoo.tui.catalog import Catalog, part_kinds
+from mmzoo.tui.catalog import Catalog, part_kinds, shown_path
 from mmzoo.tui.messages import ModelBuilt, TrainRequested
 from mmzoo.tui.widgets.details import DetailsPane, entry_markup, part_markup, plugin_markup, problems_markup
 
@@ -26,9 +26,9 @@ class ZooScreen(Screen):
     AUTO_FOCUS = "#zoo-tree"
     BINDINGS = [
         Binding("slash", "focus_filter", "Filter"),
-        Binding("b", "build", "Build model"),
-        Binding("n", "train_selected", "Train it"),
-        Binding("ctrl+r", "reload", "Reload"),
+        Binding("b", "build", "Build"),
+        Binding("n", "train_selected", "New run"),
+        Binding("ctrl+r", "reload", "Reload", show=False),
     ]
 
     def __init__(self) -> None:
@@ -40,10 +40,10 @@ class ZooScreen(Screen):
         yield Header()
         with Horizontal(id="zoo-body"):
             with Vertical(id="zoo-left"):
-                yield Input(placeholder="/ filter by name or description", id="zoo-filter", compact=True)
+                yield Input(placeholder="/ filter", id="zoo-filter", compact=True)
                 yield Tree("zoo", id="zoo-tree")
             yield DetailsPane(id="zoo-details")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.sub_title = "Zoo"
@@ -71,30 +71,35 @@ class ZooScreen(Screen):
         tree = self.query_one("#zoo-tree", Tree)
         tree.clear()
         zoo = self.catalog.zoo
+        groups = []  # (category label, category data, expand, [(leaf label, leaf data)])
         for kind, label in part_kinds():
-            parts = [zoo.get(kind, n) for n in zoo.names(kind)]
-            parts = [p for p in parts if _matches(p.name, p.description, query)]
-            node = tree.root.add(f"{label} ({len(parts)})", data=("category", kind), expand=bool(query))
-            for part in parts:
-                node.add_leaf(self._label(part.name, part.modality or ""), data=("part", kind, part.name))
+            parts = [p for p in (zoo.get(kind, n) for n in zoo.names(kind)) if _matches(p.name, p.description, query)]
+            groups.append((label, ("category", kind), False,
+                           [(self._label(p.name, p.modality or ""), ("part", kind, p.name)) for p in parts]))
         for kind, label in (("model", "models"), ("ensemble", "ensembles")):
             entries = [e for e in self.catalog.entries(kind)
                        if _matches(e.name, str(e.raw.get("description", "")), query)]
-            invalid = any(not e.ok for e in entries)
-            node = tree.root.add(f"{label} ({len(entries)})", data=("category", kind),
-                                 expand=bool(query) or kind == "model" or invalid)
-            for entry in entries:
-                node.add_leaf(self._label(entry.name, bad=not entry.ok), data=("entry", kind, entry.name))
-        plugins = [p for p in self.catalog.zoo.plugins if _matches(p.name, p.package, query)]
-        failed = any(not p.ok for p in plugins)
-        node = tree.root.add(f"plugins ({len(plugins)})", data=("category", "plugin"), expand=bool(query) or failed)
-        for plugin in plugins:
-            node.add_leaf(self._label(plugin.name, plugin.package, bad=not plugin.ok), data=("plugin", plugin.name))
+            groups.append((label, ("category", kind), kind == "model" or any(not e.ok for e in entries),
+                           [(self._label(e.name, bad=not e.ok), ("entry", kind, e.name)) for e in entries]))
+        plugins = [p for p in zoo.plugins if _matches(p.name, p.package, query)]
+        groups.append(("plugins", ("category", "plugin"), any(not p.ok for p in plugins),
+                       [(self._label(p.name, p.package, bad=not p.ok), ("plugin", p.name)) for p in plugins]))
         problems = self.registry_problems()
-        if problems:
-            node = tree.root.add(f"registry problems ({len(problems)})", data=("category", "problems"), expand=True)
-            for i, problem in enumerate(problems):
-                node.add_leaf(self._label(problem.split(": ", 1)[-1][:60], bad=True), data=("problem", i))
+        groups.append(("registry problems", ("category", "problems"), True,
+                       [(self._label(text.split(": ", 1)[-1][:60], bad=True), ("problem", i))
+                        for i, text in enumerate(problems)]))
+        first = None
+        for label, data, expand, leaves in groups:
+            if not leaves and (query or data[1] == "problems"):
+                continue  # while filtering, and for a clean registry, empty groups are noise
+            node = tree.root.add(f"{label} ({len(leaves)})", data=data, expand=expand or bool(query))
+            for leaf_label, leaf_data in leaves:
+                leaf = node.add_leaf(leaf_label, data=leaf_data)
+                first = first or leaf
+        if query and first is not None:
+            # Empty groups are skipped while filtering, so the first match sits right under the first group.
+            tree.move_cursor_to_line(1)
+            self.show(first.data)
 
     def registry_problems(self) -> list[str]:
         """File-level problems: the registry could not be read, or has malformed YAML or unknown keys."""
@@ -106,7 +111,7 @@ class ZooScreen(Screen):
         zoo, catalog = self.catalog.zoo, self.catalog
         counts = ", ".join(f"{len(zoo.names(kind))} {label}" for kind, label in part_kinds())
         models, ensembles = len(catalog.entries("model")), len(catalog.entries("ensemble"))
-        files = ", ".join(catalog.registry.files) if catalog.registry else "(unreadable)"
+        files = ", ".join(map(shown_path, catalog.registry.files)) if catalog.registry else "(unreadable)"
         lines = ["[b $accent]mmzoo[/]", "", f"{counts} from {len(zoo.plugins)} plugin(s)",
                  f"{models} models and {ensembles} ensembles in {escape(files)}", ""]
         summary = catalog.summary()
@@ -185,11 +190,12 @@ class ZooScreen(Screen):
             self.notify("highlight a model or ensemble to train", severity="warning")
 
     def action_reload(self) -> None:
+        self.app.action_reload()
+
+    def catalog_changed(self) -> None:
         self.built.clear()
-        self.app.reload_catalog()
         self.populate()
         self.query_one(DetailsPane).show(self.overview())
-        self.notify("reloaded plugins and registry")
 
     def build(self, name: str) -> None:
         entry = self.catalog.entry(name)

@@ -7,14 +7,14 @@ from pathlib import Path
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Horizontal, HorizontalScroll
+from textual.containers import Horizontal, HorizontalScroll, Vertical
 from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
 from mmzoo.runs import Run
 from mmzoo.tui.widgets.curves import CurvesPlot
 from mmzoo.tui.widgets.heatmap import ConfusionHeatmap
 
-METRIC_COLUMNS = ("#", "run", "kind", "test acc", "macro-F1", "params", "train s", "vs text", "vs image")
+METRIC_COLUMNS = ("#", "run", "test acc", "macro-F1", "vs text", "vs image", "kind", "params", "train s")
 
 
 def _num(value: float | None, fmt: str) -> Text:
@@ -27,21 +27,26 @@ def _gain(value: float | None) -> Text:
     return _num(None if value is None else 100 * value, "+.1f")
 
 
-class ComparePanel(TabbedContent):
-    """Shows a selection of finished runs; `show(runs, root)` replaces what is shown."""
+def _count(n: int) -> Text:
+    return Text(f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k", justify="right")
+
+
+class ComparePanel(Vertical):
+    """Shows a selection of finished runs in tabs; `show(runs, root)` replaces what is shown."""
 
     def compose(self) -> ComposeResult:
-        with TabPane("Metrics", id="tab-metrics"):
-            yield DataTable(id="compare-table", cursor_type="row", zebra_stripes=True)
-            yield Static("mark runs with space, then press c to compare them", id="compare-note")
-        with TabPane("Per-class F1", id="tab-perclass"):
-            yield DataTable(id="perclass-table", zebra_stripes=True)
-        with TabPane("Confusion", id="tab-confusion"):
-            yield HorizontalScroll(id="confusion")
-        with TabPane("Curves", id="tab-curves"):
-            with Horizontal(id="curves"):
-                yield CurvesPlot("val accuracy", ylim=(0.0, 1.0), id="curves-acc")
-                yield CurvesPlot("train loss", id="curves-loss")
+        with TabbedContent(id="compare-tabs"):
+            with TabPane("Metrics", id="tab-metrics"):
+                yield DataTable(id="compare-table", cursor_type="row", zebra_stripes=True)
+                yield Static("mark runs with space, then press c to compare them", id="compare-note")
+            with TabPane("Per-class F1", id="tab-perclass"):
+                yield DataTable(id="perclass-table", zebra_stripes=True)
+            with TabPane("Confusion", id="tab-confusion"):
+                yield HorizontalScroll(id="confusion")
+            with TabPane("Curves", id="tab-curves"):
+                with Horizontal(id="curves"):
+                    yield CurvesPlot("val accuracy", ylim=(0.0, 1.0), id="curves-acc")
+                    yield CurvesPlot("train loss", id="curves-loss")
 
     def on_mount(self) -> None:
         table = self.query_one("#compare-table", DataTable)
@@ -55,9 +60,9 @@ class ComparePanel(TabbedContent):
         table = self.query_one("#compare-table", DataTable)
         table.clear()
         for i, row in enumerate(rows, 1):
-            table.add_row(str(i), row["run"], row["kind"], _num(row["accuracy"], ".4f"), _num(row["macro_f1"], ".4f"),
-                          _num(row["parameters"] / 1e6, ".2f"), _num(row["train_seconds"], ".1f"),
-                          _gain(row.get("gain_vs_text")), _gain(row.get("gain_vs_image")), key=row["run"])
+            table.add_row(str(i), row["run"], _num(row["accuracy"], ".4f"), _num(row["macro_f1"], ".4f"),
+                          _gain(row.get("gain_vs_text")), _gain(row.get("gain_vs_image")), row["kind"],
+                          _count(row["parameters"]), _num(row["train_seconds"], ".1f"), key=row["run"])
         self.query_one("#compare-note", Static).update(
             "test split · vs text / vs image: accuracy gain in points over the text-only and image-only run "
             "with the same encoder and data (blank: no such baseline run yet)")

@@ -10,6 +10,7 @@ from textual.widgets import Static
 from mmzoo.parts import Part
 from mmzoo.plugins import PluginInfo
 from mmzoo.registry import Entry
+from mmzoo.tui.catalog import shown_path
 
 
 def _e(value: object) -> str:
@@ -41,7 +42,7 @@ def problems_markup(problems: list) -> str:
 
 def entry_markup(entry: Entry, built: dict | None = None, building: bool = False) -> str:
     """A model or ensemble: validation problems, or its resolved spec plus what building it found."""
-    head = f"[b $accent]{_e(entry.name)}[/]  [dim]{entry.kind} · {_e(entry.file)}:{entry.line}[/]"
+    head = f"[b $accent]{_e(entry.name)}[/]  [dim]{entry.kind} · {_e(shown_path(entry.file))}:{entry.line}[/]"
     description = entry.raw.get("description", "")
     lines = [head, ""] + ([_e(description), ""] if description else [])
     if not entry.ok:
@@ -49,7 +50,7 @@ def entry_markup(entry: Entry, built: dict | None = None, building: bool = False
         return "\n".join(lines)
     if entry.kind == "model":
         lines += _build_lines(built, building)
-    lines += ["", "[b]resolved spec[/]", _yaml({k: v for k, v in entry.spec.items() if k not in ("name", "kind")})]
+    lines += ["", "[b]resolved spec[/]", _yaml({k: v for k, v in entry.spec.items() if k not in ("name", "kind", "description")})]
     return "\n".join(lines)
 
 

@@ -16,7 +16,7 @@ def confusion_text(title: str, classes: list[str], matrix: list[list[int]], low:
     width = digits + 2
     text = Text(title + "\n", style="bold")
     text.append(" " * (LABEL_WIDTH + 1) + "".join(f"{j:^{width}}" for j in range(len(classes))) + "  predicted\n")
-    for i, (name, row) in enumerate(zip(classes, matrix)):
+    for i, (name, row) in enumerate(zip(classes, matrix, strict=True)):
         text.append(f"{i} {name}"[:LABEL_WIDTH].ljust(LABEL_WIDTH) + " ")
         total = sum(row) or 1
         for value in row:

@@ -48,12 +48,13 @@ class TrainForm(Vertical):
         self.entries = {e.name: e for e in entries}
         self.datasets = datasets
 
+    def _options(self) -> list[tuple[str, str]]:
+        return [(f"{e.name}{'  (ensemble)' if e.kind == 'ensemble' else ''}", e.name) for e in self.entries.values()]
+
     def compose(self) -> ComposeResult:
-        options = [(f"{e.name}{'  (ensemble)' if e.kind == 'ensemble' else ''}", e.name)
-                   for e in self.entries.values()]
         with Horizontal(classes="form-row"):
             yield Label("model", classes="form-label")
-            yield Select(options, prompt="pick a model", id="train-model", compact=True)
+            yield Select(self._options(), prompt="pick a model", id="train-model", compact=True)
             yield Label("data", classes="form-label")
             yield Select([(d, d) for d in self.datasets], prompt="model's own", id="train-dataset", compact=True)
         with Horizontal(classes="form-row"):
@@ -67,6 +68,15 @@ class TrainForm(Vertical):
     def on_mount(self) -> None:
         if self.entries:
             self.pick(next(iter(self.entries)))
+
+    def set_entries(self, entries: list[Entry], datasets: list[str]) -> None:
+        """Offer a reloaded registry's entries, keeping the current pick when it still exists."""
+        current = self.model
+        self.entries, self.datasets = {e.name: e for e in entries}, datasets
+        self.query_one("#train-model", Select).set_options(self._options())
+        self.query_one("#train-dataset", Select).set_options([(d, d) for d in datasets])
+        if current in self.entries:
+            self.pick(current)
 
     def pick(self, name: str) -> None:
         """Select a model or ensemble and fill the form with its own settings."""
@@ -122,8 +132,10 @@ class TrainForm(Vertical):
         chosen = dataset if isinstance(dataset, str) and dataset != own else None
         return Overrides(dataset=chosen, **values), []
 
-    def set_running(self, running: bool) -> None:
+    def set_running(self, running: bool, cancellable: bool = True) -> None:
         for widget in self.query("Select, Input"):
             widget.disabled = running
-        self.query_one("#train-start", Button).disabled = running
-        self.query_one("#train-cancel", Button).disabled = not running
+        start, cancel = self.query_one("#train-start", Button), self.query_one("#train-cancel", Button)
+        start.disabled, cancel.disabled = running, not (running and cancellable)
+        # Park focus on a button, never an input, so the single-key screen bindings keep working.
+        (cancel if running and cancellable else start).focus()
