@@ -14,11 +14,22 @@ def _encoder_key(entry: dict | None) -> str | None:
 
 
 def _kind(spec: dict) -> str:
+    if spec.get("kind") == "ensemble":
+        return f"ensemble:{spec['combiner']['name']}"
+    spec = spec["model"]
     if spec.get("fusion"):
         return f"fusion:{spec['fusion']['name']}"
-    if spec.get("kind") == "ensemble":
-        return "ensemble"
     return "text-only" if spec.get("text") else "image-only"
+
+
+def _member_totals(spec: dict) -> tuple[int, int, float]:
+    """An ensemble's parameters, trained parameters and training time: the sums over its members."""
+    totals = [0, 0, 0.0]
+    for member in spec.get("members", []):
+        metrics = Run(Path(member["path"])).metrics
+        for i, key in enumerate(("parameters", "trainable_parameters", "train_seconds")):
+            totals[i] += metrics.get(key, 0)
+    return totals[0], totals[1], totals[2]
 
 
 def find_baseline(run: Run, modality: str, pool: list[Run]) -> Run | None:
@@ -42,10 +53,12 @@ def compare_runs(selected: list[Run], root: Path | None = None) -> list[dict]:
     for run in selected:
         spec, metrics = run.spec, run.metrics
         test = metrics.get("test", {})
-        row = {"run": run.name, "kind": _kind(spec.get("model", spec)), "dataset": spec["data"]["dataset"],
+        row = {"run": run.name, "kind": _kind(spec), "dataset": spec["data"]["dataset"],
                "accuracy": test.get("accuracy", float("nan")), "macro_f1": test.get("macro_f1", float("nan")),
                "parameters": metrics.get("parameters", 0), "trainable_parameters": metrics.get("trainable_parameters", 0),
                "train_seconds": metrics.get("train_seconds", 0.0)}
+        if spec.get("kind") == "ensemble":
+            row["parameters"], row["trainable_parameters"], row["train_seconds"] = _member_totals(spec)
         if spec.get("model", {}).get("fusion"):
             for modality in ("text", "image"):
                 base = find_baseline(run, modality, pool)

@@ -1,4 +1,9 @@
-"""Provides `mmzoo demo`: the main job end to end on emoji, then the comparison table."""
+"""Provides `mmzoo demo`: the main job end to end on emoji, then the comparison table.
+
+Steps: train (or reuse) text-only, image-only and every built-in fusion over frozen
+MiniLM + EfficientNet-Lite0; fit mean, weighted, stacking, greedy and moe ensembles
+over them on validation; add a seeds ensemble of one fusion model; compare on test.
+"""
 
 from __future__ import annotations
 
@@ -9,34 +14,65 @@ from mmzoo.cli.output import err
 
 DEMO_MODELS = ("emoji_text", "emoji_image", "emoji_concat", "emoji_late", "emoji_gated", "emoji_bilinear",
                "emoji_cross_attention", "emoji_film")
+DEMO_COMBINERS = ("mean", "weighted", "stacking", "greedy", "moe")
+DEMO_SEEDS = "emoji_gated_seeds"
 
 
 def add_parsers(sub) -> None:
-    p = sub.add_parser("demo", help="train text-only, image-only and every fusion on emoji, then compare")
+    p = sub.add_parser("demo", help="train text-only, image-only and every fusion on emoji, ensemble them, compare")
     p.add_argument("--out", type=Path, help="runs folder (default: runs/)")
     p.add_argument("--retrain", action="store_true", help="train again even when a finished run matches")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_demo)
 
 
-def cmd_demo(args) -> int:
-    from mmzoo.cli.train import render_compare
-    from mmzoo.compare import compare_runs
+def train_or_reuse(name: str, args, step: str):
     from mmzoo.factory import resolve_spec
     from mmzoo.runs import find_finished
     from mmzoo.trainer import Options, train
 
+    spec = resolve_spec(name, args.registry)
+    run = None if args.retrain else find_finished(spec, args.out)
+    if run is not None:
+        err(f"{step} {name}: reusing finished run {run.name}")
+        return run
+    err(f"{step} {name}: training")
+    return train(spec, Options(out=args.out, device=args.device))
+
+
+def cmd_demo(args) -> int:
+    from mmzoo.cli.output import emit_json
+    from mmzoo.cli.train import render_compare
+    from mmzoo.compare import compare_runs
+    from mmzoo.ensemble import build_ensemble, combiner_spec
+    from mmzoo.ensemble_recipes import obtain_members
+    from mmzoo.factory import resolve_spec
+    from mmzoo.registry import load_registry
+
     started = time.perf_counter()
-    runs = []
-    for i, name in enumerate(DEMO_MODELS, 1):
-        spec = resolve_spec(name, args.registry)
-        run = None if args.retrain else find_finished(spec, args.out)
-        if run is not None:
-            err(f"[{i}/{len(DEMO_MODELS)}] {name}: reusing finished run {run.name}")
-        else:
-            err(f"[{i}/{len(DEMO_MODELS)}] {name}: training")
-            run = train(spec, Options(out=args.out, device=args.device))
-        runs.append(run)
-    print(render_compare(compare_runs(runs, args.out)))
+    total = len(DEMO_MODELS) + 2
+    runs = [train_or_reuse(name, args, f"[{i}/{total}]") for i, name in enumerate(DEMO_MODELS, 1)]
+    err(f"[{total - 1}/{total}] ensembles of the {len(runs)} models: {', '.join(DEMO_COMBINERS)}")
+    ensembles = []
+    for combiner in DEMO_COMBINERS:
+        spec = {"name": f"emoji_all_{combiner}", "kind": "ensemble",
+                "description": f"the demo's {len(runs)} models, {combiner}",
+                "recipe": {"members": list(DEMO_MODELS)}, "combiner": combiner_spec(combiner)}
+        ensembles.append(build_ensemble(spec, runs, root=args.out))
+    err(f"[{total}/{total}] {DEMO_SEEDS}: seeds of one fusion model")
+    seeds_spec = load_registry(args.registry).get(DEMO_SEEDS).spec
+    obtained = obtain_members(seeds_spec, resolve=lambda m: resolve_spec(m, args.registry), out=args.out,
+                              device=args.device, say=err)
+    ensembles.append(build_ensemble(seeds_spec, obtained.runs, root=args.out, notes=obtained.notes))
+    rows = compare_runs(runs + ensembles, args.out)
+    if args.json:
+        emit_json(rows)
+    else:
+        print(render_compare(rows))
+        best_single = max(rows[: len(runs)], key=lambda r: r["accuracy"])
+        print(f"\nbest single model: {best_single['run']} ({best_single['accuracy']:.4f}); "
+              + "; ".join(f"{r['kind']} {'beats' if r['accuracy'] > best_single['accuracy'] else 'does not beat'} it"
+                          for r in rows[len(runs):]))
     err(f"demo finished in {time.perf_counter() - started:.0f}s")
     return 0

@@ -41,6 +41,7 @@ def add_parsers(sub) -> None:
     p.add_argument("run", help="run folder, model/run-id, or a model/ensemble name (its newest run)")
     p.add_argument("--repeats", type=int, default=30, help="timed calls per setting at batch 1 (default 30)")
     p.add_argument("--batch-size", type=int, default=32, help="batch size for the throughput columns (default 32)")
+    p.add_argument("--threads", type=int, help="threads for torch and onnxruntime alike (default: physical cores)")
     p.add_argument("--out", type=Path, help="runs folder (default: runs/ or MMZOO_RUNS)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_bench)
@@ -83,12 +84,12 @@ def cmd_predict(args) -> int:
               if value is not None and modality not in predictor.modalities]
     if unused:
         err(f"note: {args.file.name} does not read {' or '.join(unused)}; ignoring it")
-    probs = predictor.predict([args.text] if "text" in predictor.modalities else None,
-                              [args.image] if "image" in predictor.modalities else None)
+    probs = predictor.predict(None if args.text is None or "text" not in predictor.modalities else [args.text],
+                              None if args.image is None or "image" not in predictor.modalities else [args.image])
     top = predictor.top_k(probs, args.top_k)[0]
     if args.json:
         emit_json({"file": str(args.file), "top_k": [{"label": lab, "probability": p} for lab, p in top],
-                   "probabilities": dict(zip(predictor.labels, probs[0].tolist()))})
+                   "probabilities": dict(zip(predictor.labels, probs[0].tolist(), strict=True))})
         return 0
     print(table([(lab, f"{p:.4f}") for lab, p in top], ("label", "probability"), "lr"))
     return 0
@@ -114,7 +115,7 @@ def _predict_manifest(predictor, args) -> int:
     metrics = classification_metrics(probs, labels, predictor.labels)
     if args.json:
         predictions = [{"id": s.id, "label": s.labels["label"], "predicted": predictor.labels[int(row.argmax())],
-                        "probability": float(row.max())} for s, row in zip(samples, probs)]
+                        "probability": float(row.max())} for s, row in zip(samples, probs, strict=True)]
         emit_json({"file": str(args.file), "manifest": str(args.manifest), "split": args.split, "metrics": metrics,
                    "predictions": predictions})
         return 0
@@ -128,10 +129,10 @@ def cmd_bench(args) -> int:
     from mmzoo.onnx.bench import render, run_bench
     from mmzoo.runs import find_run
 
-    if args.repeats < 1 or args.batch_size < 1:
-        raise ExportError("--repeats and --batch-size must be at least 1")
+    if args.repeats < 1 or args.batch_size < 1 or (args.threads is not None and args.threads < 1):
+        raise ExportError("--repeats, --batch-size and --threads must be at least 1")
     report = run_bench(find_run(args.run, args.out), repeats=args.repeats, batch_size=args.batch_size,
-                       say=lambda msg: print(msg, file=sys.stderr))
+                       threads=args.threads, say=lambda msg: print(msg, file=sys.stderr))
     if args.json:
         emit_json(report)
     else:

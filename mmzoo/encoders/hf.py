@@ -22,6 +22,9 @@ def _looks_local(source: str) -> bool:
 
 def _load(loader, source: str, what: str):
     """``loader.from_pretrained(source)`` with mmzoo errors for missing folders, offline hubs and bad ids."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # its per-tensor "Loading weights" bar would interleave with mmzoo's own
     if _looks_local(source):
         folder = Path(source).expanduser()
         if not folder.is_dir():

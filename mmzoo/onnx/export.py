@@ -10,8 +10,8 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import onnx
 
@@ -22,13 +22,14 @@ from mmzoo.onnx import metadata as md
 from mmzoo.onnx.runtime import make_session
 
 PRECISIONS = ("fp32", "int8", "fp16")
+MIN_OPSET, MAX_OPSET = 13, 20
 DEFAULT_SAMPLES = 64
 
 
 def build_graph(source, example: dict, opset: int) -> onnx.ModelProto:
     """The whole model or ensemble as one float32 graph: members, then the combiner."""
-    members = [graphs.member_graph(model, names, example, opset, what=f"member {name}")
-               for model, names, name in zip(source.models, source.member_inputs, source.member_names)]
+    parts = zip(source.models, source.member_inputs, source.member_names, strict=True)
+    members = [graphs.member_graph(model, names, example, opset, what=f"member {name}") for model, names, name in parts]
     if source.combiner is None:
         return members[0]
     combiner = graphs.combiner_graph(source.combiner, len(members), len(source.classes), opset)
@@ -89,24 +90,30 @@ def export_run(run, out_dir: str | Path, opset: int = graphs.DEFAULT_OPSET, prec
 
     if precision not in PRECISIONS:
         raise ExportError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if not 7 <= opset <= 20:
-        raise ExportError(f"--opset {opset} is outside what the exporter writes (7-20)", hint="the default is 17")
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        # Below 13 Unsqueeze takes its axes as an attribute (the merge feeds them as an input);
+        # above 20 the TorchScript exporter has no symbolic functions.
+        raise ExportError(f"--opset {opset} is outside what mmzoo exports ({MIN_OPSET}-{MAX_OPSET})",
+                          hint=f"the default is {graphs.DEFAULT_OPSET}")
     if samples < 1:
         raise ExportError(f"--samples must be at least 1, got {samples}")
     started = time.perf_counter()
     source = load_source(run)
     val, labels = source.validation(samples)
     ref = parity.reference(source, val, labels)
-    out_dir = Path(out_dir)
-    created = not out_dir.exists()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".mmzoo-export-", dir=out_dir))
+    out_dir = Path(out_dir).absolute()
+    created = next((p for p in reversed([out_dir, *out_dir.parents]) if not p.exists()), None)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=".mmzoo-export-", dir=out_dir))
+    except OSError as exc:
+        raise ExportError(f"cannot write to {out_dir}: {exc.strerror}", hint="pass a writable -o DIR") from None
     try:
         result = _export(source, ref, work, out_dir, opset, precision, say, strict)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
-        if created:
-            shutil.rmtree(out_dir, ignore_errors=True)
+        if created is not None:  # the export made these folders, so a failed export removes them
+            shutil.rmtree(created, ignore_errors=True)
         raise
     shutil.rmtree(work, ignore_errors=True)
     result["seconds"] = time.perf_counter() - started

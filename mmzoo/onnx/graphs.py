@@ -29,7 +29,7 @@ class MemberGraph(nn.Module):
         self.model, self.fields = model, fields
 
     def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-        logits = self.model(dict(zip(self.fields, tensors)))["logits"]  # (B, C)
+        logits = self.model(dict(zip(self.fields, tensors, strict=True)))["logits"]  # (B, C)
         return torch.softmax(logits.float(), dim=-1)  # (B, C)
 
 
@@ -56,7 +56,7 @@ def _trace(module: nn.Module, args: tuple, input_names: list[str], dynamic_axes:
                               do_constant_folding=True)
     except Exception as exc:  # the exporter raises many error types; each means this part cannot export
         raise ExportError(f"torch.onnx could not export {what} at opset {opset}: {type(exc).__name__}: {exc}",
-                          hint="try another --opset (14-20), or report the model's encoder/fusion") from None
+                          hint="try another --opset (13-20), or report the model's encoder/fusion") from None
     model = onnx.load_from_string(buffer.getvalue())
     onnx.checker.check_model(model)
     return model

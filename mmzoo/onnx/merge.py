@@ -7,8 +7,10 @@ members' probabilities are stacked to (B, M, C) and handed to the combiner graph
 
 from __future__ import annotations
 
+import hashlib
+
 import onnx
-from onnx import TensorProto, compose, helper
+from onnx import TensorProto, compose, helper, numpy_helper
 
 from mmzoo.errors import ExportError
 
@@ -24,6 +26,41 @@ def _prefixed(model: onnx.ModelProto, prefix: str, rename_outputs: bool = True) 
 def _input_type(value: onnx.ValueInfoProto) -> tuple[int, tuple]:
     tensor = value.type.tensor_type
     return tensor.elem_type, tuple(d.dim_param or d.dim_value for d in tensor.shape.dim)
+
+
+def _rename_inputs(graph: onnx.GraphProto, renames: dict[str, str]) -> None:
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name in renames:
+                node.input[i] = renames[name]
+        for attr in node.attribute:  # control-flow bodies may read outer-scope weights
+            for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
+                _rename_inputs(sub, renames)
+
+
+def share_identical_initializers(graph: onnx.GraphProto) -> int:
+    """Keep one copy of byte-identical weights (e.g. a frozen encoder shared by several members).
+
+    Besides halving the file for members that share a frozen encoder, this gives their encoder
+    nodes identical inputs, so onnxruntime's common-subexpression elimination runs the shared
+    encoder once per batch instead of once per member. Returns how many copies were dropped.
+    """
+    first: dict[tuple, str] = {}
+    renames: dict[str, str] = {}
+    keep = []
+    for init in graph.initializer:
+        data = numpy_helper.to_array(init)
+        key = (init.data_type, tuple(init.dims), hashlib.sha256(data.tobytes()).hexdigest())
+        if key in first:
+            renames[init.name] = first[key]
+        else:
+            first[key] = init.name
+            keep.append(init)
+    if renames:
+        del graph.initializer[:]
+        graph.initializer.extend(keep)
+        _rename_inputs(graph, renames)
+    return len(renames)
 
 
 def merge_ensemble(members: list[onnx.ModelProto], combiner: onnx.ModelProto) -> onnx.ModelProto:
@@ -67,6 +104,7 @@ def merge_ensemble(members: list[onnx.ModelProto], combiner: onnx.ModelProto) ->
     ]
     graph = helper.make_graph(nodes, "mmzoo_ensemble", list(inputs.values()), outputs, initializers,
                               value_info=value_info)
+    share_identical_initializers(graph)
     merged = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in sorted(opsets)],
                                producer_name="mmzoo")
     merged.ir_version = max(m.ir_version for m in [*members, combiner])

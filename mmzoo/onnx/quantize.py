@@ -24,7 +24,10 @@ def quantize_int8(src: Path, dst: Path) -> None:
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:
-        quantize_dynamic(str(src), str(dst), op_types_to_quantize=OP_TYPES, weight_type=QuantType.QInt8)
+        # Per-channel scales: with one scale per tensor, MiniLM's int8 text member disagreed with
+        # fp32 on 2.3% of emoji validation samples; per output channel it was 1.6%, and 0% for the ensemble.
+        quantize_dynamic(str(src), str(dst), op_types_to_quantize=OP_TYPES, weight_type=QuantType.QInt8,
+                         per_channel=True)
     except Exception as exc:  # onnxruntime.quantization raises plain exceptions of many types
         raise ExportError(f"int8 quantization of {src.name} failed: {type(exc).__name__}: {exc}",
                           hint="export without --quantize") from None

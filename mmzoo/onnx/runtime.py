@@ -1,14 +1,15 @@
 """Provides the torch-free inference runtime: load an mmzoo ONNX export, preprocess, predict.
 
-Only onnxruntime, onnx (to read metadata), tokenizers, numpy and Pillow are imported,
-so a process that predicts starts in well under a second.
+Only onnxruntime, tokenizers, numpy and Pillow are imported (the metadata is read from
+the file's protobuf directly), so a process that predicts starts in well under a second.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -82,7 +83,7 @@ def _image(item: Any, where: str):
     try:
         img = Image.open(path)
         img.load()
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
         raise DataError(f"image {path} could not be read{where}: {exc}",
                         hint="use a PNG, JPEG, WebP or other format Pillow reads") from None
     return img
@@ -95,7 +96,11 @@ class Predictor:
         self.path = Path(path)
         self.meta = md.read(self.path)
         self.labels: list[str] = list(self.meta["labels"])
-        self.preprocessing = [(p, from_config(p["config"])) for p in self.meta["preprocessing"]]
+        try:
+            self.preprocessing = [(p, from_config(p["config"])) for p in self.meta["preprocessing"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ExportError(f"{self.path}: its mmzoo.preprocessing metadata is unusable ({exc!r})",
+                              hint="re-export the run with this mmzoo version") from None
         self.modalities = {p["modality"] for p, _ in self.preprocessing}
         try:
             self.session = make_session(self.path, device, threads, spinning)
@@ -103,7 +108,7 @@ class Predictor:
             raise
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             raise ExportError(f"onnxruntime could not load {self.path}: {exc}",
-                                 hint="re-export the run; the file may be damaged") from None
+                              hint="re-export the run; the file may be damaged") from None
         self.on_gpu = self.session.get_providers()[0] == "CUDAExecutionProvider"
         self.output = self.session.get_outputs()[0].name
 
@@ -111,19 +116,23 @@ class Predictor:
               where: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Graph inputs for a batch; ``where`` labels each sample in error messages (e.g. a manifest line)."""
         count = len(texts) if texts is not None else len(images) if images is not None else 0
+        if count == 0:
+            raise DataError("nothing to predict", hint="give texts and/or images")
+        if texts is not None and images is not None and len(texts) != len(images):
+            raise DataError(f"got {len(texts)} texts but {len(images)} images; each sample needs one of each")
         labels = list(where) if where is not None else [""] * count
         if "text" in self.modalities:
             if texts is None:
                 raise DataError(f"{self.path.name} reads text: give --text", hint="its inputs: "
                                 + ", ".join(sorted(self.modalities)))
-            for text, at in zip(texts, labels):
+            for text, at in zip(texts, labels, strict=True):
                 if not isinstance(text, str) or not text.strip():
                     raise DataError(f"text is empty{at}", hint="pass the text to classify, e.g. --text 'a red apple'")
         if "image" in self.modalities:
             if images is None:
                 raise DataError(f"{self.path.name} reads an image: give --image PATH", hint="its inputs: "
                                 + ", ".join(sorted(self.modalities)))
-            images = [_image(item, at) for item, at in zip(images, labels)]
+            images = [_image(item, at) for item, at in zip(images, labels, strict=True)]
         out: dict[str, np.ndarray] = {}
         for desc, prep in self.preprocessing:
             produced = prep(list(texts) if desc["modality"] == "text" else images)
@@ -145,7 +154,10 @@ class Predictor:
     def predict(self, texts: Sequence[str] | None = None, images: Sequence | None = None,
                 batch_size: int = 32, where: Sequence[str] | None = None) -> np.ndarray:
         """Probabilities (N, C) in ``labels`` order."""
-        n = len(texts) if texts is not None else len(images or [])
+        n = len(texts) if texts is not None else len(images) if images is not None else 0
+        if n == 0:
+            raise DataError(f"nothing to predict: {self.path.name} reads {' and '.join(sorted(self.modalities))}",
+                            hint="give --text '...' and/or --image PATH")
         out = []
         for start in range(0, n, batch_size):
             part = slice(start, start + batch_size)
@@ -157,4 +169,4 @@ class Predictor:
     def top_k(self, probs: np.ndarray, k: int = 5) -> list[list[tuple[str, float]]]:
         """Per sample, the ``k`` most probable (label, probability) pairs, best first."""
         order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-        return [[(self.labels[i], float(row[i])) for i in idx] for row, idx in zip(probs, order)]
+        return [[(self.labels[i], float(row[i])) for i in idx] for row, idx in zip(probs, order, strict=True)]

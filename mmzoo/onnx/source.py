@@ -62,7 +62,7 @@ class Source:
     def member_probs(self, feeds: dict[str, np.ndarray]) -> torch.Tensor:
         """Each member's float32 softmax on the raw encoders: (B, M, C)."""
         probs = []
-        for model, names in zip(self.models, self.member_inputs):
+        for model, names in zip(self.models, self.member_inputs, strict=True):
             inputs = {fld: torch.from_numpy(feeds[name]) for name, fld in names.items()}
             probs.append(torch.softmax(model(inputs)["logits"].float(), dim=-1))  # (B, C)
         return torch.stack(probs, dim=1)  # (B, M, C)
