@@ -51,7 +51,7 @@ def cmd_demo(args) -> int:
     from mmzoo.registry import load_registry
 
     started = time.perf_counter()
-    total = len(DEMO_MODELS) + 2
+    total = len(DEMO_MODELS) + 3
     runs = [train_or_reuse(name, args, f"[{i}/{total}]") for i, name in enumerate(DEMO_MODELS, 1)]
     err(f"[{total - 1}/{total}] ensembles of the {len(runs)} models: {', '.join(DEMO_COMBINERS)}")
     ensembles = []
@@ -66,13 +66,43 @@ def cmd_demo(args) -> int:
                               device=args.device, say=err)
     ensembles.append(build_ensemble(seeds_spec, obtained.runs, root=args.out, notes=obtained.notes))
     rows = compare_runs(runs + ensembles, args.out)
+    # The ensemble to ship is chosen on validation, as a user without test labels would choose it.
+    best = max(ensembles, key=lambda r: r.metrics["val"]["accuracy"])
+    err(f"[{total}/{total}] exporting {best.name} to ONNX and predicting test samples with onnxruntime")
+    shipped = ship(best, args)
     if args.json:
-        emit_json(rows)
-    else:
-        print(render_compare(rows))
-        best_single = max(rows[: len(runs)], key=lambda r: r["accuracy"])
-        print(f"\nbest single model: {best_single['run']} ({best_single['accuracy']:.4f}); "
-              + "; ".join(f"{r['kind']} {'beats' if r['accuracy'] > best_single['accuracy'] else 'does not beat'} it"
-                          for r in rows[len(runs):]))
+        emit_json({"comparison": rows, "export": shipped})
+        return 0
+    print(render_compare(rows))
+    best_single = max(rows[: len(runs)], key=lambda r: r["accuracy"])
+    print(f"\nbest single model: {best_single['run']} ({best_single['accuracy']:.4f}); "
+          + "; ".join(f"{r['kind']} {'beats' if r['accuracy'] > best_single['accuracy'] else 'does not beat'} it"
+                      for r in rows[len(runs):]))
+    print(f"\n{best.name} exported to {shipped['path']} (parity: max |diff| {shipped['max_abs_diff']:.1e}, "
+          f"argmax agreement {100 * shipped['agreement']:.1f}%); onnxruntime on test samples:")
+    for sample in shipped["samples"]:
+        top = ", ".join(f"{label} {p:.2f}" for label, p in sample["top"])
+        print(f"  {sample['text'][:48]:<48} true {sample['label']:<20} -> {top}")
     err(f"demo finished in {time.perf_counter() - started:.0f}s")
     return 0
+
+
+def ship(run, args, count: int = 5) -> dict:
+    """Export ``run`` as one ONNX graph and predict a few test samples with the torch-free runtime."""
+    from mmzoo.factory import open_dataset
+    from mmzoo.onnx.export import export_run
+    from mmzoo.onnx.runtime import Predictor
+
+    exports = Path(args.out).parent / "exports" if args.out else Path("exports")
+    result = export_run(run, exports, say=err)
+    spec = run.spec["data"]
+    dataset = open_dataset(spec["dataset"])
+    test = dataset.split("test")
+    picks = [test[i] for i in range(0, len(test), max(1, len(test) // count))][:count]
+    predictor = Predictor(result["path"], device=args.device)
+    probs = predictor.predict([s.text for s in picks], [s.image for s in picks])
+    parity = result["parity"]["fp32"]
+    return {"path": str(result["path"]), "max_abs_diff": parity["max_abs_diff"],
+            "agreement": parity["argmax_agreement"],
+            "samples": [{"text": s.text, "label": s.labels[spec["label_set"]], "top": top}
+                        for s, top in zip(picks, predictor.top_k(probs, 3), strict=True)]}
