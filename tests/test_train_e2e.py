@@ -118,3 +118,20 @@ def test_bad_inputs_give_clear_errors(tmp_path):
     assert res.returncode == 1 and "Traceback" not in res.stderr
     res = run_cli("train", "--resume", "no-such-run", "--out", str(tmp_path))
     assert res.returncode == 1 and "no run 'no-such-run'" in res.stderr
+
+
+def test_non_finite_loss_stops_with_epoch_and_step(tmp_path):
+    res = run_cli("train", "digits_concat", "--epochs", "2", "--lr", "1e30", "--out", str(tmp_path))
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert "loss became nan at epoch 1, step" in res.stderr or "loss became inf at epoch 1, step" in res.stderr
+    status = json.loads(next(tmp_path.glob("*/*/status.json")).read_text())
+    assert status["state"] == "failed"
+
+
+def test_training_refuses_a_dataset_that_fails_its_check(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "manifest.jsonl").write_text(json.dumps({"text": "", "image": "nope.png", "label": "a"}) + "\n")
+    res = run_cli("train", "digits_concat", "--dataset", str(folder), "--out", str(tmp_path / "runs"))
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert f"mmzoo data check {folder}" in res.stderr
