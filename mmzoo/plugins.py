@@ -133,7 +133,9 @@ def load_zoo() -> Zoo:
     owners: dict = {}
     by_name = {info.name: info for info in zoo.plugins}
     for hook_name, kind in HOOKS.items():
-        for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):  # registration order
+        order = {info.name: i for i, info in enumerate(zoo.plugins)}
+        impls = sorted(getattr(pm.hook, hook_name).get_hookimpls(), key=lambda impl: order[impl.plugin_name])
+        for impl in impls:  # discovery order: builtin first, so its names win collisions
             info = by_name[impl.plugin_name]
             if trace:
                 print(f"mmzoo: trace: {impl.plugin_name}.{hook_name}(register)", file=sys.stderr)

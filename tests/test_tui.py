@@ -251,12 +251,14 @@ async def test_cancel_keeps_the_checkpoint_and_runs_resumes_it(tmp_path, tiny_re
         screen = app.screen
         screen.pick("tiny_concat")
         await pilot.pause()
+        # Enough epochs that the run cannot finish between the epoch-1 event and the Cancel click.
+        await type_into(pilot, "#train-epochs", "8")
         await pilot.click("#train-start")
         await wait_for(pilot, lambda: len(screen.history) == 1, 120, "epoch 1")
         await pilot.click("#train-cancel")
         await wait_for(pilot, lambda: not screen.running, 60, "the cancel")
         (run,) = list_runs(tmp_path)
-        assert run.status["state"] == "cancelled" and not run.finished
+        assert run.status["state"] == "cancelled" and not run.finished, (run.spec["model"]["train"]["epochs"], run.history())
         cancelled = shown[-1]
         assert cancelled["severity"] == "warning" and "keeps the checkpoint of epoch 1" in cancelled["message"]
         assert (run.path / "checkpoints" / "LATEST").exists()
@@ -268,7 +270,7 @@ async def test_cancel_keeps_the_checkpoint_and_runs_resumes_it(tmp_path, tiny_re
         await wait_for(pilot, lambda: not screen.running, 120, "the resumed run to finish")
         assert shown[-1]["title"] == "training finished", shown[-1]
         run = Run(run.path)
-        assert run.finished and [h["epoch"] for h in run.history()] == [1, 2]
+        assert run.finished and [h["epoch"] for h in run.history()] == list(range(1, 9))
         assert list_runs(tmp_path) == [run]  # resumed in place, not a new run
 
 
@@ -438,10 +440,29 @@ def snapshot(snapshot):
     return snapshot
 
 
+@pytest.fixture
+def baseline_plugins():
+    """Only the plugins the baselines were made with, so installing another plugin doesn't churn them."""
+    import os
+
+    from mmzoo.plugins import get_zoo
+
+    before = os.environ.get("MMZOO_PLUGINS")
+    os.environ["MMZOO_PLUGINS"] = "builtin,offline_weights"
+    get_zoo(refresh=True)
+    yield
+    if before is None:
+        del os.environ["MMZOO_PLUGINS"]
+    else:
+        os.environ["MMZOO_PLUGINS"] = before
+    get_zoo(refresh=True)
+
+
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
 @pytest.mark.parametrize("key", ["z", "t", "r", "e"], ids=["zoo", "train", "runs", "export"])
-def test_screen_snapshot(snap_compare, tmp_path, monkeypatch, key, size):
+def test_screen_snapshot(snap_compare, tmp_path, monkeypatch, key, size, baseline_plugins):
     """Each screen, freshly opened over a fixed registry and no runs, looks as it did when approved."""
+
     # A registry.yaml in the current folder replaces the project's, so edits to the catalog don't churn these.
     (tmp_path / "registry.yaml").write_text(TINY)
     monkeypatch.chdir(tmp_path)
