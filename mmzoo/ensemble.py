@@ -112,6 +112,27 @@ def stacked_probabilities(runs: list[Run], split: str, classes: list[str]) -> tu
     return np.stack(columns, axis=1), labels, ids  # (N, M, C), (N,)
 
 
+def validation_groups(data: dict, ids: list) -> np.ndarray | None:
+    """Integer group of each validation sample (near-duplicates share one), or None if unknown.
+
+    Folds inside a combiner (stacking's cross-fit, moe's early-stopping hold-out) keep groups
+    whole; otherwise emoji's skin-tone variants would leak across folds and flatter the score.
+    """
+    from mmzoo.errors import MmzooError
+    from mmzoo.factory import open_dataset
+
+    source = data.get("source") or ""
+    try:
+        dataset = open_dataset(source if source and Path(source).is_dir() else data["dataset"])
+    except MmzooError:
+        return None  # a user folder that moved: folds fall back to per-sample
+    group_of = {s.id: s.group or s.id for s in dataset.samples}
+    if not all(i in group_of for i in ids):
+        return None
+    codes: dict[str, int] = {}
+    return np.array([codes.setdefault(group_of[i], len(codes)) for i in ids], dtype=np.int64)
+
+
 def build_ensemble(spec: dict, runs: list[Run], *, root: Path | None = None, notes: list[str] | None = None,
                    boosting: dict | None = None) -> Run:
     """Fit ``spec["combiner"]`` on the members' validation predictions and write the ensemble run folder.
@@ -130,7 +151,7 @@ def build_ensemble(spec: dict, runs: list[Run], *, root: Path | None = None, not
             raise RegistryError("combiner 'samme' needs the member weights (alphas) of a boosting recipe",
                                 hint="use it with a `boosting:` ensemble, or pick another combiner")
         combiner.set_alphas(boosting["alphas"])
-    combiner.fit(val_probs, val_labels)
+    combiner.fit(val_probs, val_labels, groups=validation_groups(data, probs["val"][2]))
     combined = {"val": combiner.predict(val_probs), "test": combiner.predict(test_probs)}  # (N, C) each
     val_note = "in-sample: the combiner was fitted on val"
     if getattr(combiner, "cv_predictions", None) is not None:

@@ -394,3 +394,34 @@ def test_samme_training_error_falls_as_members_are_added():
         loss.append(float(np.mean(np.exp(-(code(y) * f).sum(1) / k))))
         z = (1 - err) * math.exp(-beta / (k - 1)) + err * math.exp(beta / (k - 1) ** 2)
         assert loss[-1] / loss[-2] == pytest.approx(z, rel=1e-9) and z < 1
+
+
+def test_grouped_folds_keep_near_duplicates_together_and_stay_stratified():
+    from mmzoo.combiners.base import stratified_folds
+
+    rng = np.random.default_rng(0)
+    groups = torch.as_tensor(np.repeat(np.arange(60), rng.integers(1, 6, 60)))  # variants of 60 emoji
+    labels = groups % 3  # a group's samples share a label
+    fold = stratified_folds(labels, 5, seed=0, groups=groups)
+    for g in groups.unique():
+        assert len(fold[groups == g].unique()) == 1  # a group never straddles folds
+    group_fold = {int(g): int(f) for g, f in zip(groups, fold)}
+    for c in range(3):
+        per_fold = np.bincount([group_fold[g] for g in range(60) if g % 3 == c], minlength=5)
+        assert per_fold.max() - per_fold.min() <= 1  # groups of each class dealt evenly
+
+
+def test_stacking_cross_fit_with_groups_is_not_flattered_by_duplicates():
+    """Duplicated noise samples: per-sample folds leak the copies, grouped folds do not."""
+    from mmzoo.combiners.stacking import StackingCombiner
+
+    leaky, honest = [], []
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        n, m, c = 120, 3, 4
+        base = rng.dirichlet(np.ones(c), size=(n, m))  # members carry no signal: chance is 0.25
+        labels = rng.integers(0, c, n)
+        probs, y, groups = np.repeat(base, 4, axis=0), np.repeat(labels, 4), np.repeat(np.arange(n), 4)
+        leaky.append(float(StackingCombiner(m, c, weight_decay=0.0).fit(probs, y).validation_score))
+        honest.append(float(StackingCombiner(m, c, weight_decay=0.0).fit(probs, y, groups=groups).validation_score))
+    assert np.mean(honest) < 0.3 and np.mean(leaky) > np.mean(honest) + 0.05, (leaky, honest)

@@ -53,14 +53,14 @@ def cmd_demo(args) -> int:
     started = time.perf_counter()
     total = len(DEMO_MODELS) + 3
     runs = [train_or_reuse(name, args, f"[{i}/{total}]") for i, name in enumerate(DEMO_MODELS, 1)]
-    err(f"[{total - 1}/{total}] ensembles of the {len(runs)} models: {', '.join(DEMO_COMBINERS)}")
+    err(f"[{total - 2}/{total}] ensembles of the {len(runs)} models: {', '.join(DEMO_COMBINERS)}")
     ensembles = []
     for combiner in DEMO_COMBINERS:
         spec = {"name": f"emoji_all_{combiner}", "kind": "ensemble",
                 "description": f"the demo's {len(runs)} models, {combiner}",
                 "recipe": {"members": list(DEMO_MODELS)}, "combiner": combiner_spec(combiner)}
         ensembles.append(build_ensemble(spec, runs, root=args.out))
-    err(f"[{total}/{total}] {DEMO_SEEDS}: seeds of one fusion model")
+    err(f"[{total - 1}/{total}] {DEMO_SEEDS}: seeds of one fusion model")
     seeds_spec = load_registry(args.registry).get(DEMO_SEEDS).spec
     obtained = obtain_members(seeds_spec, resolve=lambda m: resolve_spec(m, args.registry), out=args.out,
                               device=args.device, say=err)

@@ -63,11 +63,20 @@ class Combiner(nn.Module):
             "params": dict(self.params),
         }
 
-    def fit(self, probs: ArrayLike, labels: ArrayLike, features: ArrayLike | None = None) -> Combiner:
-        """Fit on validation member probabilities (N, M, C) and labels (N,); returns self."""
+    def fit(self, probs: ArrayLike, labels: ArrayLike, features: ArrayLike | None = None,
+            groups: ArrayLike | None = None) -> Combiner:
+        """Fit on validation member probabilities (N, M, C) and labels (N,); returns self.
+
+        ``groups`` (N,) ints mark near-duplicate samples (e.g. skin-tone variants of one emoji);
+        combiners that split validation into folds keep each group inside one fold.
+        """
         p = self.check_probs(probs, "fit")
         y = self.check_labels(labels, len(p))
         f = None if features is None else self.check_features(features, len(p))
+        self.fit_groups = None if groups is None else torch.as_tensor(np.asarray(groups), dtype=torch.int64)
+        if self.fit_groups is not None and self.fit_groups.shape != y.shape:
+            raise TrainingError(f"combiner {self.name!r}: groups has shape {tuple(self.fit_groups.shape)}, "
+                                f"expected ({len(y)},)")
         self._fit(p, y, f)
         self.fitted.fill_(True)
         return self
@@ -239,8 +248,15 @@ def log_probs(probs: torch.Tensor) -> torch.Tensor:
     return probs.clamp_min(PROB_FLOOR).log()
 
 
-def stratified_folds(labels: torch.Tensor, folds: int, seed: int) -> torch.Tensor:
-    """Assign each sample a fold id in [0, folds), spreading every class evenly; seeded."""
+def stratified_folds(labels: torch.Tensor, folds: int, seed: int, groups: torch.Tensor | None = None) -> torch.Tensor:
+    """Assign each sample a fold id in [0, folds), spreading every class evenly; seeded.
+
+    With ``groups``, whole groups are dealt to folds (each by its first sample's label), so
+    near-duplicates never sit on both sides of a fold and the out-of-fold score stays honest.
+    """
+    if groups is not None:
+        unique, first, inverse = _group_index(groups)
+        return stratified_folds(labels[first], folds, seed)[inverse]
     generator = torch.Generator().manual_seed(seed)
     shuffled = torch.randperm(len(labels), generator=generator)  # (N,)
     # A stable sort by label keeps the random order within each class; dealing the sorted
@@ -249,6 +265,14 @@ def stratified_folds(labels: torch.Tensor, folds: int, seed: int) -> torch.Tenso
     fold = torch.empty_like(labels)
     fold[order] = torch.arange(len(labels)) % folds
     return fold
+
+
+def _group_index(groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(unique groups, index of each group's first sample, each sample's group position)."""
+    unique, inverse = torch.unique(groups, return_inverse=True)
+    first = torch.full((len(unique),), len(groups), dtype=torch.int64)
+    first = first.scatter_reduce(0, inverse, torch.arange(len(groups)), reduce="amin")
+    return unique, first, inverse
 
 
 def check_int(combiner: str, name: str, value: Any, minimum: int) -> None:

@@ -101,7 +101,7 @@ class MoeCombiner(Combiner):
             )
         x = self._gate_input(probs, features).float()  # (N, D)
         p = probs.float()
-        held = stratified_folds(labels, k, self.params["seed"]) == 0  # (N,)
+        held = stratified_folds(labels, k, self.params["seed"], getattr(self, "fit_groups", None)) == 0  # (N,)
         self.shift.copy_(x[~held].mean(dim=0))
         self.scale.copy_(x[~held].std(dim=0, unbiased=False).clamp_min(1e-6))
 

@@ -59,7 +59,7 @@ class StackingCombiner(Combiner):
                 "lower `folds:` in the combiner params, or use a larger validation split",
             )
         x = self._inputs(probs)  # (N, M*C)
-        fold = stratified_folds(labels, folds, self.params["seed"])  # (N,)
+        fold = stratified_folds(labels, folds, self.params["seed"], getattr(self, "fit_groups", None))  # (N,)
         oof = torch.zeros(len(labels), self.num_classes, dtype=torch.float64)  # (N, C)
         for k in range(folds):
             held = fold == k
