@@ -76,8 +76,8 @@ def cmd_demo(args) -> int:
     print(render_compare(rows))
     best_single = max(rows[: len(runs)], key=lambda r: r["accuracy"])
     print(f"\nbest single model: {best_single['run']} ({best_single['accuracy']:.4f}); "
-          + "; ".join(f"{r['kind']} {'beats' if r['accuracy'] > best_single['accuracy'] else 'does not beat'} it"
-                      for r in rows[len(runs):]))
+          + "; ".join(f"{r['run'].split('/')[0]} {'beats' if r['accuracy'] > best_single['accuracy'] else 'does not beat'}"
+                      f" it" for r in rows[len(runs):]))
     print(f"\n{best.name} exported to {shipped['path']} (parity: max |diff| {shipped['max_abs_diff']:.1e}, "
           f"argmax agreement {100 * shipped['agreement']:.1f}%); onnxruntime on test samples:")
     for sample in shipped["samples"]:
