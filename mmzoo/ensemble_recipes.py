@@ -120,20 +120,27 @@ def plan_members(ensemble: dict, resolve, datasets: _Datasets) -> list[Member]:
     return members
 
 
+def member_options(member: Member, *, out, device: str, quiet: bool):
+    """The trainer Options of a member, the same whichever executor trains it."""
+    from mmzoo.trainer import Options
+
+    extra = {"member_of": member.member_of}
+    if member.resample is not None:
+        extra["resample"] = member.resample
+    return Options(out=out, device=device, run_name=member.folder, quiet=quiet, train_rows=member.train_rows,
+                   sample_weights=member.sample_weights, extra_spec=extra)
+
+
 def obtain(member: Member, datasets: _Datasets, *, out, device: str, say) -> tuple[Run, bool]:
     """Reuse a matching finished run, or train the member; returns (run, reused)."""
-    from mmzoo.trainer import Options, train
+    from mmzoo.trainer import train
 
     run = find_reusable(member, datasets.get(member.spec).fingerprint, out)
     if run is not None:
         say(f"{member.folder}: reusing finished run {run.name}")
         return run, True
     say(f"{member.folder}: training" + (f" ({member.note})" if member.note else ""))
-    extra = {"member_of": member.member_of}
-    if member.resample is not None:
-        extra["resample"] = member.resample
-    options = Options(out=out, device=device, run_name=member.folder, quiet=not sys.stderr.isatty(),
-                      train_rows=member.train_rows, sample_weights=member.sample_weights, extra_spec=extra)
+    options = member_options(member, out=out, device=device, quiet=not sys.stderr.isatty())
     return train(member.spec, options), False
 
 
@@ -225,18 +232,18 @@ def boost(ensemble: dict, resolve, datasets: _Datasets, *, out, device: str, say
     return result
 
 
-def obtain_members(ensemble: dict, *, resolve, out=None, device: str = "auto", say=None) -> Obtained:
-    """Every member run of a registry ensemble: reused where possible, trained otherwise."""
+def obtain_members(ensemble: dict, *, resolve, out=None, device: str = "auto", say=None, executor=None) -> Obtained:
+    """Every member run of a registry ensemble: reused where possible, trained otherwise.
+
+    ``executor`` (mmzoo.executors) trains the members; the default trains them here, one after another.
+    """
+    from mmzoo.executors import LocalExecutor
+
     say = say or (lambda msg: print(msg, file=sys.stderr))
+    executor = executor or LocalExecutor()
     datasets = _Datasets()
+    executor.check_recipe(ensemble)
     if "boosting" in ensemble["recipe"]:
         return boost(ensemble, resolve, datasets, out=out, device=device, say=say)
     members = plan_members(ensemble, resolve, datasets)
-    result = Obtained([], [], [])
-    for k, member in enumerate(members, 1):
-        prefix = f"[{k}/{len(members)}] "
-        run, reused = obtain(member, datasets, out=out, device=device, say=lambda msg, p=prefix: say(p + msg))
-        result.runs.append(run)
-        result.reused.append(reused)
-        result.notes.append(member.note)
-    return result
+    return executor.obtain_all(members, datasets, out=out, device=device, say=say)

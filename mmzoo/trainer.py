@@ -13,7 +13,7 @@ import math
 import random
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mmzoo import atomic, checkpoint, runs
+from mmzoo import atomic, checkpoint, distributed, runs
 from mmzoo.errors import TrainingError
 from mmzoo.featurecache import SplitInputs, prepare
 from mmzoo.metrics import classification_metrics
@@ -102,10 +102,16 @@ def predict(model, data: SplitInputs, device, batch_size: int = 256) -> np.ndarr
     return torch.cat(out).numpy() if out else np.zeros((0, model.num_classes), np.float32)
 
 
-def joint_loss(out: dict, y: torch.Tensor, weights: torch.Tensor, train: dict) -> torch.Tensor:
-    """Fusion loss plus weighted auxiliary text-only and image-only losses (per-sample weighted)."""
+def joint_loss(out: dict, y: torch.Tensor, weights: torch.Tensor, train: dict,
+               total: torch.Tensor | None = None) -> torch.Tensor:
+    """Fusion loss plus weighted auxiliary text-only and image-only losses (per-sample weighted).
+
+    ``total`` replaces the batch's own weight sum as the normaliser (DDP: see mmzoo.distributed).
+    """
+    denominator = weights.sum() if total is None else total
+
     def ce(logits):
-        return (F.cross_entropy(logits.float(), y, reduction="none") * weights).sum() / weights.sum()
+        return (F.cross_entropy(logits.float(), y, reduction="none") * weights).sum() / denominator
 
     loss = ce(out["logits"])
     if "text_logits" in out:
@@ -116,14 +122,24 @@ def joint_loss(out: dict, y: torch.Tensor, weights: torch.Tensor, train: dict) -
 
 
 def train(spec: dict, options: Options | None = None):
-    """Train one model; returns the finished :class:`mmzoo.runs.Run`."""
+    """Train one model; returns the finished :class:`mmzoo.runs.Run`.
+
+    Under torchrun every rank calls this and trains with DDP (see mmzoo.distributed).
+    """
+    options = options or Options()
+    with distributed.session(pick_device(options.device)) as ctx:
+        if not ctx.is_main:  # rank 0 alone prints, shows progress and reports events
+            options = replace(options, quiet=True, on_event=None)
+        return _train(spec, options, ctx)
+
+
+def _train(spec: dict, options: Options, ctx: distributed.Context):
     from mmzoo.factory import create_model, open_dataset
 
-    options = options or Options()
     emit = options.on_event or (lambda event: None)
     say = (lambda msg: None) if options.quiet else (lambda msg: print(msg, file=sys.stderr))
     if options.resume:
-        run = runs.find_run(options.resume, options.out)
+        run = ctx.shared_run(lambda: runs.find_run(options.resume, options.out))
         if run.finished:
             raise TrainingError(f"{run.name} already finished; nothing to resume")
         spec = run.spec["model"]
@@ -131,30 +147,32 @@ def train(spec: dict, options: Options | None = None):
         if ckpt is None:
             say(f"mmzoo: {run.name} has no complete checkpoint yet; restarting it from epoch 1")
     else:
-        run, ckpt = runs.new_run(options.run_name or spec["name"], options.out), None
+        run, ckpt = ctx.shared_run(lambda: runs.new_run(options.run_name or spec["name"], options.out)), None
     tcfg, task = spec["train"], spec["task"]
     seed_everything(tcfg["seed"])
-    device = pick_device(options.device)
+    device = ctx.device
     dataset = open_dataset(task["dataset"])
     label_set = task["label_set"] or dataset.default_label_set
     classes = dataset.classes(label_set)
     model = create_model(spec, num_classes=len(classes)).to(device)
     full_spec = {"model": spec, "data": {"dataset": dataset.name, "source": dataset.source, "label_set": label_set,
                                          "fingerprint": dataset.fingerprint, "classes": classes},
-                 "device": str(device), "mmzoo_version": _version(), **options.extra_spec}
-    if not options.resume:
+                 "device": str(device), "mmzoo_version": _version(), **ctx.describe(), **options.extra_spec}
+    if not options.resume and ctx.is_main:
         atomic.write_yaml(run.path / "spec.yaml", full_spec)
     run.set_status("running", pid=_pid())
     emit({"type": "start", "run": run.name, "path": str(run.path)})
 
     amp = autocast_dtype(tcfg["precision"], device)
-    data = prepare(model, dataset, label_set, device, amp, show=not options.quiet)
+    with ctx.main_first():  # rank 0 fills the feature cache; the other ranks then read it
+        data = prepare(model, dataset, label_set, device, amp, show=not options.quiet)
     train_data = data["train"]
     rows = np.arange(len(train_data)) if options.train_rows is None else np.asarray(options.train_rows)
     weights = torch.ones(len(train_data)) if options.sample_weights is None else torch.as_tensor(
         options.sample_weights, dtype=torch.float32)
     if len(rows) == 0:
         raise TrainingError(f"dataset {dataset.name!r} has no training samples")
+    step = ctx.wrap(model, forward)  # first: on CUDA it swaps BatchNorm for SyncBatchNorm (same parameters)
     params = model.trainable_parameters()
     optimizer = torch.optim.AdamW(params, lr=tcfg["lr"], weight_decay=tcfg["weight_decay"])
     steps_per_epoch = math.ceil(len(rows) / tcfg["batch_size"])
@@ -185,14 +203,16 @@ def train(spec: dict, options: Options | None = None):
                     raise Cancelled(f"cancelled during epoch {epoch}; {run.name} keeps the checkpoint of "
                                     f"epoch {progress['epoch']}", hint=f"resume with `mmzoo train --resume {run.path}`")
                 idx = order[b * tcfg["batch_size"]:(b + 1) * tcfg["batch_size"]]
+                idx, batch_weights, total = ctx.shard(idx, weights)  # this rank's rows of the global batch
                 for group in optimizer.param_groups:
                     group["lr"] = lr_at(progress["step"], total_steps, tcfg["lr"], tcfg["warmup"])
                 with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-                    out = forward(model, train_data, idx, device)
-                loss = joint_loss(out, y_all[idx].to(device), weights[idx].to(device), tcfg)
-                if not torch.isfinite(loss):
+                    out = step(train_data, idx, device)
+                loss = joint_loss(out, y_all[idx].to(device), batch_weights.to(device), tcfg, total)
+                seen = ctx.mean(loss.detach())  # the global batch's loss, the same on every rank
+                if not torch.isfinite(seen):
                     run.set_status("failed", error="non-finite loss")
-                    raise TrainingError(f"loss became {loss.item()} at epoch {epoch}, step {b + 1} of {run.name}",
+                    raise TrainingError(f"loss became {seen.item()} at epoch {epoch}, step {b + 1} of {run.name}",
                                         hint="lower --lr, or use precision: fp32 in the model's train section")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -200,11 +220,11 @@ def train(spec: dict, options: Options | None = None):
                     torch.nn.utils.clip_grad_norm_(params, tcfg["grad_clip"])
                 optimizer.step()
                 progress["step"] += 1
-                total_loss += loss.item()
+                total_loss += seen.item()
                 bar.advance()
                 bar.update(loss=total_loss / (b + 1))
                 emit({"type": "step", "epoch": epoch, "step": b + 1, "steps": steps_per_epoch,
-                      "loss": loss.item()})
+                      "loss": seen.item()})
         val_probs = predict(model, data["val"], device)
         val = classification_metrics(val_probs, data["val"].targets.numpy(), classes)
         progress["seconds"] += time.perf_counter() - started
@@ -219,16 +239,19 @@ def train(spec: dict, options: Options | None = None):
         else:
             progress["bad_epochs"] += 1
         progress["epoch"] = epoch
-        checkpoint.save(run.path / "checkpoints", model, best_state, optimizer, progress)
-        atomic.write_jsonl(run.path / "history.jsonl", progress["history"])
+        if ctx.is_main:  # every rank evaluated the same weights; one writes
+            checkpoint.save(run.path / "checkpoints", model, best_state, optimizer, progress)
+            atomic.write_jsonl(run.path / "history.jsonl", progress["history"])
         say(f"epoch {epoch:3d}  loss {record['loss']:.4f}  val {metric_name} {val[metric_name]:.4f}"
             + ("  *" if improved else ""))
         emit({"type": "epoch", **record})
-        if tcfg["patience"] and progress["bad_epochs"] >= tcfg["patience"]:
+        if ctx.agree(bool(tcfg["patience"]) and progress["bad_epochs"] >= tcfg["patience"]):  # rank 0 decides
             say(f"early stop: no better val {metric_name} for {tcfg['patience']} epochs")
             break
 
     model.load_state_dict(best_state, strict=False)
+    if not ctx.is_main:
+        return run  # rank 0 writes the results; distributed.session holds every rank until it has
     return finish(run, model, data, classes, progress, device)
 
 

@@ -22,6 +22,11 @@ def add_parsers(sub) -> None:
     p.add_argument("--epochs", type=int, help="train members that need training for this many epochs")
     p.add_argument("--batch-size", type=int, help="batch size of members that need training")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--executor", default="local", choices=("local", "ray"),
+                   help="train members one after another here (local), or as parallel Ray tasks (ray)")
+    p.add_argument("--address", help="with --executor ray: a Ray cluster to join (default: start a local one)")
+    p.add_argument("--cpus-per-member", type=float, help="with --executor ray: CPUs per member task (default 1)")
+    p.add_argument("--gpus-per-member", type=float, help="with --executor ray: GPUs per member task (default 0)")
     p.add_argument("--out", type=Path, help="runs folder (default: runs/ or MMZOO_RUNS)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_ensemble)
@@ -51,6 +56,10 @@ def from_runs(args):
 
     if args.epochs is not None or args.batch_size is not None:
         raise RegistryError("--epochs and --batch-size set how members train; --runs combines finished runs only")
+    if args.executor != "local" or any(v is not None for v in (args.address, args.cpus_per_member,
+                                                              args.gpus_per_member)):
+        raise RegistryError("--executor, --address and --cpus/--gpus-per-member set how members train; --runs "
+                            "combines finished runs only")
     if len(args.runs) < 2:
         raise RegistryError(f"--runs needs at least two runs to combine, got {len(args.runs)}",
                             hint="list the runs with `mmzoo runs`")
@@ -70,6 +79,7 @@ def from_registry(args):
     from mmzoo.cli.train import apply_overrides, check_task
     from mmzoo.ensemble import combiner_spec
     from mmzoo.ensemble_recipes import obtain_members
+    from mmzoo.executors import make_executor
     from mmzoo.factory import resolve_spec
     from mmzoo.registry import load_registry
 
@@ -84,6 +94,8 @@ def from_registry(args):
     if not entry.ok:
         raise RegistryError(f"ensemble {entry.name!r} is invalid:\n" + "\n".join(f"  {p}" for p in entry.problems))
     spec = copy.deepcopy(entry.spec)
+    executor = make_executor(args.executor, address=args.address, cpus=args.cpus_per_member,
+                             gpus=args.gpus_per_member, resources=spec.get("resources"))
     if args.combiner:
         spec["combiner"] = combiner_spec(args.combiner)
     if "boosting" not in spec["recipe"]:
@@ -97,7 +109,7 @@ def from_registry(args):
             checked.add(model)
         return member
 
-    return spec, obtain_members(spec, resolve=resolve, out=args.out, device=args.device, say=err)
+    return spec, obtain_members(spec, resolve=resolve, out=args.out, device=args.device, say=err, executor=executor)
 
 
 def _check_samme(combiner: dict, where: str) -> None:

@@ -80,6 +80,7 @@ def check_task(spec: dict) -> None:
 
 
 def cmd_train(args) -> int:
+    from mmzoo.distributed import is_main_process
     from mmzoo.factory import resolve_spec
     from mmzoo.trainer import Options, train
 
@@ -90,6 +91,8 @@ def cmd_train(args) -> int:
         spec = apply_overrides(resolve_spec(args.model, args.registry), args)
         check_task(spec)
     run = train(spec, Options(out=args.out, device=args.device, resume=args.resume))
+    if not is_main_process():
+        return 0  # under torchrun, rank 0 reports the run
     metrics = run.metrics
     if args.json:
         emit_json({"run": run.name, "path": str(run.path), **_summary(metrics)})
