@@ -228,6 +228,9 @@ class _Checker:
                 spec["recipe"] = {recipe: resolved}
         spec["combiner"] = self.part(entry, path + ("combiner",), raw.get("combiner", "mean"), "combiner", "name",
                                      schema.COMBINER_KEYS)
+        if "resources" in raw:
+            value = raw["resources"] if isinstance(raw["resources"], dict) else {}
+            spec["resources"] = self.params(entry, path + ("resources",), value, schema.RESOURCE_PARAMS, "resources")
         entry.spec = spec if entry.ok else None
 
 

@@ -35,4 +35,8 @@ FUSION_KEYS = ("name",)
 COMBINER_KEYS = ("name",)
 MODEL_KEYS = ("description", "text", "image", "fusion", "head", "task", "train")
 RECIPES = ("members", "seeds", "bagging", "boosting")
-ENSEMBLE_KEYS = ("description", "combiner") + RECIPES
+ENSEMBLE_KEYS = ("description", "combiner", "resources") + RECIPES
+RESOURCE_PARAMS = (
+    Param("cpus", "float", 1.0, "CPUs per member's Ray task"),
+    Param("gpus", "float", 0.0, "GPUs per member's Ray task; fractions share a GPU"),
+)

@@ -105,3 +105,13 @@ def test_validate_cli_reports_and_exits_nonzero(tmp_path, cli):
 def test_cli_errors_have_no_traceback(cli, args):
     out = cli(*args)
     assert out.returncode != 0 and "Traceback" not in out.stderr and "mmzoo:" in out.stderr
+
+
+def test_ensemble_resources_are_validated(tmp_path):
+    registry, problems = problems_of(tmp_path, GOOD + "ensembles:\n  ens:\n    members: [tiny]\n"
+                                     "    resources: {cpus: 2, gpu: 1}\n")
+    (line, message), = problems
+    assert line == 10 and "unknown key 'gpu'" in message and "did you mean 'gpus'" in message
+    registry, problems = problems_of(tmp_path, GOOD + "ensembles:\n  ens:\n    members: [tiny]\n"
+                                     "    resources: {cpus: 2}\n")
+    assert problems == [] and registry.get("ens").spec["resources"] == {"cpus": 2, "gpus": 0.0}
