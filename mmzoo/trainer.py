@@ -209,10 +209,11 @@ def _train(spec: dict, options: Options, ctx: distributed.Context):
                 with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                     out = step(train_data, idx, device)
                 loss = joint_loss(out, y_all[idx].to(device), batch_weights.to(device), tcfg, total)
-                seen = ctx.mean(loss.detach())  # the global batch's loss, the same on every rank
-                if not torch.isfinite(seen):
+                # the global batch's loss, the same on every rank; one host sync per step, read once
+                seen = ctx.mean(loss.detach()).item()
+                if not math.isfinite(seen):
                     run.set_status("failed", error="non-finite loss")
-                    raise TrainingError(f"loss became {seen.item()} at epoch {epoch}, step {b + 1} of {run.name}",
+                    raise TrainingError(f"loss became {seen} at epoch {epoch}, step {b + 1} of {run.name}",
                                         hint="lower --lr, or use precision: fp32 in the model's train section")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -220,11 +221,10 @@ def _train(spec: dict, options: Options, ctx: distributed.Context):
                     torch.nn.utils.clip_grad_norm_(params, tcfg["grad_clip"])
                 optimizer.step()
                 progress["step"] += 1
-                total_loss += seen.item()
+                total_loss += seen
                 bar.advance()
                 bar.update(loss=total_loss / (b + 1))
-                emit({"type": "step", "epoch": epoch, "step": b + 1, "steps": steps_per_epoch,
-                      "loss": seen.item()})
+                emit({"type": "step", "epoch": epoch, "step": b + 1, "steps": steps_per_epoch, "loss": seen})
         val_probs = predict(model, data["val"], device)
         val = classification_metrics(val_probs, data["val"].targets.numpy(), classes)
         progress["seconds"] += time.perf_counter() - started
