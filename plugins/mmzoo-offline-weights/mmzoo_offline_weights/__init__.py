@@ -47,7 +47,7 @@ def register_encoders(register):
     register(
         "minilm",
         "mmzoo_offline_weights.models:MiniLM",
-        description="all-MiniLM-L6-v2 sentence encoder (22.7M params, 384-d, mean pooled), weights installed by pip",
+        description="all-MiniLM-L6-v2 sentence encoder (22.6M params without the unused pooler, 384-d, mean pooled), weights installed by pip",
         modality="text",
         params=(
             Param("max_length", "int", 128, "tokens kept per text (the model was trained on up to 256)"),
