@@ -185,7 +185,8 @@ class TrainScreen(Screen):
         from mmzoo.errors import MmzooError
 
         args = Namespace(ensemble=entry.name, registry=self.app.registry_file, combiner=None, name=None,
-                         device="auto", out=self.app.runs_dir, **asdict(overrides))
+                         device="auto", out=self.app.runs_dir, executor="local", address=None,
+                         cpus_per_member=None, gpus_per_member=None, **asdict(overrides))
         try:
             from mmzoo.cli.ensemble import from_registry
             from mmzoo.ensemble import build_ensemble
