@@ -7,6 +7,7 @@ of the best weights on val and test.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -102,16 +103,20 @@ def predict(model, data: SplitInputs, device, batch_size: int = 256) -> np.ndarr
     return torch.cat(out).numpy() if out else np.zeros((0, model.num_classes), np.float32)
 
 
-def joint_loss(out: dict, y: torch.Tensor, weights: torch.Tensor, train: dict,
+def joint_loss(out: dict, y: torch.Tensor, weights: torch.Tensor | None, train: dict,
                total: torch.Tensor | None = None) -> torch.Tensor:
     """Fusion loss plus weighted auxiliary text-only and image-only losses (per-sample weighted).
 
     ``total`` replaces the batch's own weight sum as the normaliser (DDP: see mmzoo.distributed).
     """
-    denominator = weights.sum() if total is None else total
+    if total is None and weights is None:
+        def ce(logits):  # uniform weights: the plain mean, without per-sample bookkeeping
+            return F.cross_entropy(logits.float(), y)
+    else:
+        denominator = weights.sum() if total is None else total
 
-    def ce(logits):
-        return (F.cross_entropy(logits.float(), y, reduction="none") * weights).sum() / denominator
+        def ce(logits):
+            return (F.cross_entropy(logits.float(), y, reduction="none") * weights).sum() / denominator
 
     loss = ce(out["logits"])
     if "text_logits" in out:
@@ -187,6 +192,8 @@ def _train(spec: dict, options: Options, ctx: distributed.Context):
         say(f"mmzoo: resuming {run.name} after epoch {progress['epoch']}")
 
     y_all = train_data.targets
+    # Entering a disabled autocast still costs time on every step; skip it outright for fp32.
+    autocast = torch.autocast(device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
     for epoch in range(progress["epoch"] + 1, tcfg["epochs"] + 1):
         started = time.perf_counter()
         model.train()
@@ -206,9 +213,11 @@ def _train(spec: dict, options: Options, ctx: distributed.Context):
                 idx, batch_weights, total = ctx.shard(idx, weights)  # this rank's rows of the global batch
                 for group in optimizer.param_groups:
                     group["lr"] = lr_at(progress["step"], total_steps, tcfg["lr"], tcfg["warmup"])
-                with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                with autocast:
                     out = step(train_data, idx, device)
-                loss = joint_loss(out, y_all[idx].to(device), batch_weights.to(device), tcfg, total)
+                uniform = options.sample_weights is None and total is None
+                loss = joint_loss(out, y_all[idx].to(device), None if uniform else batch_weights.to(device), tcfg,
+                                  total)
                 # the global batch's loss, the same on every rank; one host sync per step, read once
                 seen = ctx.mean(loss.detach()).item()
                 if not math.isfinite(seen):
