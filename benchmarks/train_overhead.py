@@ -69,12 +69,12 @@ def mmzoo_loop(spec: dict, epochs: int, out: str) -> tuple[float, float]:
     start = time.perf_counter()
     train(spec, Options(out=out, quiet=True, on_event=on_event))
     total = time.perf_counter() - start
-    gaps = [b[1] - a[1] for a, b in zip(stamps, stamps[1:]) if a[0] == b[0]]  # within one epoch only
+    gaps = [b[1] - a[1] for a, b in zip(stamps, stamps[1:], strict=False) if a[0] == b[0]]  # within one epoch only
     return statistics.median(gaps), total
 
 
-def cache_speedup(zoo: int, out: str) -> tuple[float, float, float]:
-    """(first model's seconds, mean seconds of the cached rest, seconds to encode without a cache)."""
+def cache_speedup(zoo: int, out: str) -> tuple[float, float]:
+    """(first model's seconds, mean seconds of the cached rest)."""
     from mmzoo.factory import resolve_spec
     from mmzoo.trainer import Options, train
 
@@ -88,7 +88,7 @@ def cache_speedup(zoo: int, out: str) -> tuple[float, float, float]:
         start = time.perf_counter()
         train(spec, Options(out=out, quiet=True))
         seconds.append(time.perf_counter() - start)
-    return seconds[0], statistics.mean(seconds[1:]), seconds[0]
+    return seconds[0], statistics.mean(seconds[1:])
 
 
 def main() -> None:
@@ -112,7 +112,7 @@ def main() -> None:
         print(f"  mmzoo trainer      {1000 * step:8.2f} ms/step   overhead {100 * (step / hand - 1):+.1f}%")
         print(f"  mmzoo, whole run   {total:8.2f} s for {args.epochs} epochs (includes eval, checkpoints, files)")
         if args.zoo:
-            first, rest, _ = cache_speedup(args.zoo, os.path.join(tmp, "runs"))
+            first, rest = cache_speedup(args.zoo, os.path.join(tmp, "runs"))
             print(f"frozen-feature cache, {args.zoo}-model emoji zoo (3 epochs each)")
             print(f"  first model (encodes and caches) {first:8.1f} s")
             print(f"  each later model (cache hit)     {rest:8.1f} s   speed-up {first / rest:.1f}x")

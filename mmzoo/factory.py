@@ -15,12 +15,11 @@ def resolve_spec(name_or_spec: str | dict, registry_file: str | None = None) -> 
     """Return the validated, fully-defaulted spec of a registry model."""
     from mmzoo.registry import load_registry
 
-    if isinstance(name_or_spec, dict) and name_or_spec.get("kind") == "model" and "train" in name_or_spec:
-        return name_or_spec
-    registry = load_registry(registry_file)
     if isinstance(name_or_spec, dict):
+        if name_or_spec.get("kind") == "model" and "train" in name_or_spec:
+            return name_or_spec
         raise RegistryError("create_model takes a registry name or a resolved spec (as stored in a run's spec.yaml)")
-    entry = registry.get(name_or_spec)
+    entry = load_registry(registry_file).get(name_or_spec)
     if not entry.ok:
         raise RegistryError(f"{entry.kind} {entry.name!r} is invalid:\n" + "\n".join(f"  {p}" for p in entry.problems))
     if entry.kind != "model":

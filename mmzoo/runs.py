@@ -16,6 +16,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import yaml
@@ -51,8 +52,9 @@ class Run:
         except json.JSONDecodeError as exc:
             raise RunError(f"{file} is corrupt ({exc}); delete the run or retrain it") from exc
 
-    @property
+    @cached_property
     def spec(self) -> dict:
+        """spec.yaml, read once: it is written before anything else and never changes afterwards."""
         file = self.path / "spec.yaml"
         if not file.exists():
             raise RunError(f"{self.path} is not a run folder (no spec.yaml)")
@@ -81,8 +83,8 @@ class Run:
 
     def probabilities(self, split: str):
         """(probs (N, C) float32, labels (N,) int64, ids list) from probs_<split>.safetensors."""
-        from safetensors.numpy import load_file
         from safetensors import safe_open
+        from safetensors.numpy import load_file
 
         file = self.path / f"probs_{split}.safetensors"
         if not file.exists():
