@@ -37,7 +37,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from mmzoo.onnx.bench import render, run_bench
-    from mmzoo.runs import find_run
+    from mmzoo.runs.folders import find_run
 
     with tempfile.TemporaryDirectory(prefix="mmzoo-infer-") as tmp:
         root = args.out

@@ -3,7 +3,7 @@
 Run: .venv/bin/python benchmarks/train_overhead.py [--epochs 3] [--zoo 6]
 
 1. The same model (digits_concat: trainable small_text + small_cnn), data, batch size and
-   optimiser, trained by `mmzoo.trainer.train` and by a plain loop over pre-made tensors.
+   optimiser, trained by `mmzoo.train.trainer.train` and by a plain loop over pre-made tensors.
    Step time is measured from mmzoo's own per-step events, so per-epoch evaluation and
    checkpointing are reported separately as what they are: extra work, not step overhead.
 2. A 6-model zoo of fusion heads over frozen MiniLM + EfficientNet-Lite0 on emoji: the
@@ -25,7 +25,7 @@ def hand_loop(spec: dict, epochs: int) -> float:
     """Median seconds per step of a plain PyTorch loop on the same model and data."""
     import torch.nn.functional as F
 
-    from mmzoo.factory import create_model, open_dataset
+    from mmzoo.train.factory import create_model, open_dataset
 
     torch.manual_seed(spec["train"]["seed"])
     dataset = open_dataset(spec["task"]["dataset"])
@@ -57,7 +57,7 @@ def hand_loop(spec: dict, epochs: int) -> float:
 
 def mmzoo_loop(spec: dict, epochs: int, out: str) -> tuple[float, float]:
     """(median seconds per step, total seconds) of mmzoo's trainer on the same model."""
-    from mmzoo.trainer import Options, train
+    from mmzoo.train.trainer import Options, train
 
     stamps: list[tuple[int, float]] = []
     spec = {**spec, "train": {**spec["train"], "epochs": epochs, "patience": 0}}
@@ -75,8 +75,8 @@ def mmzoo_loop(spec: dict, epochs: int, out: str) -> tuple[float, float]:
 
 def cache_speedup(zoo: int, out: str) -> tuple[float, float]:
     """(first model's seconds, mean seconds of the cached rest)."""
-    from mmzoo.factory import resolve_spec
-    from mmzoo.trainer import Options, train
+    from mmzoo.train.factory import resolve_spec
+    from mmzoo.train.trainer import Options, train
 
     # the first model reads both modalities, so it pays for all the encoding the rest reuse
     names = ["emoji_concat", "emoji_gated", "emoji_bilinear", "emoji_film", "emoji_late", "emoji_text",
@@ -97,7 +97,7 @@ def main() -> None:
     parser.add_argument("--zoo", type=int, default=6, help="models in the cache benchmark (0 skips it)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from mmzoo.factory import resolve_spec
+    from mmzoo.train.factory import resolve_spec
 
     spec = resolve_spec("digits_concat")
     with tempfile.TemporaryDirectory() as tmp:

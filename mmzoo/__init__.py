@@ -12,26 +12,20 @@ __all__ = ["create_model", "list_models", "list_parts", "__version__"]
 
 def create_model(name_or_spec, num_classes: int | None = None, registry_file: str | None = None):
     """Build a torch model from a registry.yaml name or a resolved spec."""
-    from mmzoo.factory import create_model as _create
+    from mmzoo.train.factory import create_model as _create
 
     return _create(name_or_spec, num_classes=num_classes, registry_file=registry_file)
 
 
 def list_models(pattern: str | None = None, registry_file: str | None = None) -> list[str]:
     """Names of the registry's models (and ensembles) matching a glob pattern."""
-    from mmzoo.cli.zoo import collect
+    from mmzoo.zoo.listing import list_models as _list
 
-    rows = collect("models", pattern, registry_file) + collect("ensembles", pattern, registry_file)
-    return [r["name"] for r in rows]
+    return _list(pattern, registry_file)
 
 
 def list_parts(kind: str, pattern: str | None = None) -> list[str]:
     """Names of registered parts of one kind: encoder, fusion, combiner or dataset."""
-    from mmzoo.cli.zoo import _matches
-    from mmzoo.parts import KINDS
-    from mmzoo.plugins import get_zoo
+    from mmzoo.zoo.listing import list_parts as _list
 
-    kind = kind.rstrip("s")
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    return [n for n in get_zoo().names(kind) if _matches(n, pattern)]
+    return _list(kind, pattern)

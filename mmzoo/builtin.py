@@ -1,6 +1,6 @@
 """Registers mmzoo's own parts, through the same hooks as any third-party plugin."""
 
-from mmzoo.hookspecs import hookimpl
+from mmzoo.zoo.hookspecs import hookimpl
 
 
 @hookimpl

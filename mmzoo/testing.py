@@ -27,10 +27,10 @@ from torch import nn
 from mmzoo.combiners.base import Combiner
 from mmzoo.data import SPLITS, Dataset
 from mmzoo.errors import MmzooError, PluginError, TrainingError
-from mmzoo.features import Encoder, Features
+from mmzoo.encoders.base import Encoder, Features
 from mmzoo.fusions.base import Fusion, mlp_head
-from mmzoo.parts import Part
-from mmzoo.preprocess import ImagePreprocessor, from_config
+from mmzoo.zoo.parts import Part
+from mmzoo.data.preprocess import ImagePreprocessor, from_config
 
 # Arguments mmzoo passes positionally before a part's declared params, per kind.
 LEADING = {"encoder": 0, "fusion": 4, "combiner": 2, "dataset": 0}
@@ -47,7 +47,7 @@ def fail(what: str, message: str) -> NoReturn:
 
 def registered(kind: str, name: str) -> Part:
     """The installed part ``name`` of ``kind``, or a PluginError saying how to install it."""
-    from mmzoo.plugins import get_zoo
+    from mmzoo.zoo.plugins import get_zoo
 
     part = get_zoo().get(kind, name)
     if part is None:
@@ -154,14 +154,14 @@ def check_encoder(encoder: str | Encoder, /, *, export_onnx: bool = True, **para
     """Check an encoder (a registered name built with ``params``, or an instance); returns it."""
     encoder, what, part = _build("encoder", encoder, (), params)
     if not isinstance(encoder, Encoder):
-        fail(what, f"must be a mmzoo.features.Encoder subclass, got {type(encoder).__name__}")
+        fail(what, f"must be a mmzoo.encoders.base.Encoder subclass, got {type(encoder).__name__}")
     if encoder.modality not in ("text", "image") or (part and part.modality != encoder.modality):
         fail(what, f"modality {encoder.modality!r} must be 'text' or 'image' and match its registration")
     if isinstance(encoder.output_dim, bool) or not isinstance(encoder.output_dim, int) or encoder.output_dim < 1:
         fail(what, f"output_dim must be a positive int set in __init__, got {encoder.output_dim!r}")
     prep = encoder.preprocessor
     if prep is None or prep.config.get("kind") != encoder.modality:
-        fail(what, "needs a mmzoo.preprocess preprocessor of its own modality in self.preprocessor")
+        fail(what, "needs a mmzoo.data.preprocess preprocessor of its own modality in self.preprocessor")
     items = list(TEXTS) if encoder.modality == "text" else _images(3)
     rebuilt = from_config(json.loads(json.dumps(prep.config)))  # what an ONNX sidecar replays
     for key, value in prep(items).items():
@@ -173,7 +173,7 @@ def check_encoder(encoder: str | Encoder, /, *, export_onnx: bool = True, **para
     with torch.no_grad():
         out = encoder(feed)
         if not isinstance(out, Features):
-            fail(what, f"forward must return mmzoo.features.Features, got {type(out).__name__}")
+            fail(what, f"forward must return mmzoo.encoders.base.Features, got {type(out).__name__}")
         alone = [encoder({k: torch.from_numpy(v) for k, v in prep([item]).items()}).pooled[0] for item in items]
     b, d = len(items), encoder.output_dim
     if out.pooled.shape != (b, d) or out.tokens.ndim != 3 or out.tokens.shape[::2] != (b, d):

@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from mmzoo.features import Features
+from mmzoo.encoders.base import Features
 from mmzoo.fusions.base import mlp_head
-from mmzoo.plugins import get_zoo
+from mmzoo.zoo.plugins import get_zoo
 
 TINY_BERT = {"model_type": "bert", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
              "intermediate_size": 64}

@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw
 
 from mmzoo.encoders import meta, weights
 from mmzoo.errors import MmzooError
-from mmzoo.parts import Part
+from mmzoo.zoo.parts import Part
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGIN = ROOT / "plugins" / "mmzoo-offline-weights"

@@ -23,9 +23,9 @@ import torch
 from conftest import ROOT, run_cli
 
 from mmzoo.errors import PluginError
-from mmzoo.features import Features
-from mmzoo.parts import Part
-from mmzoo.plugins import load_zoo
+from mmzoo.encoders.base import Features
+from mmzoo.zoo.parts import Part
+from mmzoo.zoo.plugins import load_zoo
 
 PLUGIN = ROOT / "plugins" / "mmzoo-example"
 REGISTRY = PLUGIN / "registry.yaml"
@@ -214,7 +214,7 @@ def two_runs(tmp_path_factory) -> tuple[Path, list[dict]]:
 
 
 def test_a_model_built_from_example_parts_trains_through_the_cli(two_runs):
-    from mmzoo.runs import Run
+    from mmzoo.runs.folders import Run
 
     _, reports = two_runs
     run = Run(Path(reports[0]["path"]))
@@ -227,7 +227,7 @@ def test_a_model_built_from_example_parts_trains_through_the_cli(two_runs):
 
 
 def test_geometric_mean_ensembles_the_two_runs_through_the_cli(two_runs):
-    from mmzoo.runs import Run
+    from mmzoo.runs.folders import Run
 
     root, reports = two_runs
     res = run_cli("ensemble", "--runs", *(r["path"] for r in reports), "--combiner", "geometric_mean",

@@ -18,10 +18,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mmzoo.errors import RegistryError
-from mmzoo.features import Features
+from mmzoo.encoders.base import Features
 from mmzoo.fusions import meta
 from mmzoo.fusions.base import Fusion, mlp_head
-from mmzoo.parts import Part
+from mmzoo.zoo.parts import Part
 
 ROOT = Path(__file__).resolve().parents[1]
 

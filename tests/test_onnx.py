@@ -64,7 +64,7 @@ def zoo(tmp_path_factory):
 @pytest.fixture(scope="module")
 def exported(zoo):
     from mmzoo.onnx.export import export_run
-    from mmzoo.runs import find_run
+    from mmzoo.runs.folders import find_run
 
     member = export_run(find_run(zoo.a, zoo.runs), zoo.root / "exports")
     pair = export_run(find_run(zoo.pair, zoo.runs), zoo.root / "exports")
@@ -93,7 +93,7 @@ def images(zoo):
 
 def _load_source(ref, runs):
     from mmzoo.onnx.source import load_source
-    from mmzoo.runs import find_run
+    from mmzoo.runs.folders import find_run
 
     return load_source(find_run(ref, runs))
 

@@ -14,9 +14,10 @@ import shlex
 import pytest
 from conftest import ROOT
 
-from mmzoo import hookspecs, testing
-from mmzoo.parts import PARAM_TYPES, Param
-from mmzoo.plugins import HOOKS, PluginInfo, Zoo, _make_register
+from mmzoo import testing
+from mmzoo.zoo import hookspecs
+from mmzoo.zoo.parts import PARAM_TYPES, Param
+from mmzoo.zoo.plugins import HOOKS, PluginInfo, Zoo, _make_register
 
 DOC = (ROOT / "docs" / "plugins.md").read_text()
 EXAMPLE_TESTS = ROOT / "tests" / "test_example_plugin.py"
@@ -24,7 +25,7 @@ BLOCK = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 
 
 def hookspec_names() -> list[str]:
-    """Every function mmzoo.hookspecs marks as a hookspec, read from pluggy's marker."""
+    """Every function mmzoo.zoo.hookspecs marks as a hookspec, read from pluggy's marker."""
     return sorted(name for name, fn in vars(hookspecs).items()
                   if inspect.isfunction(fn) and hasattr(fn, "mmzoo_spec"))
 
@@ -65,7 +66,7 @@ def test_every_hookspec_has_a_test_that_calls_it_through_the_loader(hook):
 
 
 def test_register_callback_is_documented_with_its_exact_signature_and_arguments():
-    register = _make_register("encoder", PluginInfo("doc", "doc", "0"), Zoo({"encoder": {}}, []), {})
+    register = _make_register("encoder", PluginInfo("doc", "doc", "0"), Zoo({"encoder": {}}, []), {}, print)
     assert f"register{bare(register)}" in DOC, f"docs/plugins.md lacks `register{bare(register)}`"
     for name in inspect.signature(register).parameters:
         assert f"| `{name}` |" in DOC, f"register's argument {name!r} has no row in the table"

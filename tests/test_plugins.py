@@ -34,8 +34,8 @@ def test_plugin_that_fails_to_import_is_reported_and_skipped(tmp_path):
 
 def test_plugin_whose_hook_raises_keeps_its_other_hooks_and_the_rest(tmp_path):
     make_dist(tmp_path, "half-plugin", "half", "half_plugin_mod", """
-        from mmzoo.hookspecs import hookimpl
-        from mmzoo.parts import Param
+        from mmzoo.zoo.hookspecs import hookimpl
+        from mmzoo.zoo.parts import Param
 
         @hookimpl
         def register_encoders(register):
@@ -58,7 +58,7 @@ def test_plugin_whose_hook_raises_keeps_its_other_hooks_and_the_rest(tmp_path):
 
 def test_two_packages_registering_one_name_is_an_error_naming_both(tmp_path):
     make_dist(tmp_path, "copycat-plugin", "copycat", "copycat_mod", """
-        from mmzoo.hookspecs import hookimpl
+        from mmzoo.zoo.hookspecs import hookimpl
 
         @hookimpl
         def register_fusions(register):

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from mmzoo.registry import load_registry
+from mmzoo.zoo.registry import load_registry
 
 GOOD = """\
 models:
@@ -79,7 +79,7 @@ def test_malformed_yaml_names_line(tmp_path):
 
 
 def test_user_registry_layers_over_project(tmp_path, monkeypatch):
-    from mmzoo.registry import registry_files
+    from mmzoo.zoo.registry import registry_files
 
     user = tmp_path / "mine.yaml"
     user.write_text(GOOD)

@@ -15,7 +15,7 @@ import yaml
 from conftest import ROOT, run_cli
 from safetensors.numpy import load_file
 
-from mmzoo.distributed import Context
+from mmzoo.train.distributed import Context
 
 pytestmark = pytest.mark.e2e
 
@@ -197,7 +197,7 @@ def one_run(root: Path) -> Path:
 def test_torchrun_two_gloo_processes_write_one_run_close_to_a_single_process(tmp_path):
     """digits_concat for 2 epochs on 2 CPU processes vs 1: one run folder, one checkpoint, close metrics.
 
-    The global batch and its gradient are those of one process (see mmzoo.distributed), but
+    The global batch and its gradient are those of one process (see mmzoo.train.distributed), but
     dropout masks differ and small_cnn's BatchNorm normalises each rank's half batch with its
     own statistics, so the trajectory drifts a little: test accuracy must agree within 0.05
     and the per-epoch training loss within 0.01 (both runs are near chance after 2 epochs,
@@ -226,7 +226,7 @@ def test_torchrun_gradient_equals_the_single_process_gradient(tmp_path):
 
     Measured differences are about 1e-6 after 1000 steps; a missing all-reduce gives 1e-1.
     """
-    from mmzoo.factory import open_dataset
+    from mmzoo.train.factory import open_dataset
 
     assert len(open_dataset("digits-match").split("train")) % EXACT_BATCH == 1  # the idle-rank step happens
     reg = registry(tmp_path, EXACT)

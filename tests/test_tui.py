@@ -14,8 +14,8 @@ from conftest import ROOT, run_cli
 from pytest_textual_snapshot import SVGImageExtension
 from test_plugins import make_dist
 
-from mmzoo.plugins import get_zoo
-from mmzoo.runs import Run, list_runs
+from mmzoo.zoo.plugins import get_zoo
+from mmzoo.runs.folders import Run, list_runs
 from mmzoo.tui.app import make_app
 
 # Tiny digits-match models (a few seconds an epoch) layered over the project registry.
@@ -52,8 +52,8 @@ def tiny_registry(tmp_path) -> Path:
 @pytest.fixture(scope="module")
 def finished_runs(tmp_path_factory) -> Path:
     """A runs folder holding a finished text-only run and a finished fusion run with the same text encoder."""
-    from mmzoo.factory import resolve_spec
-    from mmzoo.trainer import Options, train
+    from mmzoo.train.factory import resolve_spec
+    from mmzoo.train.trainer import Options, train
 
     registry = tmp_path_factory.mktemp("registry") / "tiny.yaml"
     registry.write_text(TINY)
@@ -113,7 +113,7 @@ async def test_zoo_navigation_shows_a_parts_params_and_a_models_build(tmp_path):
         await pilot.press("slash", "ctrl+a", "ctrl+k", *"digits_concat", "enter", "enter")
         await wait_for(pilot, lambda: "digits_concat" in app.screen.built, 90, "the model build")
         await pilot.pause()
-        from mmzoo.factory import create_model
+        from mmzoo.train.factory import create_model
 
         model = create_model("digits_concat")
         expected = sum(p.numel() for p in model.parameters())
@@ -399,7 +399,7 @@ async def test_an_ensemble_reuses_finished_members_and_fits_its_combiner(finishe
 
 
 def _first_test_sample(run: Run) -> tuple[list, list]:
-    from mmzoo.factory import open_dataset
+    from mmzoo.train.factory import open_dataset
 
     sample = open_dataset(run.spec["data"]["dataset"]).split("test")[0]
     return [sample.text], [sample.image]
@@ -446,7 +446,7 @@ def baseline_plugins():
     """Only the plugins the baselines were made with, so installing another plugin doesn't churn them."""
     import os
 
-    from mmzoo.plugins import get_zoo
+    from mmzoo.zoo.plugins import get_zoo
 
     before = os.environ.get("MMZOO_PLUGINS")
     os.environ["MMZOO_PLUGINS"] = "builtin,offline_weights"

@@ -28,9 +28,9 @@ def add_parsers(sub) -> None:
 
 
 def train_or_reuse(name: str, args, step: str):
-    from mmzoo.factory import resolve_spec
-    from mmzoo.runs import find_finished
-    from mmzoo.trainer import Options, train
+    from mmzoo.train.factory import resolve_spec
+    from mmzoo.runs.folders import find_finished
+    from mmzoo.train.trainer import Options, train
 
     spec = resolve_spec(name, args.registry)
     run = None if args.retrain else find_finished(spec, args.out)
@@ -44,11 +44,11 @@ def train_or_reuse(name: str, args, step: str):
 def cmd_demo(args) -> int:
     from mmzoo.cli.output import emit_json
     from mmzoo.cli.train import render_compare
-    from mmzoo.compare import compare_runs
-    from mmzoo.ensemble import build_ensemble, combiner_spec
-    from mmzoo.ensemble_recipes import obtain_members
-    from mmzoo.factory import resolve_spec
-    from mmzoo.registry import load_registry
+    from mmzoo.runs.compare import compare_runs
+    from mmzoo.ensemble.build import build_ensemble, combiner_spec
+    from mmzoo.ensemble.recipes import obtain_members
+    from mmzoo.train.factory import resolve_spec
+    from mmzoo.zoo.registry import load_registry
 
     started = time.perf_counter()
     total = len(DEMO_MODELS) + 3
@@ -89,7 +89,7 @@ def cmd_demo(args) -> int:
 
 def ship(run, args, count: int = 5) -> dict:
     """Export ``run`` as one ONNX graph and predict a few test samples with the torch-free runtime."""
-    from mmzoo.factory import open_dataset
+    from mmzoo.train.factory import open_dataset
     from mmzoo.onnx.export import export_run
     from mmzoo.onnx.runtime import Predictor
 

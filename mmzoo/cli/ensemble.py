@@ -33,7 +33,7 @@ def add_parsers(sub) -> None:
 
 
 def cmd_ensemble(args) -> int:
-    from mmzoo.ensemble import build_ensemble
+    from mmzoo.ensemble.build import build_ensemble
 
     if bool(args.ensemble) == bool(args.runs):
         raise RegistryError("give an ensemble name or --runs RUN1 RUN2 ..., not both" if args.ensemble else
@@ -50,9 +50,9 @@ def cmd_ensemble(args) -> int:
 
 
 def from_runs(args):
-    from mmzoo.ensemble import combiner_spec
-    from mmzoo.ensemble_recipes import Obtained
-    from mmzoo.runs import find_run
+    from mmzoo.ensemble.build import combiner_spec
+    from mmzoo.ensemble.recipes import Obtained
+    from mmzoo.runs.folders import find_run
 
     if args.epochs is not None or args.batch_size is not None:
         raise RegistryError("--epochs and --batch-size set how members train; --runs combines finished runs only")
@@ -77,11 +77,11 @@ def from_runs(args):
 
 def from_registry(args):
     from mmzoo.cli.train import apply_overrides, check_task
-    from mmzoo.ensemble import combiner_spec
-    from mmzoo.ensemble_recipes import obtain_members
-    from mmzoo.executors import make_executor
-    from mmzoo.factory import resolve_spec
-    from mmzoo.registry import load_registry
+    from mmzoo.ensemble.build import combiner_spec
+    from mmzoo.ensemble.recipes import obtain_members
+    from mmzoo.ensemble.executors import make_executor
+    from mmzoo.train.factory import resolve_spec
+    from mmzoo.zoo.registry import load_registry
 
     if args.name:
         raise RegistryError("--name names a --runs ensemble; a registry ensemble's runs are named after it")

@@ -50,7 +50,7 @@ def add_parsers(sub) -> None:
 def cmd_export(args) -> int:
     from mmzoo.onnx.export import export_run
     from mmzoo.onnx.parity import summary
-    from mmzoo.runs import find_run
+    from mmzoo.runs.folders import find_run
 
     if args.quantize and args.fp16:
         raise ExportError("--quantize int8 and --fp16 are alternatives; pick one")
@@ -97,7 +97,7 @@ def cmd_predict(args) -> int:
 
 def _predict_manifest(predictor, args) -> int:
     from mmzoo.data.manifest import load_manifest
-    from mmzoo.metrics import classification_metrics, classification_report
+    from mmzoo.train.metrics import classification_metrics, classification_report
 
     dataset = load_manifest(args.manifest)
     samples = dataset.samples if args.split == "all" else dataset.split(args.split)
@@ -127,7 +127,7 @@ def _predict_manifest(predictor, args) -> int:
 
 def cmd_bench(args) -> int:
     from mmzoo.onnx.bench import render, run_bench
-    from mmzoo.runs import find_run
+    from mmzoo.runs.folders import find_run
 
     if args.repeats < 1 or args.batch_size < 1 or (args.threads is not None and args.threads < 1):
         raise ExportError("--repeats, --batch-size and --threads must be at least 1")

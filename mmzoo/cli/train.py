@@ -70,7 +70,7 @@ def apply_overrides(spec: dict, args) -> dict:
 
 def check_task(spec: dict) -> None:
     """Fail early, before any model is built, on a bad dataset or label set."""
-    from mmzoo.factory import open_dataset
+    from mmzoo.train.factory import open_dataset
 
     dataset = open_dataset(spec["task"]["dataset"])
     label_set = spec["task"]["label_set"]
@@ -80,9 +80,9 @@ def check_task(spec: dict) -> None:
 
 
 def cmd_train(args) -> int:
-    from mmzoo.distributed import is_main_process
-    from mmzoo.factory import resolve_spec
-    from mmzoo.trainer import Options, train
+    from mmzoo.train.distributed import is_main_process
+    from mmzoo.train.factory import resolve_spec
+    from mmzoo.train.trainer import Options, train
 
     if not args.model and not args.resume:
         raise RegistryError("name a model to train, or pass --resume RUN", hint="see `mmzoo list models`")
@@ -109,8 +109,8 @@ def _summary(metrics: dict) -> dict:
 
 
 def cmd_eval(args) -> int:
-    from mmzoo.metrics import classification_report
-    from mmzoo.runs import find_run
+    from mmzoo.train.metrics import classification_report
+    from mmzoo.runs.folders import find_run
 
     run = find_run(args.run, args.out)
     if not run.finished:
@@ -132,7 +132,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_runs(args) -> int:
-    from mmzoo.runs import list_runs
+    from mmzoo.runs.folders import list_runs
 
     rows = []
     for run in list_runs(args.out):
@@ -155,8 +155,8 @@ def cmd_runs(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from mmzoo.compare import compare_runs
-    from mmzoo.runs import find_run
+    from mmzoo.runs.compare import compare_runs
+    from mmzoo.runs.folders import find_run
 
     rows = compare_runs([find_run(r, args.out) for r in args.runs], args.out)
     if args.json:

@@ -34,7 +34,7 @@ def add_parsers(sub) -> None:
 
 
 def cmd_plugins(args) -> int:
-    from mmzoo.plugins import get_zoo
+    from mmzoo.zoo.plugins import get_zoo
 
     zoo = get_zoo()
     if args.json:
@@ -57,8 +57,8 @@ def _matches(name: str, pattern: str | None) -> bool:
 
 def collect(kind: str | None, pattern: str | None, registry_file: str | None):
     """Rows of (kind, name, detail, description, ok) for `mmzoo list` and the API."""
-    from mmzoo.plugins import get_zoo
-    from mmzoo.registry import load_registry
+    from mmzoo.zoo.plugins import get_zoo
+    from mmzoo.zoo.registry import load_registry
 
     zoo = get_zoo()
     rows = []
@@ -114,8 +114,8 @@ def cmd_list(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from mmzoo.plugins import get_zoo
-    from mmzoo.registry import load_registry
+    from mmzoo.zoo.plugins import get_zoo
+    from mmzoo.zoo.registry import load_registry
 
     zoo = get_zoo()
     registry = load_registry(args.registry, zoo)
@@ -161,7 +161,7 @@ def show_entry(entry) -> dict:
     info["spec"] = entry.spec
     if entry.kind == "model":
         from mmzoo.errors import MmzooError
-        from mmzoo.factory import create_model
+        from mmzoo.train.factory import create_model
 
         try:
             model = create_model(entry.spec)
@@ -178,7 +178,7 @@ def show_entry(entry) -> dict:
 def cmd_validate(args) -> int:
     from pathlib import Path
 
-    from mmzoo.registry import load_registry, registry_files
+    from mmzoo.zoo.registry import load_registry, registry_files
 
     files = [Path(args.file)] if args.file else registry_files(args.registry)
     if args.file and not Path(args.file).is_file():

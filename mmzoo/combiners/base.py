@@ -28,15 +28,22 @@ PROB_FLOOR = 1e-7
 class Combiner(nn.Module):
     """Base of every ensemble combiner.
 
-    ``fit(probs (N, M, C), labels (N,), features=None)`` sees the VALIDATION split only;
-    ``forward(probs (B, M, C)) -> (B, C)`` returns one probability distribution per sample.
+    ``fit(probs (N, M, C), labels (N,), features=None, groups=None)`` sees the VALIDATION split
+    only; ``forward(probs (B, M, C)) -> (B, C)`` returns one probability distribution per sample.
     Every fitted value lives in a buffer or parameter (plus the ``fitted`` flag), so
     ``save``/``load`` round-trip the combiner through safetensors with its JSON ``config``.
+
+    What the core asks of a combiner besides fit/forward is the small interface below
+    (``weights_from_recipe``, ``set_member_weights``, ``member_weights``, ``out_of_fold_predictions``,
+    ``reads_member_features``); the core never recognises a combiner by its name.
     """
 
     name = ""
     # Combiners without learned state (mean, vote) are usable straight away.
     requires_fit = True
+    # True when the member weights come from the recipe that trained the members (SAMME's alphas from
+    # boosting) rather than from validation; the core then calls set_member_weights before fit.
+    weights_from_recipe = False
 
     def __init__(self, num_members: int, num_classes: int, **params: Any) -> None:
         super().__init__()
@@ -46,6 +53,32 @@ class Combiner(nn.Module):
         self.num_classes = num_classes
         self.params = dict(params)
         self.register_buffer("fitted", torch.tensor(not self.requires_fit))
+        # (N,) int64 group ids of the samples being fitted, or None; set by fit() for _fit to read, so
+        # combiners that split validation into folds keep near-duplicates inside one fold.
+        self.fit_groups: torch.Tensor | None = None
+
+    # ---- what the core reads besides fit/forward ------------------------------------
+
+    def set_member_weights(self, weights: ArrayLike) -> Combiner:
+        """Take member weights (M,) from the recipe; only for combiners with ``weights_from_recipe``."""
+        raise TrainingError(f"combiner {self.name!r} learns its own weights on validation; it takes none from a "
+                            "recipe")
+
+    def member_weights(self) -> np.ndarray | None:
+        """Each member's weight (M,) for reports, when the combiner is a weighted average or vote; else None."""
+        return None
+
+    def out_of_fold_predictions(self) -> np.ndarray | None:
+        """Validation predictions (N, C), each made without its own fold, when fit cross-fits; else None.
+
+        The core scores validation on these, so a cross-fitting combiner's val score is not in-sample.
+        """
+        return None
+
+    @property
+    def reads_member_features(self) -> bool:
+        """True when forward needs the members' features besides their probabilities."""
+        return False
 
     @property
     def is_fitted(self) -> bool:
@@ -173,16 +206,6 @@ class Combiner(nn.Module):
             raise RunError(f"{path}: saved combiner config does not fit {target.__name__} ({exc})") from exc
         combiner._apply_state(tensors, path)
         return combiner
-
-    def load_state(self, path: str | Path) -> Combiner:
-        """Load saved tensors into this already-built combiner; its config must match the file's."""
-        config, tensors = _read(path)
-        if config != json.loads(json.dumps(self.config)):
-            raise RunError(
-                f"{path} was saved from a different combiner: {config} vs this one {self.config}",
-                "build the combiner with the saved config, or use Combiner.load(path)",
-            )
-        return self._apply_state(tensors, path)
 
     def _apply_state(self, tensors: dict[str, torch.Tensor], path: str | Path) -> Combiner:
         try:

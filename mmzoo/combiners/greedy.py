@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from mmzoo.combiners.base import Combiner, check_choice, check_int
@@ -31,9 +32,9 @@ class GreedyCombiner(Combiner):
         super().__init__(num_members, num_classes, rounds=rounds, metric=metric)
         self.register_buffer("counts", torch.zeros(num_members, dtype=torch.int64))  # (M,)
 
-    @property
-    def weights(self) -> torch.Tensor:
-        return self.counts.double() / self.params["rounds"]
+    def member_weights(self) -> np.ndarray:
+        """counts / rounds (M,): how often each member was picked."""
+        return (self.counts.double() / self.params["rounds"]).numpy()
 
     def _fit(self, probs: torch.Tensor, labels: torch.Tensor, features: torch.Tensor | None) -> None:
         n = len(labels)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from mmzoo.parts import Param
+from mmzoo.zoo.parts import Param
 
 _SEED = Param("seed", "int", 0, "seed for the fold split and initialisation (same seed, same fit)")
 
@@ -65,6 +65,6 @@ def register_all(register: Callable[..., None]) -> None:
     )
     register(
         "samme",
-        "mmzoo.boosting:SammeCombiner",
+        "mmzoo.combiners.samme:SammeCombiner",
         description="SAMME (Zhu et al. 2009) boosted vote: alpha-weighted hard votes from boosting.",
     )

@@ -101,7 +101,7 @@ class MoeCombiner(Combiner):
             )
         x = self._gate_input(probs, features).float()  # (N, D)
         p = probs.float()
-        held = stratified_folds(labels, k, self.params["seed"], getattr(self, "fit_groups", None)) == 0  # (N,)
+        held = stratified_folds(labels, k, self.params["seed"], self.fit_groups) == 0  # (N,)
         self.shift.copy_(x[~held].mean(dim=0))
         self.scale.copy_(x[~held].std(dim=0, unbiased=False).clamp_min(1e-6))
 
@@ -139,6 +139,10 @@ class MoeCombiner(Combiner):
                     break
         self.gate.load_state_dict(best_state)
         self.gate.requires_grad_(False)
+
+    @property
+    def reads_member_features(self) -> bool:
+        return self.params["feature_dim"] is not None
 
     def forward(self, probs: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
         x = (self._gate_input(probs, features) - self.shift) / self.scale  # (B, D)

@@ -47,6 +47,9 @@ class StackingCombiner(Combiner):
         self.register_buffer("validation_score", torch.tensor(float("nan")))
         self.cv_predictions: np.ndarray | None = None
 
+    def out_of_fold_predictions(self) -> np.ndarray | None:
+        return self.cv_predictions
+
     def _inputs(self, probs: torch.Tensor) -> torch.Tensor:
         x = log_probs(probs) if self.params["input"] == "log_probs" else probs
         return x.flatten(1)  # (B, M, C) -> (B, M*C)
@@ -59,7 +62,7 @@ class StackingCombiner(Combiner):
                 "lower `folds:` in the combiner params, or use a larger validation split",
             )
         x = self._inputs(probs)  # (N, M*C)
-        fold = stratified_folds(labels, folds, self.params["seed"], getattr(self, "fit_groups", None))  # (N,)
+        fold = stratified_folds(labels, folds, self.params["seed"], self.fit_groups)  # (N,)
         oof = torch.zeros(len(labels), self.num_classes, dtype=torch.float64)  # (N, C)
         for k in range(folds):
             held = fold == k

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -27,10 +28,9 @@ class WeightedCombiner(Combiner):
         super().__init__(num_members, num_classes, max_iter=max_iter)
         self.logits = nn.Parameter(torch.zeros(num_members), requires_grad=False)  # (M,)
 
-    @property
-    def weights(self) -> torch.Tensor:
+    def member_weights(self) -> np.ndarray:
         """The member weights (M,), non-negative and summing to 1."""
-        return torch.softmax(self.logits.detach(), dim=0)
+        return torch.softmax(self.logits.detach(), dim=0).numpy()
 
     def _fit(self, probs: torch.Tensor, labels: torch.Tensor, features: torch.Tensor | None) -> None:
         true_probs = probs[torch.arange(len(labels)), :, labels]  # (N, M): each member's p(true class)

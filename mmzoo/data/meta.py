@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mmzoo.parts import Param
+from mmzoo.zoo.parts import Param
 
 
 def register_all(register) -> None:

@@ -10,8 +10,8 @@ import torch
 from mmzoo.encoders.pooling import masked_mean
 from mmzoo.encoders.weights import OFFLINE_HINT, fetch, first_line, hub_endpoint
 from mmzoo.errors import MmzooError
-from mmzoo.features import Encoder, Features
-from mmzoo.preprocess import TextPreprocessor, char_tokenizer_json
+from mmzoo.encoders.base import Encoder, Features
+from mmzoo.data.preprocess import TextPreprocessor, char_tokenizer_json
 
 POOLINGS = ("mean", "cls")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mmzoo.parts import Param
+from mmzoo.zoo.parts import Param
 
 _MAX_LENGTH = Param("max_length", "int", 64, "tokens kept per text; longer texts are truncated")
 _IMAGE_SIZE = Param("image_size", "int", None, "square input size in pixels (default: the model's own)",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from mmzoo.features import Features
+from mmzoo.encoders.base import Features
 
 
 def masked_mean(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

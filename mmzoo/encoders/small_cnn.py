@@ -7,8 +7,8 @@ from torch import nn
 
 from mmzoo.encoders.pooling import grid_tokens, image_features
 from mmzoo.errors import MmzooError
-from mmzoo.features import Encoder, Features
-from mmzoo.preprocess import ImagePreprocessor
+from mmzoo.encoders.base import Encoder, Features
+from mmzoo.data.preprocess import ImagePreprocessor
 
 
 def _block(c_in: int, c_out: int) -> nn.Sequential:

@@ -8,8 +8,8 @@ from torch import nn
 
 from mmzoo.encoders.pooling import masked_mean
 from mmzoo.errors import MmzooError
-from mmzoo.features import Encoder, Features
-from mmzoo.preprocess import TextPreprocessor, char_tokenizer_json
+from mmzoo.encoders.base import Encoder, Features
+from mmzoo.data.preprocess import TextPreprocessor, char_tokenizer_json
 
 
 class SmallTextEncoder(Encoder):

@@ -10,8 +10,8 @@ from torch import nn
 from mmzoo.encoders.pooling import dry_run, grid_tokens, image_features
 from mmzoo.encoders.weights import OFFLINE_HINT, fetch, torch_hub_cached
 from mmzoo.errors import MmzooError
-from mmzoo.features import Encoder, Features
-from mmzoo.preprocess import RESAMPLE, ImagePreprocessor
+from mmzoo.encoders.base import Encoder, Features
+from mmzoo.data.preprocess import RESAMPLE, ImagePreprocessor
 
 # Families whose trunk is every child except the pooling and classifier layers.
 CHILDREN_TRUNK = ("ResNet", "RegNet", "ShuffleNetV2")

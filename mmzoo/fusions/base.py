@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from mmzoo.errors import RegistryError
-from mmzoo.features import Features
+from mmzoo.encoders.base import Features
 
 HeadFactory = Callable[[int, int], nn.Module]
 

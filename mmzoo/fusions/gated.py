@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mmzoo.features import Features
+from mmzoo.encoders.base import Features
 from mmzoo.fusions.base import Fusion, HeadFactory, check_positive
 
 

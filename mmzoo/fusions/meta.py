@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from mmzoo.parts import Param
+from mmzoo.zoo.parts import Param
 
 _DIM_HELP = "width each modality is projected to before fusing"
 

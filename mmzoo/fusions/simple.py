@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from mmzoo.errors import RegistryError
-from mmzoo.features import Features
+from mmzoo.encoders.base import Features
 from mmzoo.fusions.base import Fusion, HeadFactory
 
 

@@ -118,7 +118,7 @@ def _member_sessions(source, folder: Path, threads: int):
 
     from mmzoo.onnx import graphs
     from mmzoo.onnx.export import export_run
-    from mmzoo.runs import Run
+    from mmzoo.runs.folders import Run
 
     sessions = []
     for k, entry in enumerate(source.run.spec["members"]):

@@ -15,7 +15,7 @@ import numpy as np
 
 from mmzoo.errors import DataError, ExportError, MmzooError
 from mmzoo.onnx import metadata as md
-from mmzoo.preprocess import from_config
+from mmzoo.data.preprocess import from_config
 
 DEVICES = ("auto", "cpu", "cuda")
 

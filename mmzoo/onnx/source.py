@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from mmzoo.errors import ExportError, RunError
-from mmzoo.runs import Run
+from mmzoo.runs.folders import Run
 
 # Model field -> graph input; a member whose preprocessing differs from the first member
 # with that modality gets these names with an ``m<k>_`` prefix.
@@ -30,7 +30,7 @@ class Preprocessing:
     config: dict
     inputs: dict[str, str]  # preprocessor output field -> graph input name
     members: list[int] = field(default_factory=list)
-    runner: object = None  # the mmzoo.preprocess object, for building feeds
+    runner: object = None  # the mmzoo.data.preprocess object, for building feeds
 
     def describe(self) -> dict:
         return {"id": self.id, "modality": self.modality, "inputs": self.inputs, "members": self.members,
@@ -77,7 +77,7 @@ class Source:
 
     def validation(self, limit: int):
         """Up to ``limit`` validation samples (first in split order) and their class ids."""
-        from mmzoo.factory import open_dataset
+        from mmzoo.train.factory import open_dataset
 
         dataset = open_dataset(self.dataset_spec)
         if dataset.classes(self.label_set) != self.classes:
@@ -138,7 +138,7 @@ def plan_inputs(models: list) -> tuple[list[Preprocessing], list[dict[str, str]]
 
 def load_source(run: Run) -> Source:
     """Rebuild a finished run (model or ensemble) for export: members, combiner, inputs."""
-    from mmzoo.checkpoint import load_run_model
+    from mmzoo.train.checkpoint import load_run_model
 
     if not run.finished:
         raise RunError(f"{run.name} is {run.status.get('state')}, not finished; only finished runs export",
@@ -172,7 +172,7 @@ def _load_combiner(run: Run, members: int, classes: int):
         raise RunError(f"{run.name}: its combiner expects {combiner.num_members} members and "
                        f"{combiner.num_classes} classes, but the run has {members} and {classes}",
                        hint="rebuild the ensemble with `mmzoo ensemble`")
-    if combiner.params.get("feature_dim"):
+    if combiner.reads_member_features:
         raise ExportError(f"{run.name}: combiner {combiner.name!r} gates on member features, which an export "
                           "of member probabilities cannot feed",
                           hint="export an ensemble whose combiner reads probabilities (moe without feature_dim)")

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmzoo.errors import MmzooError
-from mmzoo.parts import KINDS
-from mmzoo.plugins import Zoo, get_zoo
-from mmzoo.registry import Entry, Registry, load_registry
+from mmzoo.zoo.parts import KINDS
+from mmzoo.zoo.plugins import Zoo, get_zoo
+from mmzoo.zoo.registry import Entry, Registry, load_registry
 
 PLURAL = {"encoder": "encoders", "fusion": "fusions", "combiner": "combiners", "dataset": "datasets"}
 
@@ -48,11 +48,6 @@ class Catalog:
 
     def failed_plugins(self) -> list:
         return [p for p in self.zoo.plugins if not p.ok]
-
-    def problem_count(self) -> int:
-        if self.registry is None:
-            return 1
-        return len(self.registry.all_problems())
 
     def summary(self) -> list[str]:
         """One line per thing the user should look at, for a notification on load."""

@@ -16,7 +16,7 @@ class MmzooCommands(Provider):
     """Everything you can name in mmzoo, searchable by fuzzy match."""
 
     async def startup(self) -> None:
-        from mmzoo.runs import list_runs
+        from mmzoo.runs.folders import list_runs
 
         app = self.app
         self.commands: list[tuple[str, object, str]] = []  # (text, callback, help)

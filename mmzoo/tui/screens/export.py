@@ -15,7 +15,7 @@ from textual.validation import Integer
 from textual.widgets import Button, Footer, Header, Input, Label, Log, ProgressBar, Select, Static
 
 from mmzoo.errors import MmzooError
-from mmzoo.runs import Run, list_runs
+from mmzoo.runs.folders import Run, list_runs
 from mmzoo.tui.widgets.halfblock import HalfBlockImage
 
 PRECISIONS = ("fp32", "int8", "fp16")
@@ -260,7 +260,7 @@ class ExportScreen(Screen):
         def work() -> dict:
             from mmzoo.data import load_image
             from mmzoo.errors import DataError
-            from mmzoo.factory import open_dataset
+            from mmzoo.train.factory import open_dataset
 
             spec = run.spec
             dataset = open_dataset(dataset_ref(spec))

@@ -14,7 +14,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header
 
 from mmzoo.errors import MmzooError
-from mmzoo.runs import Run, list_runs
+from mmzoo.runs.folders import Run, list_runs
 from mmzoo.tui.messages import ExportRequested, ResumeRequested, RunSelected
 from mmzoo.tui.widgets.compare import ComparePanel
 

@@ -126,7 +126,7 @@ class TrainScreen(Screen):
             self.notify("a run is already training; cancel it first", severity="warning")
             return
         from mmzoo.errors import MmzooError
-        from mmzoo.runs import Run
+        from mmzoo.runs.folders import Run
 
         try:
             epochs = Run(path).spec["model"]["train"]["epochs"]
@@ -157,7 +157,7 @@ class TrainScreen(Screen):
 
         try:
             from mmzoo.cli.train import apply_overrides, check_task
-            from mmzoo.trainer import Cancelled, Options, train
+            from mmzoo.train.trainer import Cancelled, Options, train
 
             if spec is not None:
                 spec = apply_overrides(spec, Namespace(**asdict(overrides)))
@@ -189,7 +189,7 @@ class TrainScreen(Screen):
                          cpus_per_member=None, gpus_per_member=None, **asdict(overrides))
         try:
             from mmzoo.cli.ensemble import from_registry
-            from mmzoo.ensemble import build_ensemble
+            from mmzoo.ensemble.build import build_ensemble
 
             # Member training reports through stderr; route it to the log instead of the hidden terminal.
             # Only one training runs at a time, so this process-wide redirect is never nested.
@@ -214,7 +214,7 @@ class TrainScreen(Screen):
         if kind == "log":
             log.write_line(event["text"])
         elif kind == "start":
-            from mmzoo.runs import Run
+            from mmzoo.runs.folders import Run
 
             self.run_path = Path(event["path"])
             self.history = Run(self.run_path).history()  # a resumed run already has epochs behind it
@@ -272,7 +272,7 @@ class TrainScreen(Screen):
             self.notify("nothing is training", severity="warning")
             return
         if not self.cancellable:
-            # Ensemble members train through mmzoo.ensemble_recipes, which takes no stop hook.
+            # Ensemble members train through mmzoo.ensemble.recipes, which takes no stop hook.
             self.notify("an ensemble cannot be cancelled part-way; it stops when its last member is done",
                         severity="warning")
             return

@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, HorizontalScroll, Vertical
 from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
-from mmzoo.runs import Run
+from mmzoo.runs.folders import Run
 from mmzoo.tui.widgets.curves import CurvesPlot
 from mmzoo.tui.widgets.heatmap import ConfusionHeatmap
 
@@ -54,7 +54,7 @@ class ComparePanel(Vertical):
             table.add_column(label, key=label)
 
     def show(self, runs: list[Run], root: Path) -> None:
-        from mmzoo.compare import compare_runs
+        from mmzoo.runs.compare import compare_runs
 
         rows = compare_runs(runs, root)
         table = self.query_one("#compare-table", DataTable)

@@ -7,9 +7,9 @@ from textual.containers import VerticalScroll
 from textual.markup import escape
 from textual.widgets import Static
 
-from mmzoo.parts import Part
-from mmzoo.plugins import PluginInfo
-from mmzoo.registry import Entry
+from mmzoo.zoo.parts import Part
+from mmzoo.zoo.plugins import PluginInfo
+from mmzoo.zoo.registry import Entry
 from mmzoo.tui.catalog import shown_path
 
 

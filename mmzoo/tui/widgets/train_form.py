@@ -9,7 +9,7 @@ from textual.containers import Horizontal, Vertical
 from textual.validation import Function, Integer
 from textual.widgets import Button, Input, Label, Select
 
-from mmzoo.registry import Entry
+from mmzoo.zoo.registry import Entry
 
 
 def _positive(value: str) -> bool:

@@ -5,8 +5,8 @@ mmzoo imports this module to list the zoo, so it names its factories as
 dataset in :mod:`mmzoo_example.data` are imported only when a part is built.
 """
 
-from mmzoo.hookspecs import hookimpl
-from mmzoo.parts import Param
+from mmzoo.zoo.hookspecs import hookimpl
+from mmzoo.zoo.parts import Param
 
 
 @hookimpl

@@ -8,9 +8,9 @@ from torch import nn
 
 from mmzoo.combiners.base import Combiner, log_probs
 from mmzoo.errors import RegistryError
-from mmzoo.features import Encoder, Features
+from mmzoo.encoders.base import Encoder, Features
 from mmzoo.fusions.base import Fusion, HeadFactory, check_positive
-from mmzoo.preprocess import TextPreprocessor, char_tokenizer_json
+from mmzoo.data.preprocess import TextPreprocessor, char_tokenizer_json
 
 # A prime multiplier spreads neighbouring character ids over the buckets; below 2**20, so
 # bucket * multiplier + id stays far inside int64 for any table that fits in memory.

@@ -9,8 +9,8 @@ from __future__ import annotations
 from importlib.util import find_spec
 from pathlib import Path
 
-from mmzoo.hookspecs import hookimpl
-from mmzoo.parts import Param
+from mmzoo.zoo.hookspecs import hookimpl
+from mmzoo.zoo.parts import Param
 
 
 def _package_file(package: str, *parts: str) -> bool:

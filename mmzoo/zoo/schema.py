@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mmzoo.parts import Param
+from mmzoo.zoo.parts import Param
 
 HEAD_PARAMS = (
     Param("hidden", "int", 256, "hidden width of the MLP head; 0 means a single linear layer"),

@@ -16,17 +16,17 @@ from pathlib import Path
 import numpy as np
 
 from mmzoo import atomic
-from mmzoo.diversity import diversity
+from mmzoo.ensemble.diversity import diversity
 from mmzoo.errors import RegistryError, RunError
-from mmzoo.metrics import classification_metrics
-from mmzoo.runs import Run, new_run
+from mmzoo.train.metrics import classification_metrics
+from mmzoo.runs.folders import Run, new_run
 
 SPLITS = ("val", "test")
 
 
 def combiner_spec(name: str) -> dict:
     """``{"name": name, ...default params}`` of a registered combiner; suggests on a typo."""
-    from mmzoo.plugins import get_zoo
+    from mmzoo.zoo.plugins import get_zoo
 
     zoo = get_zoo()
     part = zoo.get("combiner", name)
@@ -39,7 +39,7 @@ def combiner_spec(name: str) -> dict:
 
 
 def build_combiner(spec: dict, num_members: int, num_classes: int):
-    from mmzoo.plugins import get_zoo
+    from mmzoo.zoo.plugins import get_zoo
 
     part = get_zoo().get("combiner", spec["name"])
     if part is None:
@@ -119,7 +119,7 @@ def validation_groups(data: dict, ids: list) -> np.ndarray | None:
     whole; otherwise emoji's skin-tone variants would leak across folds and flatter the score.
     """
     from mmzoo.errors import MmzooError
-    from mmzoo.factory import open_dataset
+    from mmzoo.train.factory import open_dataset
 
     source = data.get("source") or ""
     try:
@@ -137,8 +137,8 @@ def build_ensemble(spec: dict, runs: list[Run], *, root: Path | None = None, not
                    boosting: dict | None = None) -> Run:
     """Fit ``spec["combiner"]`` on the members' validation predictions and write the ensemble run folder.
 
-    ``spec`` is a resolved ensemble spec (``name``, ``recipe``, ``combiner``, ...). For the
-    ``samme`` combiner ``boosting["alphas"]`` supplies the member weights.
+    ``spec`` is a resolved ensemble spec (``name``, ``recipe``, ``combiner``, ...). A combiner whose
+    weights come from the recipe (``weights_from_recipe``, e.g. SAMME) takes ``boosting["alphas"]``.
     """
     data = check_members(runs)
     classes = data["classes"]
@@ -146,18 +146,19 @@ def build_ensemble(spec: dict, runs: list[Run], *, root: Path | None = None, not
     val_probs, val_labels, _ = probs["val"]
     test_probs, test_labels, _ = probs["test"]
     combiner = build_combiner(spec["combiner"], len(runs), len(classes))
-    if spec["combiner"]["name"] == "samme":
+    if combiner.weights_from_recipe:
         if not boosting:
-            raise RegistryError("combiner 'samme' needs the member weights (alphas) of a boosting recipe",
-                                hint="use it with a `boosting:` ensemble, or pick another combiner")
-        combiner.set_alphas(boosting["alphas"])
+            raise RegistryError(f"combiner {combiner.name!r} needs the member weights (alphas) of a boosting "
+                                "recipe", hint="use it with a `boosting:` ensemble, or pick another combiner")
+        combiner.set_member_weights(boosting["alphas"])
     combiner.fit(val_probs, val_labels, groups=validation_groups(data, probs["val"][2]))
     combined = {"val": combiner.predict(val_probs), "test": combiner.predict(test_probs)}  # (N, C) each
     val_note = "in-sample: the combiner was fitted on val"
-    if getattr(combiner, "cv_predictions", None) is not None:
-        combined["val"] = combiner.cv_predictions  # out-of-fold, so the val score is not optimistic
+    out_of_fold = combiner.out_of_fold_predictions()
+    if out_of_fold is not None:
+        combined["val"] = out_of_fold  # so the val score is not optimistic
         val_note = "cross-fitted (out-of-fold) on val"
-    elif not combiner.requires_fit or spec["combiner"]["name"] == "samme":
+    elif not combiner.requires_fit or combiner.weights_from_recipe:
         val_note = "not fitted on val"
     metrics = {split: classification_metrics(combined[split], probs[split][1], classes) for split in SPLITS}
     members = {}
@@ -176,7 +177,7 @@ def build_ensemble(spec: dict, runs: list[Run], *, root: Path | None = None, not
         "diversity": diversity(test_probs, test_labels),
         "combiner": spec["combiner"]["name"],
     })
-    weights = getattr(combiner, "weights", None)  # (M,) for weighted and greedy
+    weights = combiner.member_weights()  # (M,) or None
     notes = list(notes or [""] * len(runs))
     if weights is not None:
         notes = [f"{note}; weight {float(w):.3f}" if note else f"weight {float(w):.3f}" for note, w in
@@ -199,7 +200,7 @@ def _write(spec, runs, data, combiner, combined, probs, metrics, notes, boosting
 
 
 def _write_files(run, spec, runs, data, combiner, combined, probs, metrics, notes, boosting) -> None:
-    from mmzoo.trainer import _version
+    from mmzoo.train.trainer import _version
 
     members = []
     for member, note in zip(runs, notes, strict=True):

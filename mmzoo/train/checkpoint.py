@@ -108,7 +108,7 @@ def restore(path: Path, model, optimizer) -> tuple[dict, dict]:
 
 def load_run_model(run):
     """Rebuild a finished run's model from its spec.yaml and model.safetensors, in eval mode."""
-    from mmzoo.factory import create_model
+    from mmzoo.train.factory import create_model
 
     spec = run.spec
     model = create_model(spec["model"], num_classes=len(spec["data"]["classes"]))

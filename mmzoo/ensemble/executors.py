@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from mmzoo.errors import TrainingError
-from mmzoo.runs import DEFAULT_ROOT, Run
+from mmzoo.runs.folders import DEFAULT_ROOT, Run
 
 INSTALL_HINT = "install it with `pip install 'mmzoo[ray]'` (or `pip install 'ray>=2.9'`)"
 # Forwarded to Ray workers, which on a cluster do not inherit this shell's environment.
@@ -44,7 +44,7 @@ class LocalExecutor:
         pass
 
     def obtain_all(self, members: list, datasets, *, out, device: str, say):
-        from mmzoo.ensemble_recipes import Obtained, obtain
+        from mmzoo.ensemble.recipes import Obtained, obtain
 
         result = Obtained([], [], [])
         for k, member in enumerate(members, 1):
@@ -84,7 +84,7 @@ class RayExecutor:
                                 hint="run it without --executor ray")
 
     def obtain_all(self, members: list, datasets, *, out, device: str, say):
-        from mmzoo.ensemble_recipes import Obtained, find_reusable, member_options
+        from mmzoo.ensemble.recipes import Obtained, find_reusable, member_options
 
         root = Path(out or DEFAULT_ROOT).resolve()  # workers may start elsewhere; give them an absolute path
         runs: list[Run | None] = [find_reusable(m, datasets.get(m.spec).fingerprint, root) for m in members]
@@ -234,7 +234,7 @@ def train_member(payload: str) -> str:
     """A Ray task: train one member described by JSON ``payload``; returns its run folder's path."""
     import torch
 
-    from mmzoo.trainer import Options, train
+    from mmzoo.train.trainer import Options, train
 
     job = json.loads(payload)
     torch.set_num_threads(job["threads"])

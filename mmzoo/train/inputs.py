@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 from mmzoo import atomic
-from mmzoo.features import Features
-from mmzoo.progress import progress_bar
+from mmzoo.encoders.base import Features
+from mmzoo.train.progress import progress_bar
 
 CACHE_FORMAT = 2
 ENCODE_BATCH = 64

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 
 import pluggy
 
-from mmzoo import hookspecs
-from mmzoo.parts import KINDS, Param, Part
+from mmzoo.zoo import hookspecs
+from mmzoo.zoo.parts import KINDS, Param, Part
 
 GROUP = "mmzoo"
 HOOKS = {  # hook name -> the kind of part its register callback creates
@@ -56,6 +57,7 @@ class Zoo:
 
     parts: dict[str, dict[str, Part]]  # kind -> name -> Part
     plugins: list[PluginInfo]
+    warnings: list[str] = field(default_factory=list)  # everything load_zoo warned about, in order
 
     def get(self, kind: str, name: str) -> Part | None:
         return self.parts[kind].get(name)
@@ -64,7 +66,7 @@ class Zoo:
         return sorted(self.parts[kind])
 
 
-def warn(message: str) -> None:
+def print_warning(message: str) -> None:
     print(f"mmzoo: warning: {message}", file=sys.stderr)
 
 
@@ -75,14 +77,14 @@ def _wanted() -> set[str] | None:
     return {name.strip() for name in raw.split(",") if name.strip()}
 
 
-def _make_register(kind: str, info: PluginInfo, zoo: Zoo, owners: dict):
+def _make_register(kind: str, info: PluginInfo, zoo: Zoo, owners: dict, warn: Callable[[str], None]):
     def register(name, factory, *, description, params=(), modality=None):
         if not isinstance(name, str) or not name:
             raise TypeError(f"{kind} name must be a non-empty string, got {name!r}")
         if kind == "encoder" and modality not in ("text", "image"):
             raise ValueError(f"encoder {name!r}: modality must be 'text' or 'image', got {modality!r}")
         if not all(isinstance(p, Param) for p in params):
-            raise TypeError(f"{kind} {name!r}: params must be mmzoo.parts.Param instances")
+            raise TypeError(f"{kind} {name!r}: params must be mmzoo.zoo.parts.Param instances")
         previous = owners.get((kind, name))
         if previous is not None:
             # Keep the first and report both, so neither package silently shadows the other.
@@ -102,11 +104,21 @@ def _make_register(kind: str, info: PluginInfo, zoo: Zoo, owners: dict):
     return register
 
 
-def load_zoo() -> Zoo:
-    """Discover plugins, call their hooks one plugin at a time, and collect the parts."""
+def load_zoo(on_warning: Callable[[str], None] | None = None) -> Zoo:
+    """Discover plugins, call their hooks one plugin at a time, and collect the parts.
+
+    Every warning is kept on ``zoo.warnings`` and passed to ``on_warning`` (default: stderr), so a
+    full-screen front end can show them without capturing the process's stderr.
+    """
     pm = pluggy.PluginManager(GROUP)
     pm.add_hookspecs(hookspecs)
     zoo = Zoo(parts={kind: {} for kind in KINDS}, plugins=[])
+    report = on_warning or print_warning
+
+    def warn(message: str) -> None:
+        zoo.warnings.append(message)
+        report(message)
+
     trace = os.environ.get("MMZOO_TRACE_PLUGINS") == "1"
     wanted = _wanted()
     seen: set[str] = set()
@@ -140,7 +152,7 @@ def load_zoo() -> Zoo:
             if trace:
                 print(f"mmzoo: trace: {impl.plugin_name}.{hook_name}(register)", file=sys.stderr)
             try:
-                impl.function(register=_make_register(kind, info, zoo, owners))
+                impl.function(register=_make_register(kind, info, zoo, owners, warn))
             except Exception as exc:
                 info.errors.append(f"{hook_name} raised {type(exc).__name__}: {exc}")
                 warn(f"plugin {info.name!r} ({info.package}): {info.errors[-1]}")
@@ -150,9 +162,9 @@ def load_zoo() -> Zoo:
 _ZOO: Zoo | None = None
 
 
-def get_zoo(refresh: bool = False) -> Zoo:
+def get_zoo(refresh: bool = False, on_warning: Callable[[str], None] | None = None) -> Zoo:
     """The process-wide zoo, loaded on first use (nothing loads at import time)."""
     global _ZOO
     if _ZOO is None or refresh:
-        _ZOO = load_zoo()
+        _ZOO = load_zoo(on_warning)
     return _ZOO

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mmzoo.features import Encoder, Features
+from mmzoo.encoders.base import Encoder, Features
 from mmzoo.fusions.base import mlp_head
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mmzoo.runs import Run, list_runs
+from mmzoo.runs.folders import Run, list_runs
 
 
 def _encoder_key(entry: dict | None) -> str | None:

@@ -7,7 +7,7 @@ and collisions and plugins never touch its tables. Call it once per part::
 
 ``factory`` is a ``"package.module:attr"`` string (imported only when the part is
 built, which keeps listing the zoo free of torch) or the callable itself.
-``params`` is a sequence of :class:`mmzoo.parts.Param`.
+``params`` is a sequence of :class:`mmzoo.zoo.parts.Param`.
 """
 
 import pluggy

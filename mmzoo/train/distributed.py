@@ -33,7 +33,7 @@ import torch
 import torch.distributed as dist
 
 from mmzoo.errors import TrainingError
-from mmzoo.runs import Run
+from mmzoo.runs.folders import Run
 
 ENV_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 

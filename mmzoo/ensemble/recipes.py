@@ -9,7 +9,7 @@ trained on exactly the data this recipe asks for.
 
 Boosting (SAMME, Zhu et al. 2009) trains members in sequence. After each member its
 predictions on the TRAIN split (stored beside the member as probs_train.safetensors) give
-its weighted error err and vote weight alpha (``mmzoo.boosting.samme_update``), and the
+its weighted error err and vote weight alpha (``mmzoo.ensemble.boosting.samme_update``), and the
 next member trains with the updated sample weights in its loss. Boosting stops early:
 - when err >= 1 - 1/K (no better than chance among K classes): alpha would be <= 0, so the
   member is left out of the ensemble (its run stays on disk) and no further member is
@@ -31,7 +31,7 @@ import numpy as np
 
 from mmzoo import atomic
 from mmzoo.errors import RunError, TrainingError
-from mmzoo.runs import Run, list_runs
+from mmzoo.runs.folders import Run, list_runs
 
 
 @dataclass
@@ -66,7 +66,7 @@ class _Datasets:
         self.loaded: dict[str, object] = {}
 
     def get(self, spec: dict):
-        from mmzoo.factory import open_dataset
+        from mmzoo.train.factory import open_dataset
 
         name = spec["task"]["dataset"]
         if name not in self.loaded:
@@ -122,7 +122,7 @@ def plan_members(ensemble: dict, resolve, datasets: _Datasets) -> list[Member]:
 
 def member_options(member: Member, *, out, device: str, quiet: bool):
     """The trainer Options of a member, the same whichever executor trains it."""
-    from mmzoo.trainer import Options
+    from mmzoo.train.trainer import Options
 
     extra = {"member_of": member.member_of}
     if member.resample is not None:
@@ -133,7 +133,7 @@ def member_options(member: Member, *, out, device: str, quiet: bool):
 
 def obtain(member: Member, datasets: _Datasets, *, out, device: str, say) -> tuple[Run, bool]:
     """Reuse a matching finished run, or train the member; returns (run, reused)."""
-    from mmzoo.trainer import train
+    from mmzoo.train.trainer import train
 
     run = find_reusable(member, datasets.get(member.spec).fingerprint, out)
     if run is not None:
@@ -150,9 +150,9 @@ def train_predictions(run: Run, datasets: _Datasets, device: str):
         return run.probabilities("train")
     import json
 
-    from mmzoo.checkpoint import load_run_model
-    from mmzoo.featurecache import prepare
-    from mmzoo.trainer import pick_device, predict
+    from mmzoo.train.checkpoint import load_run_model
+    from mmzoo.train.inputs import prepare
+    from mmzoo.train.trainer import pick_device, predict
 
     spec = run.spec
     dataset = datasets.get(spec["model"])
@@ -172,7 +172,7 @@ def train_predictions(run: Run, datasets: _Datasets, device: str):
 
 def boost(ensemble: dict, resolve, datasets: _Datasets, *, out, device: str, say) -> Obtained:
     """Train or reuse SAMME members in sequence; see the module docstring for the stopping rules."""
-    from mmzoo.boosting import SammeCombiner, samme_error, samme_update
+    from mmzoo.ensemble.boosting import samme_error, samme_update, samme_vote
 
     name, value = ensemble["name"], ensemble["recipe"]["boosting"]
     base = resolve(value["model"])
@@ -225,7 +225,7 @@ def boost(ensemble: dict, resolve, datasets: _Datasets, *, out, device: str, say
     stacked = np.stack(train_probs, axis=1)  # (N, M, C)
     train_error = []
     for m in range(1, len(alphas) + 1):
-        vote = SammeCombiner(m, num_classes).set_alphas(alphas[:m]).predict(stacked[:, :m])  # (N, C)
+        vote = samme_vote(stacked[:, :m], alphas[:m])  # (N, C)
         train_error.append(float((vote.argmax(axis=1) != labels).mean()))
     result.boosting = {"alphas": alphas, "errors": errors, "train_error": train_error, "stopped": stopped,
                        "sample_weights": np.stack(used), "train_ids": train_ids}
@@ -235,9 +235,9 @@ def boost(ensemble: dict, resolve, datasets: _Datasets, *, out, device: str, say
 def obtain_members(ensemble: dict, *, resolve, out=None, device: str = "auto", say=None, executor=None) -> Obtained:
     """Every member run of a registry ensemble: reused where possible, trained otherwise.
 
-    ``executor`` (mmzoo.executors) trains the members; the default trains them here, one after another.
+    ``executor`` (mmzoo.ensemble.executors) trains the members; the default trains them here, one after another.
     """
-    from mmzoo.executors import LocalExecutor
+    from mmzoo.ensemble.executors import LocalExecutor
 
     say = say or (lambda msg: print(msg, file=sys.stderr))
     executor = executor or LocalExecutor()

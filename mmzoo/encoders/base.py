@@ -33,7 +33,7 @@ class Encoder(torch.nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.preprocessor = None  # a mmzoo.preprocess.TextPreprocessor / ImagePreprocessor
+        self.preprocessor = None  # a mmzoo.data.preprocess.TextPreprocessor / ImagePreprocessor
 
     def freeze(self) -> None:
         """Stop training this encoder: no gradients, eval-mode dropout and BatchNorm."""

@@ -8,12 +8,12 @@ from __future__ import annotations
 from typing import Any
 
 from mmzoo.errors import MmzooError, RegistryError
-from mmzoo.plugins import get_zoo
+from mmzoo.zoo.plugins import get_zoo
 
 
 def resolve_spec(name_or_spec: str | dict, registry_file: str | None = None) -> dict:
     """Return the validated, fully-defaulted spec of a registry model."""
-    from mmzoo.registry import load_registry
+    from mmzoo.zoo.registry import load_registry
 
     if isinstance(name_or_spec, dict):
         if name_or_spec.get("kind") == "model" and "train" in name_or_spec:
@@ -51,7 +51,7 @@ def build_encoder(entry: dict):
 def create_model(name_or_spec: str | dict, num_classes: int | None = None, registry_file: str | None = None):
     """Build a MultimodalClassifier from a registry name or a resolved spec."""
     from mmzoo.fusions.base import mlp_head
-    from mmzoo.model import MultimodalClassifier
+    from mmzoo.train.model import MultimodalClassifier
 
     spec = resolve_spec(name_or_spec, registry_file)
     if num_classes is None:

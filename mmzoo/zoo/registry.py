@@ -15,12 +15,14 @@ from typing import Any
 
 import yaml
 
-from mmzoo import schema
+from mmzoo.zoo import schema
 from mmzoo.errors import RegistryError
-from mmzoo.parts import Param
-from mmzoo.plugins import Zoo, get_zoo
+from mmzoo.zoo.parts import Param
+from mmzoo.zoo.plugins import Zoo, get_zoo
 
-PROJECT_REGISTRY = Path(__file__).resolve().parent.parent / "registry.yaml"
+# The catalog ships inside the package (mmzoo/registry.yaml, a link to the repository's registry.yaml), so a
+# wheel install lists the same models; a file in the current folder is never read unless named.
+PROJECT_REGISTRY = Path(__file__).resolve().parents[1] / "registry.yaml"
 
 
 @dataclass
@@ -285,8 +287,7 @@ def _read(path: Path, zoo: Zoo, registry: Registry, origin: str, checkers: dict)
 
 def registry_files(user_file: str | Path | None = None) -> list[Path]:
     """The project's registry.yaml, then the user's (``--registry`` or ``MMZOO_REGISTRY``) on top."""
-    local = Path.cwd() / "registry.yaml"
-    files = [f for f in (local if local.exists() else PROJECT_REGISTRY,) if f.exists()]
+    files = [PROJECT_REGISTRY] if PROJECT_REGISTRY.exists() else []
     user = user_file or os.environ.get("MMZOO_REGISTRY")
     if user:
         user_path = Path(user)

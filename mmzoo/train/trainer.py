@@ -22,11 +22,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mmzoo import atomic, checkpoint, distributed, runs
+from mmzoo import atomic
+from mmzoo.runs import folders as runs
+from mmzoo.train import checkpoint, distributed
 from mmzoo.errors import TrainingError
-from mmzoo.featurecache import SplitInputs, prepare
-from mmzoo.metrics import classification_metrics
-from mmzoo.progress import progress_bar
+from mmzoo.train.inputs import SplitInputs, prepare
+from mmzoo.train.metrics import classification_metrics
+from mmzoo.train.progress import progress_bar
 
 
 class Cancelled(TrainingError):
@@ -107,7 +109,7 @@ def joint_loss(out: dict, y: torch.Tensor, weights: torch.Tensor | None, train: 
                total: torch.Tensor | None = None) -> torch.Tensor:
     """Fusion loss plus weighted auxiliary text-only and image-only losses (per-sample weighted).
 
-    ``total`` replaces the batch's own weight sum as the normaliser (DDP: see mmzoo.distributed).
+    ``total`` replaces the batch's own weight sum as the normaliser (DDP: see mmzoo.train.distributed).
     """
     if total is None and weights is None:
         def ce(logits):  # uniform weights: the plain mean, without per-sample bookkeeping
@@ -129,7 +131,7 @@ def joint_loss(out: dict, y: torch.Tensor, weights: torch.Tensor | None, train: 
 def train(spec: dict, options: Options | None = None):
     """Train one model; returns the finished :class:`mmzoo.runs.Run`.
 
-    Under torchrun every rank calls this and trains with DDP (see mmzoo.distributed).
+    Under torchrun every rank calls this and trains with DDP (see mmzoo.train.distributed).
     """
     options = options or Options()
     with distributed.session(pick_device(options.device)) as ctx:
@@ -139,7 +141,7 @@ def train(spec: dict, options: Options | None = None):
 
 
 def _train(spec: dict, options: Options, ctx: distributed.Context):
-    from mmzoo.factory import create_model, open_dataset
+    from mmzoo.train.factory import create_model, open_dataset
 
     emit = options.on_event or (lambda event: None)
     say = (lambda msg: None) if options.quiet else (lambda msg: print(msg, file=sys.stderr))
