@@ -43,13 +43,16 @@ class LocalExecutor:
     def check_recipe(self, ensemble: dict) -> None:
         pass
 
-    def obtain_all(self, members: list, datasets, *, out, device: str, say):
+    def obtain_all(self, members: list, datasets, *, out, device: str, control):
+        from dataclasses import replace
+
         from mmzoo.ensemble.recipes import Obtained, obtain
 
         result = Obtained([], [], [])
         for k, member in enumerate(members, 1):
             prefix = f"[{k}/{len(members)}] "
-            run, reused = obtain(member, datasets, out=out, device=device, say=lambda msg, p=prefix: say(p + msg))
+            numbered = replace(control, say=lambda msg, p=prefix: control.say(p + msg))
+            run, reused = obtain(member, datasets, out=out, device=device, control=numbered)
             result.runs.append(run)
             result.reused.append(reused)
             result.notes.append(member.note)
@@ -83,9 +86,10 @@ class RayExecutor:
                                 "so Ray cannot train them in parallel",
                                 hint="run it without --executor ray")
 
-    def obtain_all(self, members: list, datasets, *, out, device: str, say):
+    def obtain_all(self, members: list, datasets, *, out, device: str, control):
         from mmzoo.ensemble.recipes import Obtained, find_reusable, member_options
 
+        say = control.say
         root = Path(out or DEFAULT_ROOT).resolve()  # workers may start elsewhere; give them an absolute path
         runs: list[Run | None] = [find_reusable(m, datasets.get(m.spec).fingerprint, root) for m in members]
         for member, run in zip(members, runs, strict=True):

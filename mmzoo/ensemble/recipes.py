@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,7 +121,27 @@ def plan_members(ensemble: dict, resolve, datasets: _Datasets) -> list[Member]:
     return members
 
 
-def member_options(member: Member, *, out, device: str, quiet: bool):
+@dataclass
+class Control:
+    """How whoever asked for the members follows and steers their training.
+
+    ``say`` takes one line of news; ``on_event`` gets the trainer's events (start, step, epoch);
+    ``should_stop`` is polled between members and at every training step.
+    """
+
+    say: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr))
+    on_event: Callable[[dict], None] | None = None
+    should_stop: Callable[[], bool] | None = None
+    quiet: bool | None = None  # the trainer's own progress bar; None: only when stderr is a terminal
+
+    def check_stop(self, what: str) -> None:
+        from mmzoo.train.trainer import Cancelled
+
+        if self.should_stop is not None and self.should_stop():
+            raise Cancelled(f"cancelled before {what}; finished members are kept and reused on the next run")
+
+
+def member_options(member: Member, *, out, device: str, quiet: bool, control: Control | None = None):
     """The trainer Options of a member, the same whichever executor trains it."""
     from mmzoo.train.trainer import Options
 
@@ -128,19 +149,23 @@ def member_options(member: Member, *, out, device: str, quiet: bool):
     if member.resample is not None:
         extra["resample"] = member.resample
     return Options(out=out, device=device, run_name=member.folder, quiet=quiet, train_rows=member.train_rows,
-                   sample_weights=member.sample_weights, extra_spec=extra)
+                   sample_weights=member.sample_weights, extra_spec=extra,
+                   on_event=control.on_event if control else None,
+                   should_stop=control.should_stop if control else None)
 
 
-def obtain(member: Member, datasets: _Datasets, *, out, device: str, say) -> tuple[Run, bool]:
+def obtain(member: Member, datasets: _Datasets, *, out, device: str, control: Control) -> tuple[Run, bool]:
     """Reuse a matching finished run, or train the member; returns (run, reused)."""
     from mmzoo.train.trainer import train
 
     run = find_reusable(member, datasets.get(member.spec).fingerprint, out)
     if run is not None:
-        say(f"{member.folder}: reusing finished run {run.name}")
+        control.say(f"{member.folder}: reusing finished run {run.name}")
         return run, True
-    say(f"{member.folder}: training" + (f" ({member.note})" if member.note else ""))
-    options = member_options(member, out=out, device=device, quiet=not sys.stderr.isatty())
+    control.check_stop(f"training {member.folder}")
+    control.say(f"{member.folder}: training" + (f" ({member.note})" if member.note else ""))
+    quiet = not sys.stderr.isatty() if control.quiet is None else control.quiet
+    options = member_options(member, out=out, device=device, quiet=quiet, control=control)
     return train(member.spec, options), False
 
 
@@ -170,7 +195,7 @@ def train_predictions(run: Run, datasets: _Datasets, device: str):
     return probs, labels, ids
 
 
-def boost(ensemble: dict, resolve, datasets: _Datasets, *, out, device: str, say) -> Obtained:
+def boost(ensemble: dict, resolve, datasets: _Datasets, *, out, device: str, control: Control) -> Obtained:
     """Train or reuse SAMME members in sequence; see the module docstring for the stopping rules."""
     from mmzoo.ensemble.boosting import samme_error, samme_update, samme_vote
 
@@ -190,7 +215,7 @@ def boost(ensemble: dict, resolve, datasets: _Datasets, *, out, device: str, say
                         {"kind": "boosting", "weights_sha256": digest(weights)},
                         sample_weights=None if uniform else weights * n_train,
                         note=f"boosting round {k + 1}", member_of={"ensemble": name, "recipe": "boosting", "index": k})
-        run, reused = obtain(member, datasets, out=out, device=device, say=say)
+        run, reused = obtain(member, datasets, out=out, device=device, control=control)
         probs, y, ids = train_predictions(run, datasets, device)
         if train_ids is None:
             train_ids, labels = ids, y
@@ -221,7 +246,7 @@ def boost(ensemble: dict, resolve, datasets: _Datasets, *, out, device: str, say
             break
         weights = next_weights
     if stopped:
-        say(f"boosting: {stopped}")
+        control.say(f"boosting: {stopped}")
     stacked = np.stack(train_probs, axis=1)  # (N, M, C)
     train_error = []
     for m in range(1, len(alphas) + 1):
@@ -232,18 +257,24 @@ def boost(ensemble: dict, resolve, datasets: _Datasets, *, out, device: str, say
     return result
 
 
-def obtain_members(ensemble: dict, *, resolve, out=None, device: str = "auto", say=None, executor=None) -> Obtained:
+def obtain_members(ensemble: dict, *, resolve, out=None, device: str = "auto", executor=None,
+                   control: Control | None = None) -> Obtained:
     """Every member run of a registry ensemble: reused where possible, trained otherwise.
 
-    ``executor`` (mmzoo.ensemble.executors) trains the members; the default trains them here, one after another.
+    ``executor`` trains the members (mmzoo.ensemble.executors: here, one after another, by default);
+    ``control`` carries progress out and a stop request in.
     """
-    from mmzoo.ensemble.executors import LocalExecutor
-
-    say = say or (lambda msg: print(msg, file=sys.stderr))
-    executor = executor or LocalExecutor()
+    control = control or Control()
+    executor = executor or default_executor()
     datasets = _Datasets()
     executor.check_recipe(ensemble)
     if "boosting" in ensemble["recipe"]:
-        return boost(ensemble, resolve, datasets, out=out, device=device, say=say)
+        return boost(ensemble, resolve, datasets, out=out, device=device, control=control)
     members = plan_members(ensemble, resolve, datasets)
-    return executor.obtain_all(members, datasets, out=out, device=device, say=say)
+    return executor.obtain_all(members, datasets, out=out, device=device, control=control)
+
+
+def default_executor():
+    from mmzoo.ensemble.executors import LocalExecutor
+
+    return LocalExecutor()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -37,6 +38,8 @@ class Param:
     help: str = ""
     choices: tuple | None = None
     nullable: bool = False
+    min: float | None = None  # inclusive bounds of an int or float param; None: unbounded
+    max: float | None = None
 
     def __post_init__(self) -> None:
         if self.type not in PARAM_TYPES:
@@ -58,6 +61,13 @@ class Param:
             return f"expected {self.type}, got {type(value).__name__} ({value!r})"
         if self.choices is not None and value not in self.choices:
             return f"must be one of {', '.join(map(str, self.choices))}, got {value!r}"
+        if self.type in ("int", "float"):
+            if not math.isfinite(value):
+                return f"must be a finite number, got {value!r}"
+            if self.min is not None and value < self.min:
+                return f"must be at least {self.min:g}, got {value!r}"
+            if self.max is not None and value > self.max:
+                return f"must be at most {self.max:g}, got {value!r}"
         return None
 
     def to_dict(self) -> dict:
@@ -68,6 +78,8 @@ class Param:
             "required": self.required,
             "help": self.help,
             "choices": list(self.choices) if self.choices else None,
+            "min": self.min,
+            "max": self.max,
         }
 
 
