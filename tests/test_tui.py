@@ -217,7 +217,7 @@ async def test_invalid_form_values_are_shown_and_nothing_starts(tmp_path):
         await pilot.click("#train-start")
         await pilot.pause()
         message = str(app.screen.query_one("#train-message").visual)
-        assert "epochs must be a whole number of at least 1" in message and "lr must be a positive number" in message
+        assert "epochs must be a whole number (>= 1)" in message and "lr must be a number (>= 1e-09, <= 10)" in message
         assert not app.screen.running and shown[-1]["severity"] == "error"
         assert not list(tmp_path.iterdir())
 

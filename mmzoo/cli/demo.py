@@ -28,8 +28,8 @@ def add_parsers(sub) -> None:
 
 
 def train_or_reuse(name: str, args, step: str):
-    from mmzoo.train.factory import resolve_spec
     from mmzoo.runs.folders import find_finished
+    from mmzoo.train.factory import resolve_spec
     from mmzoo.train.trainer import Options, train
 
     spec = resolve_spec(name, args.registry)
@@ -42,13 +42,11 @@ def train_or_reuse(name: str, args, step: str):
 
 
 def cmd_demo(args) -> int:
+    from mmzoo.app.ensemble import ensemble_from_registry
     from mmzoo.cli.output import emit_json
     from mmzoo.cli.train import render_compare
-    from mmzoo.runs.compare import compare_runs
     from mmzoo.ensemble.build import build_ensemble, combiner_spec
-    from mmzoo.ensemble.recipes import obtain_members
-    from mmzoo.train.factory import resolve_spec
-    from mmzoo.zoo.registry import load_registry
+    from mmzoo.runs.compare import compare_runs
 
     started = time.perf_counter()
     total = len(DEMO_MODELS) + 3
@@ -61,10 +59,8 @@ def cmd_demo(args) -> int:
                 "recipe": {"members": list(DEMO_MODELS)}, "combiner": combiner_spec(combiner)}
         ensembles.append(build_ensemble(spec, runs, root=args.out))
     err(f"[{total - 1}/{total}] {DEMO_SEEDS}: seeds of one fusion model")
-    seeds_spec = load_registry(args.registry).get(DEMO_SEEDS).spec
-    obtained = obtain_members(seeds_spec, resolve=lambda m: resolve_spec(m, args.registry), out=args.out,
-                              device=args.device, say=err)
-    ensembles.append(build_ensemble(seeds_spec, obtained.runs, root=args.out, notes=obtained.notes))
+    ensembles.append(ensemble_from_registry(DEMO_SEEDS, registry=args.registry, out=args.out,
+                                            device=args.device).run)
     rows = compare_runs(runs + ensembles, args.out)
     # The ensemble to ship is chosen on validation, as a user without test labels would choose it.
     best = max(ensembles, key=lambda r: r.metrics["val"]["accuracy"])
@@ -89,9 +85,9 @@ def cmd_demo(args) -> int:
 
 def ship(run, args, count: int = 5) -> dict:
     """Export ``run`` as one ONNX graph and predict a few test samples with the torch-free runtime."""
-    from mmzoo.train.factory import open_dataset
     from mmzoo.onnx.export import export_run
     from mmzoo.onnx.runtime import Predictor
+    from mmzoo.train.factory import open_dataset
 
     exports = Path(args.out).parent / "exports" if args.out else Path("exports")
     result = export_run(run, exports, say=err)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import copy
-import re
 from pathlib import Path
 
-from mmzoo.cli.output import emit_json, err, table
+from mmzoo.app.train import Overrides
+from mmzoo.cli.output import emit_json, table
 from mmzoo.errors import RegistryError
 
 
@@ -33,15 +32,22 @@ def add_parsers(sub) -> None:
 
 
 def cmd_ensemble(args) -> int:
-    from mmzoo.ensemble.build import build_ensemble
+    from mmzoo.app.ensemble import ensemble_from_registry, ensemble_from_runs, summarise
 
     if bool(args.ensemble) == bool(args.runs):
         raise RegistryError("give an ensemble name or --runs RUN1 RUN2 ..., not both" if args.ensemble else
                             "name an ensemble, or pass --runs RUN1 RUN2 ...",
                             hint="see `mmzoo list ensembles` and `mmzoo runs`")
-    spec, obtained = from_runs(args) if args.runs else from_registry(args)
-    run = build_ensemble(spec, obtained.runs, root=args.out, notes=obtained.notes, boosting=obtained.boosting)
-    report = summarise(run, obtained)
+    if args.runs:
+        check_runs_flags(args)
+        result = ensemble_from_runs(args.runs, args.combiner, args.name, out=args.out)
+    else:
+        if args.name:
+            raise RegistryError("--name names a --runs ensemble; a registry ensemble's runs are named after it")
+        result = ensemble_from_registry(args.ensemble, Overrides.from_object(args), make_executor_from(args),
+                                        registry=args.registry, out=args.out, device=args.device,
+                                        combiner=args.combiner)
+    report = summarise(result)
     if args.json:
         emit_json(report)
     else:
@@ -49,93 +55,25 @@ def cmd_ensemble(args) -> int:
     return 0
 
 
-def from_runs(args):
-    from mmzoo.ensemble.build import combiner_spec
-    from mmzoo.ensemble.recipes import Obtained
-    from mmzoo.runs.folders import find_run
-
+def check_runs_flags(args) -> None:
+    """--runs combines finished runs, so the flags that say how members train make no sense with it."""
     if args.epochs is not None or args.batch_size is not None:
         raise RegistryError("--epochs and --batch-size set how members train; --runs combines finished runs only")
     if args.executor != "local" or any(v is not None for v in (args.address, args.cpus_per_member,
                                                               args.gpus_per_member)):
         raise RegistryError("--executor, --address and --cpus/--gpus-per-member set how members train; --runs "
                             "combines finished runs only")
-    if len(args.runs) < 2:
-        raise RegistryError(f"--runs needs at least two runs to combine, got {len(args.runs)}",
-                            hint="list the runs with `mmzoo runs`")
-    combiner = combiner_spec(args.combiner or "mean")
-    _check_samme(combiner, "--runs")
-    name = args.name or f"adhoc-{combiner['name']}"
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
-        raise RegistryError(f"--name {name!r} cannot be a folder name",
-                            hint="use letters, digits, '_', '.' and '-' only")
-    runs = [find_run(ref, args.out) for ref in args.runs]
-    spec = {"name": name, "kind": "ensemble", "description": f"after-the-fact ensemble of {len(runs)} runs",
-            "recipe": {"runs": [r.name for r in runs]}, "combiner": combiner}
-    return spec, Obtained(runs, [True] * len(runs), [""] * len(runs))
 
 
-def from_registry(args):
-    from mmzoo.cli.train import apply_overrides, check_task
-    from mmzoo.ensemble.build import combiner_spec
-    from mmzoo.ensemble.recipes import obtain_members
+def make_executor_from(args):
+    """The executor the flags ask for; registry `resources:` fill what the flags leave out."""
     from mmzoo.ensemble.executors import make_executor
-    from mmzoo.train.factory import resolve_spec
     from mmzoo.zoo.registry import load_registry
 
-    if args.name:
-        raise RegistryError("--name names a --runs ensemble; a registry ensemble's runs are named after it")
-    registry = load_registry(args.registry)
-    entry = registry.get(args.ensemble)
-    if entry.kind != "ensemble":
-        known = ", ".join(e.name for e in registry.ensembles()) or "none"
-        raise RegistryError(f"{args.ensemble!r} is a model, not an ensemble",
-                            hint=f"train it with `mmzoo train {args.ensemble}`; ensembles: {known}")
-    if not entry.ok:
-        raise RegistryError(f"ensemble {entry.name!r} is invalid:\n" + "\n".join(f"  {p}" for p in entry.problems))
-    spec = copy.deepcopy(entry.spec)
-    executor = make_executor(args.executor, address=args.address, cpus=args.cpus_per_member,
-                             gpus=args.gpus_per_member, resources=spec.get("resources"))
-    if args.combiner:
-        spec["combiner"] = combiner_spec(args.combiner)
-    if "boosting" not in spec["recipe"]:
-        _check_samme(spec["combiner"], f"ensemble {entry.name!r}")
-    checked: set[str] = set()
-
-    def resolve(model: str) -> dict:
-        member = apply_overrides(resolve_spec(model, args.registry), args)
-        if model not in checked:
-            check_task(member)
-            checked.add(model)
-        return member
-
-    return spec, obtain_members(spec, resolve=resolve, out=args.out, device=args.device, say=err, executor=executor)
-
-
-def _check_samme(combiner: dict, where: str) -> None:
-    if combiner["name"] == "samme":
-        raise RegistryError(f"{where}: combiner 'samme' needs the member weights (alphas) of a boosting recipe",
-                            hint="use it with a `boosting:` ensemble, or pick another combiner")
-
-
-def summarise(run, obtained) -> dict:
-    spec, metrics = run.spec, run.metrics
-    members = []
-    for member, reused, entry in zip(obtained.runs, obtained.reused, spec["members"], strict=True):
-        members.append({"name": member.name, "path": str(member.path), "reused": reused,
-                        "note": entry.get("weight_note", ""),
-                        **metrics["members"][member.name]})
-    keys = ("accuracy", "macro_f1", "weighted_f1", "ece", "nll")
-    report = {"run": run.name, "path": str(run.path), "ensemble": spec["ensemble"]["name"],
-              "combiner": spec["combiner"], "dataset": spec["data"]["dataset"], "label_set": spec["data"]["label_set"],
-              "members": members, "trained": [m["name"] for m in members if not m["reused"]],
-              "reused": [m["name"] for m in members if m["reused"]],
-              **{split: {k: metrics[split][k] for k in keys} for split in ("val", "test")},
-              "val_note": metrics["val_note"], "best_member": metrics["best_member"],
-              "beat_best_member": metrics["beat_best_member"], "diversity": metrics["diversity"]}
-    if "boosting" in metrics:
-        report["boosting"] = metrics["boosting"]
-    return report
+    entry = load_registry(args.registry).get(args.ensemble)
+    resources = entry.spec.get("resources") if entry.ok and entry.kind == "ensemble" else None
+    return make_executor(args.executor, address=args.address, cpus=args.cpus_per_member, gpus=args.gpus_per_member,
+                         resources=resources)
 
 
 def render(report: dict) -> str:

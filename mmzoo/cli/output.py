@@ -4,26 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Sequence
+from typing import Any
+
+from mmzoo.tables import table  # noqa: F401  (re-exported: every command renders with it)
 
 
 def emit_json(data: Any) -> None:
     json.dump(data, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
-
-
-def table(rows: Sequence[Sequence[Any]], header: Sequence[str], align: str = "") -> str:
-    """Render rows as an aligned text table; ``align`` holds 'l' or 'r' per column."""
-    cells = [[str(c) for c in header]] + [["" if c is None else str(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    align = align or "l" * len(header)
-
-    def fmt(row: list[str]) -> str:
-        return "  ".join(c.rjust(w) if a == "r" else c.ljust(w) for c, w, a in zip(row, widths, align)).rstrip()
-
-    lines = [fmt(cells[0]), "  ".join("-" * w for w in widths)]
-    lines += [fmt(r) for r in cells[1:]]
-    return "\n".join(lines)
 
 
 def err(message: str) -> None:

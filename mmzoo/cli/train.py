@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 from mmzoo.cli.output import emit_json, err, table
-from mmzoo.errors import DataError, RegistryError, TrainingError
+from mmzoo.errors import TrainingError
 
 
 def add_parsers(sub) -> None:
@@ -50,47 +49,12 @@ def add_parsers(sub) -> None:
     c.set_defaults(handler=cmd_data_check)
 
 
-def apply_overrides(spec: dict, args) -> dict:
-    spec = copy.deepcopy(spec)
-    for key, attr in (("epochs", "epochs"), ("lr", "lr"), ("batch_size", "batch_size"), ("seed", "seed")):
-        value = getattr(args, attr, None)
-        if value is not None:
-            if key in ("epochs", "batch_size") and value < 1:
-                raise TrainingError(f"--{key.replace('_', '-')} must be at least 1, got {value}")
-            if key == "lr" and value <= 0:
-                raise TrainingError(f"--lr must be positive, got {value}")
-            spec["train"][key] = value
-    if getattr(args, "dataset", None):
-        spec["task"]["dataset"] = args.dataset
-        spec["task"]["label_set"] = None
-    if getattr(args, "label_set", None):
-        spec["task"]["label_set"] = args.label_set
-    return spec
-
-
-def check_task(spec: dict) -> None:
-    """Fail early, before any model is built, on a bad dataset or label set."""
-    from mmzoo.train.factory import open_dataset
-
-    dataset = open_dataset(spec["task"]["dataset"])
-    label_set = spec["task"]["label_set"]
-    if label_set is not None and label_set not in dataset.label_sets:
-        raise DataError(f"dataset {dataset.name!r} has no label set {label_set!r}",
-                        hint=f"choose one of: {', '.join(dataset.label_sets)}")
-
-
 def cmd_train(args) -> int:
+    from mmzoo.app.train import Overrides, train_model
     from mmzoo.train.distributed import is_main_process
-    from mmzoo.train.factory import resolve_spec
-    from mmzoo.train.trainer import Options, train
 
-    if not args.model and not args.resume:
-        raise RegistryError("name a model to train, or pass --resume RUN", hint="see `mmzoo list models`")
-    spec = None
-    if not args.resume:
-        spec = apply_overrides(resolve_spec(args.model, args.registry), args)
-        check_task(spec)
-    run = train(spec, Options(out=args.out, device=args.device, resume=args.resume))
+    run = train_model(args.model, Overrides.from_object(args), registry=args.registry, out=args.out,
+                      device=args.device, resume=args.resume)
     if not is_main_process():
         return 0  # under torchrun, rank 0 reports the run
     metrics = run.metrics
@@ -109,8 +73,8 @@ def _summary(metrics: dict) -> dict:
 
 
 def cmd_eval(args) -> int:
-    from mmzoo.train.metrics import classification_report
     from mmzoo.runs.folders import find_run
+    from mmzoo.train.metrics import classification_report
 
     run = find_run(args.run, args.out)
     if not run.finished:

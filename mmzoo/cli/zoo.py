@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import fnmatch
-
 from mmzoo.cli.output import emit_json, err, table
 from mmzoo.errors import RegistryError
-
-LIST_KINDS = {"encoders": "encoder", "fusions": "fusion", "combiners": "combiner", "datasets": "dataset",
-              "models": "model", "ensembles": "ensemble"}
+from mmzoo.zoo.listing import LIST_KINDS, collect
 
 
 def add_parsers(sub) -> None:
@@ -51,50 +47,6 @@ def cmd_plugins(args) -> int:
     return 0
 
 
-def _matches(name: str, pattern: str | None) -> bool:
-    return pattern is None or fnmatch.fnmatch(name, pattern if any(c in pattern for c in "*?[") else f"*{pattern}*")
-
-
-def collect(kind: str | None, pattern: str | None, registry_file: str | None):
-    """Rows of (kind, name, detail, description, ok) for `mmzoo list` and the API."""
-    from mmzoo.zoo.plugins import get_zoo
-    from mmzoo.zoo.registry import load_registry
-
-    zoo = get_zoo()
-    rows = []
-    registry = None
-    for label, part_kind in LIST_KINDS.items():
-        if kind and kind != label:
-            continue
-        if part_kind in ("model", "ensemble"):
-            registry = registry or load_registry(registry_file, zoo)
-            for entry in registry.models() if part_kind == "model" else registry.ensembles():
-                if _matches(entry.name, pattern):
-                    rows.append({"kind": part_kind, "name": entry.name, "detail": _entry_detail(entry),
-                                 "description": entry.raw.get("description", ""),
-                                 "ok": entry.ok, "problems": [str(p) for p in entry.problems]})
-        else:
-            for name in zoo.names(part_kind):
-                part = zoo.get(part_kind, name)
-                if _matches(name, pattern):
-                    rows.append({"kind": part_kind, "name": name, "detail": part.modality or "",
-                                 "description": part.description, "plugin": part.plugin, "ok": True})
-    return rows
-
-
-def _entry_detail(entry) -> str:
-    raw = entry.raw
-    if entry.kind == "ensemble":
-        recipe = next((r for r in ("members", "seeds", "bagging", "boosting") if r in raw), "?")
-        comb = raw.get("combiner", "mean")
-        comb = comb.get("name") if isinstance(comb, dict) else comb
-        return f"{recipe} -> {comb}"
-    name = lambda v, key: (v.get(key) if isinstance(v, dict) else v) if v else None  # noqa: E731
-    parts = [name(raw.get("text"), "encoder"), name(raw.get("image"), "encoder")]
-    fusion = name(raw.get("fusion"), "name")
-    return " + ".join(p for p in parts if p) + (f" ({fusion})" if fusion else "")
-
-
 def cmd_list(args) -> int:
     rows = collect(args.kind, args.pattern, args.registry)
     if args.json:
@@ -114,25 +66,13 @@ def cmd_list(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from mmzoo.zoo.plugins import get_zoo
-    from mmzoo.zoo.registry import load_registry
+    from mmzoo.app.zoo import show
 
-    zoo = get_zoo()
-    registry = load_registry(args.registry, zoo)
-    entry = next((registry.entries[(k, args.name)] for k in ("model", "ensemble")
-                  if (k, args.name) in registry.entries), None)
-    if entry is not None:
-        info = show_entry(entry)
-    else:
-        parts = [zoo.get(kind, args.name) for kind in ("encoder", "fusion", "combiner", "dataset")]
-        parts = [p for p in parts if p]
-        if not parts:
-            registry.get(args.name)  # raises with suggestions
-        info = parts[0].to_dict()
+    info = show(args.name, args.registry)
     if args.json:
         emit_json(info)
         return 0
-    if entry is None:
+    if info["kind"] not in ("model", "ensemble"):
         print(render_part(info))
         return 0
     import yaml
@@ -150,29 +90,6 @@ def render_part(info: dict) -> str:
             for p in info["params"]]
     lines.append(table(rows, ("parameter", "type", "default", "meaning")) if rows else "no parameters")
     return "\n".join(lines)
-
-
-def show_entry(entry) -> dict:
-    """A model's resolved spec, parameter count and offline weight availability (builds it)."""
-    info = {"name": entry.name, "kind": entry.kind, "file": f"{entry.file}:{entry.line}"}
-    if not entry.ok:
-        info["problems"] = [str(p) for p in entry.problems]
-        return info
-    info["spec"] = entry.spec
-    if entry.kind == "model":
-        from mmzoo.errors import MmzooError
-        from mmzoo.train.factory import create_model
-
-        try:
-            model = create_model(entry.spec)
-        except MmzooError as exc:
-            info["weights_available_offline"] = False
-            info["weights_error"] = str(exc)
-        else:
-            info["weights_available_offline"] = True
-            info["parameters"] = sum(p.numel() for p in model.parameters())
-            info["trainable_parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return info
 
 
 def cmd_validate(args) -> int:

@@ -18,8 +18,8 @@ import numpy as np
 from mmzoo import atomic
 from mmzoo.ensemble.diversity import diversity
 from mmzoo.errors import RegistryError, RunError
-from mmzoo.train.metrics import classification_metrics
 from mmzoo.runs.folders import Run, new_run
+from mmzoo.train.metrics import classification_metrics
 
 SPLITS = ("val", "test")
 

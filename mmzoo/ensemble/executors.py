@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mmzoo.ensemble.members import Obtained, find_reusable, member_options, obtain
 from mmzoo.errors import TrainingError
 from mmzoo.runs.folders import DEFAULT_ROOT, Run
 
@@ -46,7 +47,6 @@ class LocalExecutor:
     def obtain_all(self, members: list, datasets, *, out, device: str, control):
         from dataclasses import replace
 
-        from mmzoo.ensemble.recipes import Obtained, obtain
 
         result = Obtained([], [], [])
         for k, member in enumerate(members, 1):
@@ -87,7 +87,6 @@ class RayExecutor:
                                 hint="run it without --executor ray")
 
     def obtain_all(self, members: list, datasets, *, out, device: str, control):
-        from mmzoo.ensemble.recipes import Obtained, find_reusable, member_options
 
         say = control.say
         root = Path(out or DEFAULT_ROOT).resolve()  # workers may start elsewhere; give them an absolute path

@@ -23,77 +23,21 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from mmzoo import atomic
+from mmzoo.ensemble.executors import LocalExecutor
+from mmzoo.ensemble.members import Control, Datasets, Member, Obtained, obtain
 from mmzoo.errors import RunError, TrainingError
-from mmzoo.runs.folders import Run, list_runs
-
-
-@dataclass
-class Member:
-    """One member to obtain: its resolved spec and how its training data differs, if it does."""
-
-    folder: str  # run folder name when trained, e.g. "digits_bag.bag1"
-    spec: dict
-    resample: dict | None = None
-    train_rows: np.ndarray | None = None
-    sample_weights: np.ndarray | None = None  # (N_train,), mean 1
-    note: str = ""
-    member_of: dict = field(default_factory=dict)
-
-
-@dataclass
-class Obtained:
-    runs: list[Run]
-    reused: list[bool]
-    notes: list[str]
-    boosting: dict | None = None  # alphas, errors, train_error, stopped, sample_weights (M, N), train_ids
+from mmzoo.runs.folders import Run
 
 
 def digest(array: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
-class _Datasets:
-    """Datasets by name, loaded once per command."""
-
-    def __init__(self) -> None:
-        self.loaded: dict[str, object] = {}
-
-    def get(self, spec: dict):
-        from mmzoo.train.factory import open_dataset
-
-        name = spec["task"]["dataset"]
-        if name not in self.loaded:
-            self.loaded[name] = open_dataset(name)
-        return self.loaded[name]
-
-
-def find_reusable(member: Member, fingerprint: str, root: Path | None) -> Run | None:
-    """The newest finished run with this member's spec, data and resample record, own folder first."""
-    candidates = list(reversed(list_runs(root)))
-    candidates.sort(key=lambda run: run.model != member.folder)  # stable: newest first within each group
-    for run in candidates:
-        if not run.finished:
-            continue
-        try:
-            spec = run.spec
-        except RunError:
-            continue
-        if (spec.get("kind") != "ensemble" and spec.get("model") == member.spec
-                and spec.get("data", {}).get("fingerprint") == fingerprint
-                and spec.get("resample") == member.resample):
-            return run
-    return None
-
-
-def plan_members(ensemble: dict, resolve, datasets: _Datasets) -> list[Member]:
+def plan_members(ensemble: dict, resolve, datasets: Datasets) -> list[Member]:
     """The members of a members/seeds/bagging recipe (boosting is planned round by round)."""
     kind, value = next(iter(ensemble["recipe"].items()))
     name = ensemble["name"]
@@ -121,55 +65,7 @@ def plan_members(ensemble: dict, resolve, datasets: _Datasets) -> list[Member]:
     return members
 
 
-@dataclass
-class Control:
-    """How whoever asked for the members follows and steers their training.
-
-    ``say`` takes one line of news; ``on_event`` gets the trainer's events (start, step, epoch);
-    ``should_stop`` is polled between members and at every training step.
-    """
-
-    say: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr))
-    on_event: Callable[[dict], None] | None = None
-    should_stop: Callable[[], bool] | None = None
-    quiet: bool | None = None  # the trainer's own progress bar; None: only when stderr is a terminal
-
-    def check_stop(self, what: str) -> None:
-        from mmzoo.train.trainer import Cancelled
-
-        if self.should_stop is not None and self.should_stop():
-            raise Cancelled(f"cancelled before {what}; finished members are kept and reused on the next run")
-
-
-def member_options(member: Member, *, out, device: str, quiet: bool, control: Control | None = None):
-    """The trainer Options of a member, the same whichever executor trains it."""
-    from mmzoo.train.trainer import Options
-
-    extra = {"member_of": member.member_of}
-    if member.resample is not None:
-        extra["resample"] = member.resample
-    return Options(out=out, device=device, run_name=member.folder, quiet=quiet, train_rows=member.train_rows,
-                   sample_weights=member.sample_weights, extra_spec=extra,
-                   on_event=control.on_event if control else None,
-                   should_stop=control.should_stop if control else None)
-
-
-def obtain(member: Member, datasets: _Datasets, *, out, device: str, control: Control) -> tuple[Run, bool]:
-    """Reuse a matching finished run, or train the member; returns (run, reused)."""
-    from mmzoo.train.trainer import train
-
-    run = find_reusable(member, datasets.get(member.spec).fingerprint, out)
-    if run is not None:
-        control.say(f"{member.folder}: reusing finished run {run.name}")
-        return run, True
-    control.check_stop(f"training {member.folder}")
-    control.say(f"{member.folder}: training" + (f" ({member.note})" if member.note else ""))
-    quiet = not sys.stderr.isatty() if control.quiet is None else control.quiet
-    options = member_options(member, out=out, device=device, quiet=quiet, control=control)
-    return train(member.spec, options), False
-
-
-def train_predictions(run: Run, datasets: _Datasets, device: str):
+def train_predictions(run: Run, datasets: Datasets, device: str):
     """(probs (N, C), labels (N,), ids) of a finished run on its TRAIN split; computed once, then stored."""
     if (run.path / "probs_train.safetensors").exists():
         return run.probabilities("train")
@@ -195,7 +91,7 @@ def train_predictions(run: Run, datasets: _Datasets, device: str):
     return probs, labels, ids
 
 
-def boost(ensemble: dict, resolve, datasets: _Datasets, *, out, device: str, control: Control) -> Obtained:
+def boost(ensemble: dict, resolve, datasets: Datasets, *, out, device: str, control: Control) -> Obtained:
     """Train or reuse SAMME members in sequence; see the module docstring for the stopping rules."""
     from mmzoo.ensemble.boosting import samme_error, samme_update, samme_vote
 
@@ -266,7 +162,7 @@ def obtain_members(ensemble: dict, *, resolve, out=None, device: str = "auto", e
     """
     control = control or Control()
     executor = executor or default_executor()
-    datasets = _Datasets()
+    datasets = Datasets()
     executor.check_recipe(ensemble)
     if "boosting" in ensemble["recipe"]:
         return boost(ensemble, resolve, datasets, out=out, device=device, control=control)
@@ -275,6 +171,4 @@ def obtain_members(ensemble: dict, *, resolve, out=None, device: str = "auto", e
 
 
 def default_executor():
-    from mmzoo.ensemble.executors import LocalExecutor
-
     return LocalExecutor()

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mmzoo.cli.output import table
+from mmzoo.tables import table
 from mmzoo.onnx.parity import LOW_PRECISION_MIN_AGREEMENT
 from mmzoo.onnx.runtime import make_session, physical_cores
 

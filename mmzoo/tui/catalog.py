@@ -7,8 +7,6 @@ wrong while loading is kept as data (``PluginInfo.errors``, ``Entry.problems``,
 
 from __future__ import annotations
 
-import contextlib
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,16 +65,13 @@ class Catalog:
 
 def load_catalog(registry_file: str | None = None, refresh: bool = False) -> Catalog:
     """Load plugins and the registry; problems become data on the catalog, never exceptions."""
-    captured = io.StringIO()
-    # Plugin loading warns on stderr; inside a full-screen app that would scribble over the display.
-    with contextlib.redirect_stderr(captured):
-        zoo = get_zoo(refresh=refresh)
-        try:
-            registry, error = load_registry(registry_file, zoo), None
-        except MmzooError as exc:
-            registry, error = None, f"{exc.title}: {exc}"
-    warnings = [line.removeprefix("mmzoo: warning: ") for line in captured.getvalue().splitlines() if line]
-    return Catalog(zoo=zoo, registry=registry, error=error, warnings=warnings)
+    # Plugin warnings are kept on the zoo rather than printed: stderr would scribble over the display.
+    zoo = get_zoo(refresh=refresh, on_warning=lambda message: None)
+    try:
+        registry, error = load_registry(registry_file, zoo), None
+    except MmzooError as exc:
+        registry, error = None, f"{exc.title}: {exc}"
+    return Catalog(zoo=zoo, registry=registry, error=error, warnings=list(zoo.warnings))
 
 
 def part_kinds() -> list[tuple[str, str]]:

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import threading
 import time
-from argparse import Namespace
-from dataclasses import asdict
 from pathlib import Path
 
 from textual import on
@@ -17,31 +13,10 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Log, ProgressBar, Static
 
+from mmzoo.app.train import Overrides
 from mmzoo.tui.messages import RunsChanged, RunSelected, TrainingEnded, TrainingEvent
 from mmzoo.tui.widgets.curves import CurvesPlot
-from mmzoo.tui.widgets.train_form import Overrides, TrainForm
-
-
-class _LogStream:
-    """A file-like sink that forwards whole lines to the screen's log (for code that prints progress)."""
-
-    def __init__(self, screen: TrainScreen) -> None:
-        self.screen, self.pending = screen, ""
-
-    def write(self, text: str) -> int:
-        self.pending += text
-        *lines, self.pending = self.pending.split("\n")
-        for line in lines:
-            if line.strip():
-                self.screen.post_message(TrainingEvent({"type": "log", "text": line}))
-        return len(text)
-
-    def flush(self) -> None:
-        pass
-
-    def isatty(self) -> bool:
-        # Not a terminal: the trainer's rich progress bar then stays off (the screen draws its own).
-        return False
+from mmzoo.tui.widgets.train_form import TrainForm
 
 
 class TrainScreen(Screen):
@@ -57,7 +32,6 @@ class TrainScreen(Screen):
         super().__init__()
         self.stop = threading.Event()
         self.running = False
-        self.cancellable = True  # False while an ensemble trains: its members take no stop hook
         self.epochs: int | None = None  # how many epochs the current run trains for, when known
         self.run_path: Path | None = None
         self.losses: tuple[list[float], list[float]] = ([], [])  # (fractional epoch, step loss)
@@ -112,8 +86,7 @@ class TrainScreen(Screen):
             self.notify("\n".join(problems), title="check the form", severity="error", markup=False)
             return
         entry = self.app.catalog.entry(self.form.model)
-        self.begin(f"training {entry.name}", overrides.epochs if entry.kind == "model" else None,
-                   cancellable=entry.kind == "model")
+        self.begin(f"training {entry.name}", overrides.epochs)
         if entry.kind == "ensemble":
             target = lambda: self._train_ensemble(entry, overrides)  # noqa: E731
         else:
@@ -137,13 +110,13 @@ class TrainScreen(Screen):
         self.run_worker(lambda: self._train_model(None, None, resume=path), thread=True, group="training",
                         exit_on_error=False)
 
-    def begin(self, what: str, epochs: int | None, cancellable: bool = True) -> None:
-        self.running, self.cancellable = True, cancellable
+    def begin(self, what: str, epochs: int | None) -> None:
+        self.running = True
         self.epochs = epochs
         self.stop.clear()
         self.run_path = None
         self.losses, self.history = ([], []), []
-        self.form.set_running(True, cancellable)
+        self.form.set_running(True)
         self.query_one("#train-progress", ProgressBar).update(total=None, progress=0)
         self.query_one("#train-status", Static).update(what)
         self.query_one("#train-log", Log).write_line(what)
@@ -153,58 +126,47 @@ class TrainScreen(Screen):
 
     def _train_model(self, spec: dict | None, overrides: Overrides | None, resume: Path | None = None) -> None:
         """Runs in a thread: train (or resume) one model, reporting through messages only."""
+        from mmzoo.app.train import train_model
+
+        def work():
+            run = train_model(spec, overrides, registry=self.app.registry_file, out=self.app.runs_dir,
+                              resume=resume, on_event=self._post_event, should_stop=self.stop.is_set, quiet=True)
+            return run, "training finished"
+
+        self._report(work, "training crashed")
+
+    def _train_ensemble(self, entry, overrides: Overrides) -> None:
+        """Runs in a thread: train or reuse the members (as `mmzoo ensemble NAME` does), then fit the combiner."""
+        from mmzoo.app.ensemble import ensemble_from_registry
+
+        def work():
+            result = ensemble_from_registry(entry.name, overrides, on_event=self._post_event,
+                                            should_stop=self.stop.is_set, registry=self.app.registry_file,
+                                            out=self.app.runs_dir, quiet=True)
+            return result.run, "ensemble finished"
+
+        self._report(work, "ensemble crashed")
+
+    def _post_event(self, event: dict) -> None:
+        self.post_message(TrainingEvent(event))
+
+    def _report(self, work, crash_title: str) -> None:
+        """Run ``work`` and turn its outcome (run, cancel, user error, bug) into one TrainingEnded message."""
         from mmzoo.errors import MmzooError
+        from mmzoo.train.trainer import Cancelled
 
         try:
-            from mmzoo.cli.train import apply_overrides, check_task
-            from mmzoo.train.trainer import Cancelled, Options, train
-
-            if spec is not None:
-                spec = apply_overrides(spec, Namespace(**asdict(overrides)))
-                check_task(spec)
-            options = Options(out=self.app.runs_dir, resume=str(resume) if resume else None, quiet=True,
-                              on_event=lambda event: self.post_message(TrainingEvent(event)),
-                              should_stop=self.stop.is_set)
-            # Textual's stderr capture claims to be a terminal, which would switch the trainer's own
-            # progress bar on; anything still printed belongs in the log.
-            with contextlib.redirect_stderr(_LogStream(self)):
-                run = train(spec, options)
+            run, title = work()
         except Cancelled as exc:
             self.post_message(TrainingEnded("cancelled", str(exc), exc.title))
         except MmzooError as exc:
             self.post_message(TrainingEnded("failed", str(exc), exc.title))
         except Exception as exc:  # an unexpected bug must reach the user as a message, not kill the app
-            self.post_message(TrainingEnded("failed", f"{type(exc).__name__}: {exc}", "training crashed"))
+            self.post_message(TrainingEnded("failed", f"{type(exc).__name__}: {exc}", crash_title))
         else:
             test = run.metrics["test"]
             self.post_message(TrainingEnded("finished", f"{run.name}: test accuracy {test['accuracy']:.4f}, "
-                                            f"macro-F1 {test['macro_f1']:.4f}", "training finished", run.path))
-
-    def _train_ensemble(self, entry, overrides: Overrides) -> None:
-        """Runs in a thread: train or reuse the members (as `mmzoo ensemble NAME` does), then fit the combiner."""
-        from mmzoo.errors import MmzooError
-
-        args = Namespace(ensemble=entry.name, registry=self.app.registry_file, combiner=None, name=None,
-                         device="auto", out=self.app.runs_dir, executor="local", address=None,
-                         cpus_per_member=None, gpus_per_member=None, **asdict(overrides))
-        try:
-            from mmzoo.cli.ensemble import from_registry
-            from mmzoo.ensemble.build import build_ensemble
-
-            # Member training reports through stderr; route it to the log instead of the hidden terminal.
-            # Only one training runs at a time, so this process-wide redirect is never nested.
-            with contextlib.redirect_stderr(_LogStream(self)):
-                spec, obtained = from_registry(args)
-                run = build_ensemble(copy.deepcopy(spec), obtained.runs, root=self.app.runs_dir,
-                                     notes=obtained.notes, boosting=obtained.boosting)
-        except MmzooError as exc:
-            self.post_message(TrainingEnded("failed", str(exc), exc.title))
-        except Exception as exc:  # see _train_model
-            self.post_message(TrainingEnded("failed", f"{type(exc).__name__}: {exc}", "ensemble crashed"))
-        else:
-            test = run.metrics["test"]
-            self.post_message(TrainingEnded("finished", f"{run.name}: test accuracy {test['accuracy']:.4f}, "
-                                            f"macro-F1 {test['macro_f1']:.4f}", "ensemble finished", run.path))
+                                            f"macro-F1 {test['macro_f1']:.4f}", title, run.path))
 
     # -- progress ----------------------------------------------------------------------------------------------
 
@@ -270,11 +232,6 @@ class TrainScreen(Screen):
     def action_cancel(self) -> None:
         if not self.running:
             self.notify("nothing is training", severity="warning")
-            return
-        if not self.cancellable:
-            # Ensemble members train through mmzoo.ensemble.recipes, which takes no stop hook.
-            self.notify("an ensemble cannot be cancelled part-way; it stops when its last member is done",
-                        severity="warning")
             return
         self.stop.set()
         self.query_one("#train-status", Static).update("cancelling after this step…")

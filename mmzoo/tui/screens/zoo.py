@@ -207,7 +207,7 @@ class ZooScreen(Screen):
 
     def _build(self, entry) -> None:
         """Runs in a thread: building imports torch and may load weights."""
-        from mmzoo.cli.zoo import show_entry
+        from mmzoo.app.zoo import show_entry
 
         try:
             info = show_entry(entry)

@@ -2,42 +2,43 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.validation import Function, Integer
+from textual.validation import Function
 from textual.widgets import Button, Input, Label, Select
 
+from mmzoo.app.train import Overrides
+from mmzoo.zoo.parts import Param
 from mmzoo.zoo.registry import Entry
+from mmzoo.zoo.schema import TRAIN_PARAMS
 
 
-def _positive(value: str) -> bool:
+def _parse(param: Param, text: str):
+    """The form's text as the param's type, or None when it does not parse."""
     try:
-        return float(value) > 0
+        return int(text) if param.type == "int" else float(text)
     except ValueError:
-        return False
+        return None
 
 
-# (field, label, validator): the hyperparameters `mmzoo train` also takes as flags.
-FIELDS = (
-    ("epochs", "epochs", Integer(minimum=1, failure_description="epochs must be a whole number of at least 1")),
-    ("lr", "lr", Function(_positive, "lr must be a positive number, e.g. 0.003")),
-    ("batch_size", "batch", Integer(minimum=1, failure_description="batch size must be a whole number of at least 1")),
-    ("seed", "seed", Integer(minimum=0, failure_description="seed must be a whole number of at least 0")),
-)
+def _validator(key: str) -> Function:
+    """A validator from the schema's own Param, so the form and the registry check the same ranges."""
+    param = next(p for p in TRAIN_PARAMS if p.name == key)
+    bounds = [f">= {param.min:g}" if param.min is not None else "", f"<= {param.max:g}" if param.max is not None else ""]
+    what = "a whole number" if param.type == "int" else "a number"
+    described = f"{key.replace('_', ' ')} must be {what}" + (f" ({', '.join(b for b in bounds if b)})" if any(bounds)
+                                                          else "")
+
+    def ok(text: str) -> bool:
+        value = _parse(param, text)
+        return value is not None and param.check(value) is None
+
+    return Function(ok, described)
 
 
-@dataclass
-class Overrides:
-    """What the form asks for, shaped like the CLI's parsed flags so `apply_overrides` reads it unchanged."""
-
-    epochs: int
-    lr: float
-    batch_size: int
-    seed: int
-    dataset: str | None  # None: the model's own dataset
-    label_set: str | None = None
+# (field, label): the hyperparameters `mmzoo train` also takes as flags, checked against the schema.
+FIELDS = tuple((key, label, _validator(key)) for key, label in
+               (("epochs", "epochs"), ("lr", "lr"), ("batch_size", "batch"), ("seed", "seed")))
 
 
 class TrainForm(Vertical):
@@ -132,10 +133,10 @@ class TrainForm(Vertical):
         chosen = dataset if isinstance(dataset, str) and dataset != own else None
         return Overrides(dataset=chosen, **values), []
 
-    def set_running(self, running: bool, cancellable: bool = True) -> None:
+    def set_running(self, running: bool) -> None:
         for widget in self.query("Select, Input"):
             widget.disabled = running
         start, cancel = self.query_one("#train-start", Button), self.query_one("#train-cancel", Button)
-        start.disabled, cancel.disabled = running, not (running and cancellable)
+        start.disabled, cancel.disabled = running, not running
         # Park focus on a button, never an input, so the single-key screen bindings keep working.
-        (cancel if running and cancellable else start).focus()
+        (cancel if running else start).focus()
