@@ -398,6 +398,36 @@ async def test_an_ensemble_reuses_finished_members_and_fits_its_combiner(finishe
                                            f"{ensemble.metrics['test']['accuracy']:.4f}")
 
 
+async def test_an_ensemble_cancelled_part_way_resumes_its_member_on_the_next_start(tmp_path, tiny_registry):
+    """Cancel during the first member's training; starting the ensemble again resumes that member in place."""
+    app = make_app(registry_file=str(tiny_registry), runs_dir=tmp_path)
+    shown = record_notifications(app)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("t")
+        screen = app.screen
+        screen.pick("tiny_pair")
+        await pilot.pause()
+        await type_into(pilot, "#train-epochs", "30")
+        await pilot.click("#train-start")
+        await wait_for(pilot, lambda: len(screen.history) >= 1, 120, "the first member's epoch 1")
+        await pilot.click("#train-cancel")
+        await wait_for(pilot, lambda: not screen.running, 60, "the cancel")
+        assert shown[-1]["severity"] == "warning", shown[-1]
+        (member,) = list_runs(tmp_path)  # no second member and no ensemble run yet
+        assert member.status["state"] == "cancelled" and member.spec.get("member_of", {}).get("ensemble") == "tiny_pair"
+        kept = member.history()[-1]["epoch"]
+
+        await pilot.click("#train-start")
+        await wait_for(pilot, lambda: shown and shown[-1]["title"] == "ensemble finished", 300, "the ensemble")
+        log = "\n".join(screen.query_one("#train-log").lines)
+        assert f"resuming interrupted run {member.name}" in log
+    resumed = Run(member.path)
+    assert resumed.finished and [h["epoch"] for h in resumed.history()] == list(range(1, 31))
+    assert kept < 30
+    kinds = sorted(r.spec.get("kind", "model") for r in list_runs(tmp_path))
+    assert kinds == ["ensemble", "model", "model"]  # the cancelled member was resumed in place, not retrained
+
+
 def _first_test_sample(run: Run) -> tuple[list, list]:
     from mmzoo.train.factory import open_dataset
 

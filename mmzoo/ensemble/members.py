@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +71,25 @@ def find_reusable(member: Member, fingerprint: str, root: Path | None) -> Run | 
     return None
 
 
+def find_resumable(member: Member, fingerprint: str, root: Path | None) -> Run | None:
+    """The newest interrupted run of this very member (its folder, spec, data and resample) with a checkpoint.
+
+    An ensemble that was cancelled or killed part-way resumes its member from there on the next run,
+    instead of training it again from scratch.
+    """
+    for run in reversed(list_runs(root)):
+        if run.model != member.folder or run.finished or not (run.path / "checkpoints" / "LATEST").exists():
+            continue
+        try:
+            spec = run.spec
+        except RunError:
+            continue
+        if (spec.get("model") == member.spec and spec.get("data", {}).get("fingerprint") == fingerprint
+                and spec.get("resample") == member.resample):
+            return run
+    return None
+
+
 @dataclass
 class Control:
     """How whoever asked for the members follows and steers their training.
@@ -108,12 +127,17 @@ def obtain(member: Member, datasets: Datasets, *, out, device: str, control: Con
     """Reuse a matching finished run, or train the member; returns (run, reused)."""
     from mmzoo.train.trainer import train
 
-    run = find_reusable(member, datasets.get(member.spec).fingerprint, out)
+    fingerprint = datasets.get(member.spec).fingerprint
+    run = find_reusable(member, fingerprint, out)
     if run is not None:
         control.say(f"{member.folder}: reusing finished run {run.name}")
         return run, True
     control.check_stop(f"training {member.folder}")
-    control.say(f"{member.folder}: training" + (f" ({member.note})" if member.note else ""))
     quiet = not sys.stderr.isatty() if control.quiet is None else control.quiet
     options = member_options(member, out=out, device=device, quiet=quiet, control=control)
+    interrupted = find_resumable(member, fingerprint, out)
+    if interrupted is not None:
+        control.say(f"{member.folder}: resuming interrupted run {interrupted.name}")
+        return train(None, replace(options, resume=str(interrupted.path))), False
+    control.say(f"{member.folder}: training" + (f" ({member.note})" if member.note else ""))
     return train(member.spec, options), False
