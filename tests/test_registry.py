@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -115,3 +116,21 @@ def test_ensemble_resources_are_validated(tmp_path):
     registry, problems = problems_of(tmp_path, GOOD + "ensembles:\n  ens:\n    members: [tiny]\n"
                                      "    resources: {cpus: 2}\n")
     assert problems == [] and registry.get("ens").spec["resources"] == {"cpus": 2, "gpus": 0.0}
+
+
+def test_a_stray_registry_in_the_current_folder_is_never_read(tmp_path, monkeypatch):
+    from mmzoo.zoo.registry import PROJECT_REGISTRY, registry_files
+
+    (tmp_path / "registry.yaml").write_text("models: {}\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MMZOO_REGISTRY", raising=False)
+    assert registry_files() == [PROJECT_REGISTRY]
+    assert load_registry().get("emoji_gated").ok
+
+
+def test_the_catalog_ships_inside_the_package():
+    import mmzoo
+    from mmzoo.zoo.registry import PROJECT_REGISTRY
+
+    packaged = Path(mmzoo.__file__).parent / "registry.yaml"
+    assert packaged.is_file() and packaged.resolve() == PROJECT_REGISTRY

@@ -494,7 +494,8 @@ def baseline_plugins():
 def test_screen_snapshot(snap_compare, tmp_path, monkeypatch, key, size, baseline_plugins):
     """Each screen, freshly opened over a fixed registry and no runs, looks as it did when approved."""
 
-    # A registry.yaml in the current folder replaces the project's, so edits to the catalog don't churn these.
+    # A fixed catalog in place of the packaged one, so edits to registry.yaml don't churn these.
     (tmp_path / "registry.yaml").write_text(TINY)
+    monkeypatch.setattr("mmzoo.zoo.registry.PROJECT_REGISTRY", tmp_path / "registry.yaml")
     monkeypatch.chdir(tmp_path)
     assert snap_compare(make_app(runs_dir=tmp_path / "runs"), press=[key, "_"], terminal_size=size)

@@ -22,7 +22,8 @@ from mmzoo.zoo.plugins import Zoo, get_zoo
 
 # The catalog ships inside the package (mmzoo/registry.yaml, a link to the repository's registry.yaml), so a
 # wheel install lists the same models; a file in the current folder is never read unless named.
-PROJECT_REGISTRY = Path(__file__).resolve().parents[1] / "registry.yaml"
+# Resolved, so that in a repository checkout problems name the registry.yaml a user edits.
+PROJECT_REGISTRY = (Path(__file__).resolve().parents[1] / "registry.yaml").resolve()
 
 
 @dataclass
