@@ -8,10 +8,14 @@ steps travel inside an ONNX export and can be replayed by any runtime with
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 RESAMPLE = {"nearest": 0, "bilinear": 2, "bicubic": 3, "lanczos": 1}
 # Modes holding more than 8 bits per sample; mmzoo reads them as 16-bit values (see ``decode``).
@@ -20,7 +24,7 @@ WIDE_GREY = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 ALPHA_MODES = ("RGBA", "LA", "P", "PA", "La", "RGBa")
 
 
-def open_image(image) -> "Image.Image":  # noqa: F821
+def open_image(image) -> Image.Image:
     """A path, uint8/uint16 array or PIL image as a loaded PIL image, turned upright by its EXIF orientation."""
     from PIL import Image, ImageOps
 
@@ -32,7 +36,7 @@ def open_image(image) -> "Image.Image":  # noqa: F821
     return ImageOps.exif_transpose(image)
 
 
-def _wide_to_8bit(image) -> "Image.Image":  # noqa: F821
+def _wide_to_8bit(image) -> Image.Image:
     """16-bit greyscale (mode I;16*, or I read as 16-bit) -> L with v8 = round(v16 / 257); a tRNS key -> LA."""
     from PIL import Image
 
@@ -45,7 +49,7 @@ def _wide_to_8bit(image) -> "Image.Image":  # noqa: F821
     return Image.fromarray(grey, "L")
 
 
-def decode(image) -> "Image.Image":  # noqa: F821
+def decode(image) -> Image.Image:
     """The decoded picture shared by training, prediction and the raw-image export: RGB, or RGBA when it has alpha.
 
     Steps (docs/onnx.md spells each out for other runtimes): EXIF orientation applied;
@@ -139,7 +143,7 @@ class ImagePreprocessor:
             "scale": "divide by 255, then (x - mean) / std",
         }
 
-    def to_rgb(self, image) -> "Image.Image":  # noqa: F821
+    def to_rgb(self, image) -> Image.Image:
         """The decoded picture (see ``decode``) with any alpha composited over ``background``."""
         from PIL import Image
 
