@@ -46,22 +46,22 @@ class _Builder:
 
 
 def _steps(b: _Builder, rgb: str, alpha: str, config: dict, output: str, k: int) -> None:
-    """One image preprocessor's steps on int64 (B, H, W, 3) colour and (B, H, W, 1) alpha, 0-255 -> ``output``."""
+    """One image preprocessor's steps on int32 (B, H, W, 3) colour and (B, H, W, 1) alpha, 0-255 -> ``output``."""
     p = f"p{k}_"
     interpolation = config.get("interpolation", "bilinear")
     if interpolation not in MODES:
         raise ExportError(f"image preprocessing uses {interpolation!r} resampling, which ONNX Resize has no "
                           "filter for", hint="export without --raw-image (the pixel_values input)")
-    # Flatten exactly as Pillow's alpha_composite over an opaque background (integer maths):
+    # Flatten exactly as Pillow's alpha_composite over an opaque background (int32 maths; t < 2^25):
     # t = 128 * (rgb * a + background * (255 - a)) + 16384; out = ((t // 256 + t) // 256) // 128.
-    background = np.asarray(config.get("background", (255, 255, 255)), np.int64).reshape(1, 1, 1, 3)
+    background = np.asarray(config.get("background", (255, 255, 255)), np.int32).reshape(1, 1, 1, 3)
     mixed = b.op("Add", [b.op("Mul", [rgb, alpha]),
-                         b.op("Mul", [b.const(f"{p}background", background, np.int64),
-                                      b.op("Sub", [b.const(f"{p}a255", 255, np.int64), alpha])])])
-    t = b.op("Add", [b.op("Mul", [mixed, b.const(f"{p}m128", 128, np.int64)]), b.const(f"{p}half", 16384, np.int64)])
-    c256 = b.const(f"{p}d256", 256, np.int64)
+                         b.op("Mul", [b.const(f"{p}background", background, np.int32),
+                                      b.op("Sub", [b.const(f"{p}a255", 255, np.int32), alpha])])])
+    t = b.op("Add", [b.op("Mul", [mixed, b.const(f"{p}m128", 128, np.int32)]), b.const(f"{p}half", 16384, np.int32)])
+    c256 = b.const(f"{p}d256", 256, np.int32)
     out = b.op("Div", [b.op("Div", [b.op("Add", [b.op("Div", [t, c256]), t]), c256]),
-                       b.const(f"{p}d128", 128, np.int64)])
+                       b.const(f"{p}d128", 128, np.int32)])
     flat = b.op("Cast", [out], to=TensorProto.FLOAT)  # (B, H, W, 3), 0-255
     nchw = b.op("Transpose", [flat], perm=[0, 3, 1, 2])  # (B, 3, H, W)
     # Target size as Python computes it: s = resize / min(h, w) and round(h * s), round(w * s) in float64,
@@ -111,11 +111,11 @@ def prepend(model: onnx.ModelProto, image_preps: list) -> onnx.ModelProto:
                           hint=f"pass --opset {MIN_OPSET} (or leave --opset out)")
     b = _Builder("rawimage_")
     image = helper.make_tensor_value_info(INPUT, TensorProto.UINT8, ["batch", "height", "width", "channels"])
-    x = b.op("Cast", [INPUT], to=TensorProto.INT64)  # (B, H, W, C), C = 3 or 4
+    x = b.op("Cast", [INPUT], to=TensorProto.INT32)  # (B, H, W, C), C = 3 or 4
     # Alpha = channel 3 when present, else 255: append an opaque channel and take index 3 of the result.
     first = b.op("Slice", [x, b.const("c0", [0], np.int64), b.const("c1", [1], np.int64),
                            b.const("caxis", [3], np.int64)])
-    opaque = b.op("Add", [b.op("Mul", [first, b.const("zero", 0, np.int64)]), b.const("full", 255, np.int64)])
+    opaque = b.op("Add", [b.op("Mul", [first, b.const("zero", 0, np.int32)]), b.const("full", 255, np.int32)])
     padded = b.op("Concat", [x, opaque], axis=3)
     alpha = b.op("Slice", [padded, b.const("c3", [3], np.int64), b.const("c4", [4], np.int64),
                            b.const("caxis_b", [3], np.int64)])  # (B, H, W, 1)
