@@ -32,7 +32,7 @@ def open_image(image) -> Image.Image:
         image = Image.open(image)
         image.load()
     elif isinstance(image, np.ndarray):
-        image = Image.fromarray(image)
+        return Image.fromarray(image)  # arrays carry no EXIF
     return ImageOps.exif_transpose(image)
 
 
