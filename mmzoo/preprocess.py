@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
 RESAMPLE = {"nearest": 0, "bilinear": 2, "bicubic": 3, "lanczos": 1}
+DECODE_VERSION = 2
 # Modes holding more than 8 bits per sample; mmzoo reads them as 16-bit values (see ``decode``).
 WIDE_GREY = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 # Modes whose alpha (or colour key) is kept, to be flattened onto the background.
@@ -141,6 +142,9 @@ class ImagePreprocessor:
             "background": self.background,
             "layout": "NCHW",
             "scale": "divide by 255, then (x - mean) / std",
+            # Version of ``decode``'s rules; 2 added EXIF orientation, 16-bit grey and tRNS. Part of the
+            # feature-cache key, so features cached under the old rules are not reused.
+            "decode": DECODE_VERSION,
         }
 
     def to_rgb(self, image) -> Image.Image:
