@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 import onnxruntime as ort
-from PIL import Image
+from PIL import Image, ImageOps
 from tokenizers import Tokenizer
 
 SUPPORTED_FORMAT = 1
@@ -37,15 +37,36 @@ def text_inputs(config: dict, texts: list[str]) -> dict[str, np.ndarray]:
     return {"input_ids": ids, "attention_mask": mask}
 
 
+def decode(path: str) -> Image.Image:
+    """The decoded picture: upright by EXIF, 16-bit grey -> round(v / 257), alpha or colour key -> RGBA, else RGB."""
+    img = ImageOps.exif_transpose(Image.open(path))
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        wide = np.asarray(img).astype(np.int64)
+        grey = ((np.clip(wide, 0, 65535) + 128) // 257).astype(np.uint8)
+        key = img.info.get("transparency")
+        if isinstance(key, int):  # tRNS colour key on 16-bit grey
+            img = Image.fromarray(np.stack([grey, np.where(wide == key, 0, 255).astype(np.uint8)], -1), "LA")
+        else:
+            img = Image.fromarray(grey, "L")
+    if img.mode in ("RGBA", "LA", "P", "PA", "La", "RGBa") or "transparency" in img.info:
+        return img.convert("RGBA")
+    return img.convert("RGB")
+
+
+def raw_image_input(paths: list[str]) -> np.ndarray:
+    """A --raw-image export's input: decoded pictures of one size, uint8 (batch, height, width, 3 or 4)."""
+    arrays = [np.asarray(decode(p)) for p in paths]
+    if len({a.shape[2] for a in arrays}) > 1:
+        arrays = [a if a.shape[2] == 4 else np.dstack([a, np.full(a.shape[:2], 255, np.uint8)]) for a in arrays]
+    return np.stack(arrays)
+
+
 def image_input(config: dict, path: str) -> np.ndarray:
     """RGB (alpha flattened on the background), short side to `resize`, centre crop, /255, normalise, CHW."""
-    img = Image.open(path)
-    img.load()
-    if img.mode in ("RGBA", "LA", "P"):
-        img = img.convert("RGBA")
+    img = decode(path)
+    if img.mode == "RGBA":
         canvas = Image.new("RGBA", img.size, tuple(config["background"]) + (255,))
-        img = Image.alpha_composite(canvas, img)
-    img = img.convert("RGB")
+        img = Image.alpha_composite(canvas, img).convert("RGB")
     w, h = img.size
     scale = config["resize"] / min(w, h)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
@@ -87,7 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             if not args.image:
                 sys.exit("this model reads an image: pass --image")
-            produced = {"pixel_values": image_input(config, args.image)}
+            if config["kind"] == "raw_image":  # the graph resizes, crops, flattens and normalises
+                produced = {"image": raw_image_input([args.image])}
+            else:
+                produced = {"pixel_values": image_input(config, args.image)}
         # Each preprocessor output feeds the graph input named in "inputs".
         feeds.update({name: produced[field] for field, name in prep["inputs"].items()})
     probs = session.run(["probs"], feeds)[0][0]  # (C,)

@@ -1,15 +1,45 @@
-"""Provides atomic file writes: a reader sees the old file or the new one, never half of one."""
+"""Provides atomic file writes: a reader sees the old file or the new one, never half of one.
+
+Everything lands with the mode an ordinary ``open()`` would give it (0666, or 0777 for
+folders, less the process umask): temporary files are created 0600, so each is
+re-moded before it is renamed into place.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
+
+
+def umask() -> int:
+    """The process umask, read without changing it where Linux allows (os.umask is process-wide)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
+def _fix_mode(path: Path, mask: int) -> None:
+    if path.is_dir() and not path.is_symlink():
+        os.chmod(path, 0o777 & ~mask)
+        for child in path.iterdir():
+            _fix_mode(child, mask)
+    elif path.is_file():
+        os.chmod(path, 0o666 & ~mask)
 
 
 @contextmanager
@@ -24,10 +54,32 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp_path, 0o666 & ~umask())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def publish(staged: str | Path, final: str | Path) -> None:
+    """Move a finished file or folder (built on the same filesystem) to ``final``, replacing what is there.
+
+    Modes are set from the umask first (the staging folder may be a 0700 mkdtemp). A file
+    is replaced atomically; a folder is swapped in with two renames.
+    """
+    staged, final = Path(staged), Path(final)
+    _fix_mode(staged, umask())
+    if staged.is_file():
+        with open(staged, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(staged, final)
+        return
+    old = final.with_name(f".{final.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(staged, final)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -15,10 +15,18 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("export", help="export a finished run (model or whole ensemble) as one parity-checked .onnx")
     p.add_argument("run", help="run folder, model/run-id, or a model/ensemble name (its newest run)")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="DIR", help="folder for the .onnx file")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--opset", type=int, help="ONNX opset (default 17; 18 with --raw-image)")
     p.add_argument("--quantize", choices=("int8",), help="int8 weights for MatMul/Gemm (dynamic quantization)")
     p.add_argument("--fp16", action="store_true", help="float16 weights and maths (float32 inputs and outputs)")
-    p.add_argument("--samples", type=int, default=64, help="validation samples for the parity check (default 64)")
+    p.add_argument("--samples", type=int, help="validation samples for the parity checks (default: all of the "
+                   "validation split, up to 512)")
+    p.add_argument("--raw-image", action="store_true", help="the image input is the decoded picture, uint8 "
+                   "(batch, height, width, 3 or 4); resizing, cropping, flattening and normalising run in the graph")
+    p.add_argument("--sidecar", action="store_true", help="also write the metadata as JSON beside the model "
+                   "(NAME.json), for runtimes that cannot read metadata_props")
+    p.add_argument("--fixture", type=int, nargs="?", const=4, default=0, metavar="N",
+                   help="also write N validation samples (default 4) with their inputs and expected outputs to "
+                        "NAME.fixture/, for checking a port of the preprocessing")
     p.add_argument("--out", type=Path, help="runs folder (default: runs/ or MMZOO_RUNS)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_export)
@@ -57,7 +65,8 @@ def cmd_export(args) -> int:
     precision = args.quantize or ("fp16" if args.fp16 else "fp32")
     run = find_run(args.run, args.out)
     result = export_run(run, args.output, opset=args.opset, precision=precision, samples=args.samples,
-                        say=lambda msg: err(f"{run.name}: {msg}"))
+                        say=lambda msg: err(f"{run.name}: {msg}"), raw_image=args.raw_image, sidecar=args.sidecar,
+                        fixture=args.fixture)
     if args.json:
         emit_json(result)
         return 0
@@ -65,6 +74,9 @@ def cmd_export(args) -> int:
           f"{result['bytes'] / 1e6:.1f} MB, inputs {', '.join(result['inputs'])}")
     for prec, figures in result["parity"].items():
         print(f"  parity {prec}: {summary(figures)}")
+    for key in ("sidecar", "fixture"):
+        if key in result:
+            print(f"  {key}: {result[key]}")
     return 0
 
 

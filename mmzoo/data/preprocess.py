@@ -8,12 +8,67 @@ steps travel inside an ONNX export and can be replayed by any runtime with
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from PIL import Image
+
 RESAMPLE = {"nearest": 0, "bilinear": 2, "bicubic": 3, "lanczos": 1}
+DECODE_VERSION = 2
+# Modes holding more than 8 bits per sample; mmzoo reads them as 16-bit values (see ``decode``).
+WIDE_GREY = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+# Modes whose alpha (or colour key) is kept, to be flattened onto the background.
+ALPHA_MODES = ("RGBA", "LA", "P", "PA", "La", "RGBa")
+
+
+def open_image(image) -> Image.Image:
+    """A path, uint8/uint16 array or PIL image as a loaded PIL image, turned upright by its EXIF orientation."""
+    from PIL import Image, ImageOps
+
+    if isinstance(image, (str, Path)):
+        image = Image.open(image)
+        image.load()
+    elif isinstance(image, np.ndarray):
+        return Image.fromarray(image)  # arrays carry no EXIF
+    return ImageOps.exif_transpose(image)
+
+
+def _wide_to_8bit(image) -> Image.Image:
+    """16-bit greyscale (mode I;16*, or I read as 16-bit) -> L with v8 = round(v16 / 257); a tRNS key -> LA."""
+    from PIL import Image
+
+    wide = np.asarray(image).astype(np.int64)  # (H, W)
+    grey = ((np.clip(wide, 0, 65535) + 128) // 257).astype(np.uint8)  # round(v / 257): never a tie
+    key = image.info.get("transparency")
+    if isinstance(key, int):  # PNG tRNS on greyscale: pixels equal to the key are transparent
+        alpha = np.where(wide == key, 0, 255).astype(np.uint8)
+        return Image.fromarray(np.stack([grey, alpha], axis=-1), "LA")
+    return Image.fromarray(grey, "L")
+
+
+def decode(image) -> Image.Image:
+    """The decoded picture shared by training, prediction and the raw-image export: RGB, or RGBA when it has alpha.
+
+    Steps (docs/onnx.md spells each out for other runtimes): EXIF orientation applied;
+    16-bit greyscale scaled to 8 bits by round(v / 257); palette, grey+alpha and PNG
+    transparency colour keys (tRNS) become RGBA with straight (not premultiplied) alpha;
+    everything else (L, 1, CMYK, YCbCr, ...) is converted to RGB by Pillow.
+    """
+    image = open_image(image)
+    if image.mode in WIDE_GREY:
+        image = _wide_to_8bit(image)
+    if image.mode in ALPHA_MODES or "transparency" in image.info:
+        return image.convert("RGBA")
+    return image.convert("RGB")
+
+
+def decode_array(image) -> np.ndarray:
+    """``decode`` as a uint8 array (H, W, 3) or (H, W, 4): the input of a raw-image export."""
+    return np.asarray(decode(image), dtype=np.uint8)
 
 
 class TextPreprocessor:
@@ -87,21 +142,20 @@ class ImagePreprocessor:
             "background": self.background,
             "layout": "NCHW",
             "scale": "divide by 255, then (x - mean) / std",
+            # Version of ``decode``'s rules; 2 added EXIF orientation, 16-bit grey and tRNS. Part of the
+            # feature-cache key, so features cached under the old rules are not reused.
+            "decode": DECODE_VERSION,
         }
 
-    def to_rgb(self, image) -> "Image.Image":  # noqa: F821
+    def to_rgb(self, image) -> Image.Image:
+        """The decoded picture (see ``decode``) with any alpha composited over ``background``."""
         from PIL import Image
 
-        if isinstance(image, (str, Path)):
-            image = Image.open(image)
-            image.load()
-        elif isinstance(image, np.ndarray):
-            image = Image.fromarray(image)
-        if image.mode in ("RGBA", "LA", "P"):
-            image = image.convert("RGBA")
+        image = decode(image)
+        if image.mode == "RGBA":
             canvas = Image.new("RGBA", image.size, tuple(self.background) + (255,))
-            image = Image.alpha_composite(canvas, image)
-        return image.convert("RGB")
+            image = Image.alpha_composite(canvas, image).convert("RGB")
+        return image
 
     def one(self, image) -> np.ndarray:
         img = self.to_rgb(image)
@@ -120,7 +174,41 @@ class ImagePreprocessor:
         return {"pixel_values": np.stack([self.one(im) for im in images]).astype(np.float32)}
 
 
-def from_config(config: dict[str, Any]) -> TextPreprocessor | ImagePreprocessor:
+class RawImagePreprocessor:
+    """Only ``decode``: a raw-image export resizes, crops, flattens and normalises inside its graph.
+
+    Images in one batch must share one size; RGB and RGBA images may be mixed (RGB gets alpha 255).
+    """
+
+    kind = "raw_image"
+
+    def __init__(self, graph_steps: Sequence[dict[str, Any]] = ()):
+        self.graph_steps = [dict(step) for step in graph_steps]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {
+            "kind": "raw_image",
+            "dtype": "uint8",
+            "layout": "NHWC",
+            "channels": "3 (RGB) or 4 (RGBA, straight alpha)",
+            "decode": "EXIF orientation applied; 16-bit grey -> round(v / 257); palette, grey+alpha and tRNS "
+                      "colour keys -> RGBA; other modes -> RGB",
+            "graph_steps": self.graph_steps,
+        }
+
+    def __call__(self, images: Sequence) -> dict[str, np.ndarray]:
+        arrays = [decode_array(im) for im in images]
+        sizes = {a.shape[:2] for a in arrays}
+        if len(sizes) > 1:
+            raise ValueError(f"a raw-image batch needs images of one size, got {sorted(sizes)}")
+        if len({a.shape[2] for a in arrays}) > 1:  # mixed RGB and RGBA: opaque alpha for the RGB ones
+            arrays = [a if a.shape[2] == 4 else np.dstack([a, np.full(a.shape[:2], 255, np.uint8)])
+                      for a in arrays]
+        return {"image": np.stack(arrays)}
+
+
+def from_config(config: dict[str, Any]) -> TextPreprocessor | ImagePreprocessor | RawImagePreprocessor:
     """Rebuild a preprocessor from its ``config`` (as stored in checkpoints and ONNX sidecars)."""
     cfg = dict(config)
     kind = cfg.pop("kind")
@@ -129,6 +217,8 @@ def from_config(config: dict[str, Any]) -> TextPreprocessor | ImagePreprocessor:
     if kind == "image":
         keys = ("resize", "crop", "mean", "std", "interpolation", "background")
         return ImagePreprocessor(**{k: cfg[k] for k in keys if k in cfg})
+    if kind == "raw_image":
+        return RawImagePreprocessor(cfg.get("graph_steps", ()))
     raise ValueError(f"unknown preprocessor kind {kind!r}")
 
 

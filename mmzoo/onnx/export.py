@@ -17,13 +17,13 @@ import onnx
 
 from mmzoo import atomic
 from mmzoo.errors import ExportError
-from mmzoo.onnx import graphs, merge, parity
+from mmzoo.onnx import graphs, merge, parity, rawimage
 from mmzoo.onnx import metadata as md
 from mmzoo.onnx.runtime import make_session
 
 PRECISIONS = ("fp32", "int8", "fp16")
 MIN_OPSET, MAX_OPSET = 13, 20
-DEFAULT_SAMPLES = 64
+DEFAULT_SAMPLES = parity.MAX_DEFAULT_SAMPLES  # all of val, up to this many
 
 
 def build_graph(source, example: dict, opset: int) -> onnx.ModelProto:
@@ -42,11 +42,15 @@ def _value_desc(value: onnx.ValueInfoProto) -> dict:
     return {"name": value.name, "type": str(dtype), "shape": [d.dim_param or d.dim_value for d in tensor.shape.dim]}
 
 
-def describe(source, model: onnx.ModelProto, precision: str, opset: int, figures: dict) -> dict:
+def describe(source, model: onnx.ModelProto, precision: str, opset: int, figures: dict,
+             raw_image: bool = False) -> dict:
     """The metadata stored in the file: everything another runtime needs, plus provenance."""
     from mmzoo import __version__
 
-    owner = {name: (p.id, fld) for p in source.preprocessing for fld, name in p.inputs.items()}
+    preprocessing = [p.describe() for p in source.preprocessing]
+    if raw_image:
+        preprocessing = _raw_preprocessing(preprocessing)
+    owner = {name: (p["id"], fld) for p in preprocessing for fld, name in p["inputs"].items()}
     inputs = []
     for value in model.graph.input:
         desc = _value_desc(value)
@@ -67,7 +71,8 @@ def describe(source, model: onnx.ModelProto, precision: str, opset: int, figures
         "labels": source.classes,
         "inputs": inputs,
         "outputs": outputs,
-        "preprocessing": [p.describe() for p in source.preprocessing],
+        "image_input": "raw" if raw_image else "pixel_values",
+        "preprocessing": preprocessing,
         "members": [{"index": k, "run": name, "inputs": sorted(source.member_inputs[k])}
                     for k, name in enumerate(source.member_names)],
         "spec": spec if source.kind == "model" else {**spec, "member_specs": [m.spec for m in source.models]},
@@ -78,11 +83,48 @@ def describe(source, model: onnx.ModelProto, precision: str, opset: int, figures
     return meta
 
 
-def export_run(run, out_dir: str | Path, opset: int = graphs.DEFAULT_OPSET, precision: str = "fp32",
-               samples: int = DEFAULT_SAMPLES, say: Callable[[str], None] = lambda msg: None,
-               strict: bool = True) -> dict:
+def _raw_preprocessing(preprocessing: list[dict]) -> list[dict]:
+    """The image entries replaced by one ``raw_image`` entry feeding the graph's ``image`` input."""
+    from mmzoo.data.preprocess import RawImagePreprocessor
+
+    images = [p for p in preprocessing if p["modality"] == "image"]
+    if not images:
+        return preprocessing
+    steps = [{"feeds": p["inputs"]["pixel_values"], **p["config"]} for p in images]
+    raw = {"id": "image", "modality": "image", "inputs": {"image": rawimage.INPUT},
+           "members": sorted(m for p in images for m in p["members"]), "config": RawImagePreprocessor(steps).config}
+    return [p for p in preprocessing if p["modality"] != "image"] + [raw]
+
+
+def resolve_opset(opset: int | None, raw_image: bool) -> int:
+    """The opset to export at: the default (17, or 18 for --raw-image), or ``opset`` once checked."""
+    if opset is None:
+        return max(graphs.DEFAULT_OPSET, rawimage.MIN_OPSET) if raw_image else graphs.DEFAULT_OPSET
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        # Below 13 Unsqueeze takes its axes as an attribute (the merge feeds them as an input);
+        # above 20 the TorchScript exporter has no symbolic functions.
+        raise ExportError(f"--opset {opset} is outside what mmzoo exports ({MIN_OPSET}-{MAX_OPSET})",
+                          hint=f"the default is {graphs.DEFAULT_OPSET}")
+    if raw_image and opset < rawimage.MIN_OPSET:
+        raise ExportError(f"--raw-image needs opset {rawimage.MIN_OPSET} or newer (Resize's antialias), got "
+                          f"--opset {opset}", hint=f"pass --opset {rawimage.MIN_OPSET}, or leave --opset out")
+    return opset
+
+
+def file_stem(source, precision: str, raw_image: bool) -> str:
+    return source.run.model + ("" if precision == "fp32" else f"-{precision}") + ("-raw-image" if raw_image else "")
+
+
+def export_run(run, out_dir: str | Path, opset: int | None = None, precision: str = "fp32",
+               samples: int | None = None, say: Callable[[str], None] = lambda msg: None,
+               strict: bool = True, raw_image: bool = False, sidecar: bool = False, fixture: int = 0) -> dict:
     """Export ``run`` into ``out_dir``; returns {"path", "precision", "parity", "seconds", ...}.
 
+    ``samples``: validation samples for the parity checks (default: all of val up to 512).
+    ``raw_image``: the graph reads the decoded picture (uint8 NHWC) and resizes, crops, flattens and
+    normalises itself; its agreement with the Pillow path is checked like a reduced precision.
+    ``sidecar``: also write the metadata as ``<stem>.json``; ``fixture``: also write that many
+    conformance samples (inputs and expected outputs) to ``<stem>.fixture/``.
     ``strict=False`` (benchmarks only) records int8/fp16 parity figures without enforcing
     them; the float32 graph is always enforced, since nothing derived from a wrong graph is worth timing.
     """
@@ -90,16 +132,17 @@ def export_run(run, out_dir: str | Path, opset: int = graphs.DEFAULT_OPSET, prec
 
     if precision not in PRECISIONS:
         raise ExportError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if not MIN_OPSET <= opset <= MAX_OPSET:
-        # Below 13 Unsqueeze takes its axes as an attribute (the merge feeds them as an input);
-        # above 20 the TorchScript exporter has no symbolic functions.
-        raise ExportError(f"--opset {opset} is outside what mmzoo exports ({MIN_OPSET}-{MAX_OPSET})",
-                          hint=f"the default is {graphs.DEFAULT_OPSET}")
-    if samples < 1:
+    opset = resolve_opset(opset, raw_image)
+    if samples is not None and samples < 1:
         raise ExportError(f"--samples must be at least 1, got {samples}")
+    if fixture < 0:
+        raise ExportError(f"--fixture must be at least 1 sample, got {fixture}")
     started = time.perf_counter()
     source = load_source(run)
-    val, labels = source.validation(samples)
+    if raw_image and not any(p.modality == "image" for p in source.preprocessing):
+        raise ExportError(f"{run.name} reads no images, so --raw-image has nothing to do",
+                          hint="export without --raw-image")
+    val, labels = source.validation(samples or DEFAULT_SAMPLES)
     ref = parity.reference(source, val, labels)
     out_dir = Path(out_dir).absolute()
     created = next((p for p in reversed([out_dir, *out_dir.parents]) if not p.exists()), None)
@@ -109,7 +152,8 @@ def export_run(run, out_dir: str | Path, opset: int = graphs.DEFAULT_OPSET, prec
     except OSError as exc:
         raise ExportError(f"cannot write to {out_dir}: {exc.strerror}", hint="pass a writable -o DIR") from None
     try:
-        result = _export(source, ref, work, out_dir, opset, precision, say, strict)
+        result = _export(source, ref, work, out_dir, opset, precision, say, strict,
+                         {"raw_image": raw_image, "sidecar": sidecar, "fixture": fixture})
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         if created is not None:  # the export made these folders, so a failed export removes them
@@ -120,7 +164,8 @@ def export_run(run, out_dir: str | Path, opset: int = graphs.DEFAULT_OPSET, prec
     return result
 
 
-def _export(source, ref, work: Path, out_dir: Path, opset: int, precision: str, say, strict: bool) -> dict:
+def _export(source, ref, work: Path, out_dir: Path, opset: int, precision: str, say, strict: bool,
+            extras: dict) -> dict:
     # Trace on a small real batch; lengths vary within it, and the axes are declared dynamic.
     example = {k: v[:2] for k, v in ref.feeds[0].items()}
     what = f"{source.run.name} ({source.kind}, {len(source.models)} member{'s' * (len(source.models) > 1)})"
@@ -141,13 +186,41 @@ def _export(source, ref, work: Path, out_dir: Path, opset: int, precision: str, 
             parity.check(figures[precision], precision, what)
         say(f"{precision} parity: {parity.summary(figures[precision])}")
     model = onnx.load(str(chosen))
-    meta = describe(source, model, precision, opset, figures)
+    if extras["raw_image"]:
+        model = _raw_image_model(source, model, ref, work, figures, what, say)
+    meta = describe(source, model, precision, opset, figures, raw_image=extras["raw_image"])
     md.set_props(model, meta)
     onnx.checker.check_model(model)
-    name = source.run.model + ("" if precision == "fp32" else f"-{precision}") + ".onnx"
-    final = out_dir / name
-    with atomic.atomic_path(final) as staged:
-        onnx.save(model, str(staged))
-    return {"path": str(final.resolve()), "run": source.run.name, "kind": source.kind, "precision": precision,
-            "opset": opset, "members": source.member_names, "inputs": [i["name"] for i in meta["inputs"]],
-            "parity": figures, "bytes": final.stat().st_size}
+    stem = file_stem(source, precision, extras["raw_image"])
+    staged_model = work / f"{stem}.onnx"
+    onnx.save(model, str(staged_model))
+    written = {}
+    if extras["sidecar"]:
+        written["sidecar"] = md.write_sidecar(work / f"{stem}.json", meta)
+    if extras["fixture"]:
+        from mmzoo.onnx.fixture import write_fixture
+
+        written["fixture"] = write_fixture(work / f"{stem}.fixture", staged_model, source, ref, extras["fixture"])
+    final = out_dir / f"{stem}.onnx"
+    atomic.publish(staged_model, final)
+    result = {"path": str(final.resolve()), "run": source.run.name, "kind": source.kind, "precision": precision,
+              "opset": opset, "members": source.member_names, "inputs": [i["name"] for i in meta["inputs"]],
+              "image_input": meta["image_input"], "parity": figures, "bytes": final.stat().st_size}
+    for key, staged in written.items():
+        atomic.publish(staged, out_dir / staged.name)
+        result[key] = str((out_dir / staged.name).resolve())
+    return result
+
+
+def _raw_image_model(source, model: onnx.ModelProto, ref, work: Path, figures: dict, what: str, say):
+    """``model`` reading the decoded picture, checked against torch (on the Pillow path) like a reduced precision."""
+    images = [p for p in source.preprocessing if p.modality == "image"]
+    raw = rawimage.prepend(model, images)
+    staged = work / "raw-image.onnx"
+    onnx.save(raw, str(staged))
+    feeds = rawimage.parity_feeds(ref, {p.inputs["pixel_values"] for p in images})
+    figures["raw_image"] = parity.measure(make_session(staged), ref, feeds)
+    parity.check(figures["raw_image"], "raw-image", what,
+                 hint="--samples N checks more validation samples; or export without --raw-image")
+    say(f"raw-image parity (vs torch on Pillow-resized pixels): {parity.summary(figures['raw_image'])}")
+    return raw

@@ -37,6 +37,15 @@ def set_props(model, meta: dict[str, Any]) -> None:
         entry.key, entry.value = key, value
 
 
+def write_sidecar(path: Path, meta: dict[str, Any]) -> Path:
+    """The metadata as one JSON document (keys without the ``mmzoo.`` prefix, JSON values parsed), for
+    runtimes that cannot read ``metadata_props`` (onnxruntime-node, onnxruntime-web)."""
+    from mmzoo import atomic
+
+    atomic.write_json(path, {"mmzoo_sidecar": 1, "model": path.with_suffix(".onnx").name, **meta})
+    return path
+
+
 def from_props(props: dict[str, str], where: str) -> dict[str, Any]:
     """Parse and check mmzoo metadata; raises ExportError for foreign, damaged or newer files."""
     if PREFIX + "format_version" not in props:

@@ -15,7 +15,7 @@ import numpy as np
 
 from mmzoo.errors import DataError, ExportError, MmzooError
 from mmzoo.onnx import metadata as md
-from mmzoo.data.preprocess import from_config
+from mmzoo.data.preprocess import decode_array, from_config
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -102,6 +102,8 @@ class Predictor:
             raise ExportError(f"{self.path}: its mmzoo.preprocessing metadata is unusable ({exc!r})",
                               hint="re-export the run with this mmzoo version") from None
         self.modalities = {p["modality"] for p, _ in self.preprocessing}
+        # A raw-image export reads the decoded picture; one batch holds images of one size.
+        self.raw_image = any(p["config"].get("kind") == "raw_image" for p, _ in self.preprocessing)
         try:
             self.session = make_session(self.path, device, threads, spinning)
         except MmzooError:
@@ -135,7 +137,11 @@ class Predictor:
             images = [_image(item, at) for item, at in zip(images, labels, strict=True)]
         out: dict[str, np.ndarray] = {}
         for desc, prep in self.preprocessing:
-            produced = prep(list(texts) if desc["modality"] == "text" else images)
+            try:
+                produced = prep(list(texts) if desc["modality"] == "text" else images)
+            except ValueError as exc:  # a raw-image batch of mixed sizes
+                raise DataError(f"{self.path.name}: {exc}", hint="predict() batches images by size; "
+                                "give feeds() images of one size") from None
             out.update({name: produced[fld] for fld, name in desc["inputs"].items()})
         return out
 
@@ -160,11 +166,24 @@ class Predictor:
                             hint="give --text '...' and/or --image PATH")
         out = []
         for start in range(0, n, batch_size):
-            part = slice(start, start + batch_size)
-            out.append(self.run(self.feeds(None if texts is None else texts[part],
-                                           None if images is None else images[part],
-                                           None if where is None else where[part])))
+            for part in self._parts(start, min(n, start + batch_size), images, where):
+                out.append(self.run(self.feeds(None if texts is None else texts[part[0]],
+                                               None if images is None else part[1],
+                                               None if where is None else where[part[0]])))
         return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
+
+    def _parts(self, start: int, end: int, images, where) -> list[tuple[slice, list | None]]:
+        """Samples start..end as (rows, their images); a raw-image export gets runs of equal image size."""
+        if images is None or not self.raw_image or "image" not in self.modalities:
+            return [(slice(start, end), None if images is None else images[start:end])]
+        labels = where[start:end] if where is not None else [""] * (end - start)
+        pictures = [decode_array(_image(item, at)) for item, at in zip(images[start:end], labels, strict=True)]
+        parts, first = [], 0
+        for k in range(1, len(pictures) + 1):
+            if k == len(pictures) or pictures[k].shape[:2] != pictures[first].shape[:2]:
+                parts.append((slice(start + first, start + k), pictures[first:k]))
+                first = k
+        return parts
 
     def top_k(self, probs: np.ndarray, k: int = 5) -> list[list[tuple[str, float]]]:
         """Per sample, the ``k`` most probable (label, probability) pairs, best first."""
