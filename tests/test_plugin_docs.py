@@ -20,7 +20,7 @@ from mmzoo.zoo.parts import PARAM_TYPES, Param
 from mmzoo.zoo.plugins import HOOKS, PluginInfo, _make_register
 
 DOC = (ROOT / "docs" / "plugins.md").read_text()
-EXAMPLE_TESTS = ROOT / "tests" / "test_example_plugin.py"
+EXAMPLE_TESTS = ROOT / "tests" / "parts" / "test_example_plugin.py"
 BLOCK = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 
 

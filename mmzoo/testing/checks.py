@@ -108,8 +108,8 @@ def check_encoder(encoder: str | Encoder, /, *, export_onnx: bool = True, **para
     (out.pooled.sum() + (out.tokens * out.mask.unsqueeze(-1)).sum()).backward()
     gradients(what, encoder)
     encoder.zero_grad(set_to_none=True)
-    check_train_batches(what, encoder, (feed,), lambda i: ({k: torch.from_numpy(v) for k, v in prep([items[i]]).items()},),
-                        lambda out: out.pooled)
+    one = {k: torch.from_numpy(v) for k, v in prep(items[-1:]).items()}
+    check_train_batches(what, encoder, (feed,), (one,), lambda out: out.pooled)
     encoder.eval()
     if export_onnx:
         fields = list(feed)
@@ -189,9 +189,8 @@ def check_fusion(fusion: str | Fusion, /, *, text_dim: int = 12, image_dim: int 
         if reached == 0.0:
             fail(what, f"the logits do not depend on the {modality} features")
     fusion.zero_grad(set_to_none=True)
-    check_train_batches(what, fusion, (text, image),
-                        lambda i: (Features(*(t[i:i + 1] for t in text)), Features(*(t[i:i + 1] for t in image))),
-                        lambda logits: logits)
+    first = (Features(*(t[:1] for t in text)), Features(*(t[:1] for t in image)))
+    check_train_batches(what, fusion, (text, image), first, lambda logits: logits)
     fusion.eval()
     if export_onnx:
         names = ["text_pooled", "text_tokens", "text_mask", "image_pooled", "image_tokens", "image_mask"]

@@ -84,26 +84,46 @@ def images(n: int) -> list:
 BATCH_STAT_LAYERS = (nn.modules.batchnorm._BatchNorm,)
 
 
-def _without_randomness(module: nn.Module) -> nn.Module:
-    """A twin of ``module`` in train mode with dropout and drop-path probabilities set to zero."""
-    twin = copy.deepcopy(module)
-    for m in twin.modules():
-        for name, value in list(vars(m).items()):
-            # nn.Dropout's p, MultiheadAttention's dropout, transformers' dropout_prob, timm's drop_path rates
-            if (name == "p" or "drop" in name) and isinstance(value, float) and 0.0 <= value < 1.0:
-                setattr(m, name, 0.0)
-    return twin
+def _float_leaves(module: nn.Module, args: tuple, batch: int) -> tuple[tuple, list[torch.Tensor], list]:
+    """``args`` with every float tensor made a leaf that records gradients; with none (token ids), the
+    first float activation (B, ...) inside ``module`` becomes that leaf instead, through a forward hook."""
+    leaves: list[torch.Tensor] = []
+
+    def lift(value: Any) -> Any:
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and value.shape[:1] == (batch,):
+            leaves.append(value.detach().clone().requires_grad_(True))
+            return leaves[-1]
+        if isinstance(value, dict):
+            return {k: lift(v) for k, v in value.items()}
+        if isinstance(value, tuple):
+            lifted = [lift(v) for v in value]
+            return type(value)(*lifted) if hasattr(value, "_fields") else tuple(lifted)
+        return value
+
+    lifted = tuple(lift(a) for a in args)
+    handles = []
+    if not leaves:
+        def hook(_module: nn.Module, _inputs: Any, out: Any) -> Any:
+            if leaves or not (isinstance(out, torch.Tensor) and out.is_floating_point() and out.shape[:1] == (batch,)):
+                return None
+            leaves.append(out.detach().requires_grad_(True))
+            return leaves[-1]
+
+        handles = [m.register_forward_hook(hook) for m in module.modules()]
+    return lifted, leaves, handles
 
 
-def check_train_batches(what: str, module: nn.Module, batch: tuple, alone: Callable[[int], tuple],
+def check_train_batches(what: str, module: nn.Module, batch: tuple, alone: tuple,
                         output: Callable[[Any], torch.Tensor]) -> None:
-    """Train mode: a batch of one must run, and only torch BatchNorm layers may mix samples of a batch.
+    """Train mode: a batch of one must run, and only torch BatchNorm layers may mix the samples of a batch.
 
     The trainer's last batch can hold a single sample, and under DistributedDataParallel every
     process sees only its shard: mmzoo syncs torch's BatchNorm layers across processes, but a
     layer of your own that normalises over the batch axis would silently train on shard statistics.
-    ``batch`` holds the forward's arguments for B samples, ``alone(i)`` those for sample i only,
-    and ``output`` picks the tensor (B, ...) to compare from what forward returns.
+    ``batch`` and ``alone`` hold the forward's arguments for B > 1 samples and for one sample;
+    ``output`` picks the tensor (B, ...) to compare from what forward returns. Mixing is found by
+    gradients: with torch's BatchNorm layers in eval mode, sample 0's output must not depend on the
+    other samples' inputs (dropout and stochastic depth are per sample, so they do not mix).
     """
     was_training = module.training
     state = copy.deepcopy(module.state_dict())  # train-mode BatchNorm updates its running statistics
@@ -111,21 +131,30 @@ def check_train_batches(what: str, module: nn.Module, batch: tuple, alone: Calla
         module.train()
         try:
             with torch.no_grad():
-                module(*alone(0))
+                module(*alone)
         except Exception as exc:  # any error here means training would stop at a one-sample last batch
             fail(what, f"forward fails in train mode on a batch of one sample ({type(exc).__name__}: {exc}); "
                        "the trainer's last batch can hold one sample")
-        twin = _without_randomness(module).train()
+        twin = copy.deepcopy(module).train()
         for m in twin.modules():
             if isinstance(m, BATCH_STAT_LAYERS):
                 m.eval()  # their batch dependence is allowed and handled by mmzoo
-        with torch.no_grad():
-            together = output(twin(*batch))
-            for row in range(len(together)):
-                close(what, f"train-mode outputs of sample {row} alone and inside a batch (with dropout off and "
-                            "torch BatchNorm layers in eval mode, so something else mixes samples: use torch's "
-                            "BatchNorm, which mmzoo syncs across processes, or per-sample normalisation such as "
-                            "LayerNorm)", output(twin(*alone(row)))[0], together[row])
+        size = len(output(twin(*batch)).detach())
+        args, leaves, handles = _float_leaves(twin, batch, size)
+        try:
+            out = output(twin(*args))  # (B, ...)
+        finally:
+            for handle in handles:
+                handle.remove()
+        probe = torch.randn(out[0].shape, generator=torch.Generator().manual_seed(0))
+        (out[0].float() * probe).sum().backward()
+        for leaf in leaves:
+            grad = torch.zeros_like(leaf) if leaf.grad is None else leaf.grad
+            own, others = grad[0].abs().max(), grad[1:].abs().max()
+            if others > 1e-6 * own + 1e-12:
+                fail(what, "in train mode, sample 0's output depends on the other samples of its batch (with torch "
+                           "BatchNorm layers in eval mode, so something else mixes samples); use torch's BatchNorm, "
+                           "which mmzoo syncs across processes, or per-sample normalisation such as LayerNorm")
     finally:
         module.load_state_dict(state)
         module.train(was_training)
