@@ -17,7 +17,8 @@ def register_all(register) -> None:
         description="Any Hugging Face transformers text model, by Hub id or local folder, or built from a config",
         modality="text",
         params=(
-            Param("model", "str", None, "Hub id or local folder; may be left out when `config` is given", nullable=True),
+            Param("model", "str", None, "Hub id or local folder; may be left out when `config` is given",
+                  nullable=True),
             Param("pooling", "str", "mean", "how tokens become one vector: masked mean or the first ([CLS]) token",
                   choices=("mean", "cls")),
             _MAX_LENGTH,

@@ -116,8 +116,8 @@ def check_encoder(encoder: str | Encoder, /, *, export_onnx: bool = True, **para
         axes = {n: ({0: "batch", 1: "sequence"} if n != "pixel_values" else {0: "batch"}) for n in fields}
         other = prep(items[1:] if encoder.modality == "text" else images(2))
         onnx_round_trip(what, _EncoderGraph(encoder, fields).eval(), tuple(feed.values()), fields,
-              {**axes, "pooled": {0: "batch"}, "tokens": {0: "batch", 1: "tokens"}},
-              tuple(torch.from_numpy(other[n]) for n in fields), ["pooled", "tokens"])
+                        {**axes, "pooled": {0: "batch"}, "tokens": {0: "batch", 1: "tokens"}},
+                        tuple(torch.from_numpy(other[n]) for n in fields), ["pooled", "tokens"])
     _check_freeze(what, copy.deepcopy(encoder), feed)
     return encoder
 
@@ -196,8 +196,8 @@ def check_fusion(fusion: str | Fusion, /, *, text_dim: int = 12, image_dim: int 
         names = ["text_pooled", "text_tokens", "text_mask", "image_pooled", "image_tokens", "image_mask"]
         axes = {n: {0: "batch", 1: f"{n[:5]}tokens"} if not n.endswith("pooled") else {0: "batch"} for n in names}
         other = (*_features(2, 3, fusion.text_dim, 2, 3), *_features(2, 7, fusion.image_dim, 7, 4))
-        onnx_round_trip(what, _FusionGraph(fusion).eval(), (*text, *image), names, {**axes, "logits": {0: "batch"}}, other,
-              ["logits"])
+        onnx_round_trip(what, _FusionGraph(fusion).eval(), (*text, *image), names, {**axes, "logits": {0: "batch"}},
+                        other, ["logits"])
     return fusion
 
 

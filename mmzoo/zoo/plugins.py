@@ -156,7 +156,8 @@ def _dev_modules(warn: Callable[[str], None]) -> list[tuple[str, str]]:
 
 def _import_path(name: str, path: str):
     """Import a hook module from a file or package folder under its own name (so "name.parts:X" resolves)."""
-    if name in sys.modules and getattr(sys.modules[name], "__file__", None) in (path, os.path.join(path, "__init__.py")):
+    loaded = getattr(sys.modules.get(name), "__file__", None)
+    if loaded in (path, os.path.join(path, "__init__.py")):
         return sys.modules[name]
     is_package = os.path.isdir(path)
     spec = importlib.util.spec_from_file_location(
