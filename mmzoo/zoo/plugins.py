@@ -139,18 +139,26 @@ def _settle(zoo: Zoo, claims: dict, warn: Callable[[str], None]) -> None:
             info.registered.setdefault(kind, []).append(name)
 
 
-def _dev_modules(warn: Callable[[str], None]) -> list[tuple[str, str]]:
-    """(plugin name, path) of each hook module named by MMZOO_PLUGIN_PATH (a .py file or a package folder)."""
+def _dev_modules(warn: Callable[[str], None]) -> list[tuple[str, str, str]]:
+    """(plugin name, module name, path) of each hook module in MMZOO_PLUGIN_PATH (a .py file or package folder).
+
+    The plugin is named after its module less a leading ``mmzoo_``, as ``mmzoo plugin new`` names
+    them (module ``mmzoo_NAME``, entry point ``NAME``), so it has the same name installed or not.
+    """
     found = []
     for raw in os.environ.get("MMZOO_PLUGIN_PATH", "").split(os.pathsep):
         if not raw.strip():
             continue
         path = os.path.abspath(os.path.expanduser(raw.strip()))
         is_package = os.path.isfile(os.path.join(path, "__init__.py"))
+        module = os.path.basename(path.rstrip(os.sep)).removesuffix(".py")
+        name = module.removeprefix("mmzoo_") or module
         if not (is_package or (path.endswith(".py") and os.path.isfile(path))):
             warn(f"MMZOO_PLUGIN_PATH names {raw!r}, which is neither a .py file nor a folder with __init__.py")
-            continue
-        found.append((os.path.basename(path.rstrip(os.sep)).removesuffix(".py"), path))
+        elif name == "builtin" or module == "mmzoo":
+            warn(f"MMZOO_PLUGIN_PATH names {raw!r}, whose name is mmzoo's own; rename the module")
+        else:
+            found.append((name, module, path))
     return found
 
 
@@ -199,12 +207,14 @@ def load_zoo(on_warning: Callable[[str], None] | None = None) -> Zoo:
     for ep in sorted(metadata.entry_points(group=GROUP), key=lambda e: (e.name != "builtin", e.name)):
         dist = getattr(ep, "dist", None)
         loaders.append((ep.name, dist.name if dist else "?", dist.version if dist else "?", ep.value, ep.load))
-    for name, path in _dev_modules(warn):  # under development: loaded from its file, not installed
-        loaders.append((name, f"{path} (MMZOO_PLUGIN_PATH)", "dev", path, lambda n=name, p=path: _import_path(n, p)))
+    # Under development, loaded from its file: before installed plugins, so it replaces an installed copy.
+    dev = [(name, f"{path} (MMZOO_PLUGIN_PATH)", "dev", path, lambda m=module, p=path: _import_path(m, p))
+           for name, module, path in _dev_modules(warn)]
+    loaders[1 if loaders and loaders[0][0] == "builtin" else 0:0] = dev
     for name, package, version, source, load in loaders:
         if name in seen:
-            if version == "dev":
-                warn(f"MMZOO_PLUGIN_PATH: plugin name {name!r} is already taken, so {source} is not loaded")
+            if version != "dev":
+                warn(f"plugin {name!r} from MMZOO_PLUGIN_PATH replaces the installed {package} {version}")
             continue
         if wanted is not None and name not in wanted:
             continue
