@@ -130,7 +130,7 @@ def _settle(zoo: Zoo, claims: dict, warn: Callable[[str], None]) -> None:
                        + " (or limit plugins with MMZOO_PLUGINS)") if not builtin else \
                       "rename the plugin's part, or limit plugins with MMZOO_PLUGINS"
                 message = f"{kind} {name!r} is registered by both {who}; {keeping}. {fix}"
-                for info in dict.fromkeys(i for i in owners if winner is None or i is not winner[0]):
+                for info in {id(i): i for i in owners if winner is None or i is not winner[0]}.values():
                     info.errors.append(message)
                 warn(message)
         if winner is not None:

@@ -14,9 +14,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mmzoo.ensemble.boosting import samme_error, samme_update, samme_vote
 from mmzoo.combiners import meta
 from mmzoo.combiners.base import Combiner
+from mmzoo.ensemble.boosting import samme_error, samme_update, samme_vote
 from mmzoo.errors import RegistryError, RunError, TrainingError
 from mmzoo.zoo.parts import Part
 
@@ -395,7 +395,7 @@ def test_grouped_folds_keep_near_duplicates_together_and_stay_stratified():
     fold = stratified_folds(labels, 5, seed=0, groups=groups)
     for g in groups.unique():
         assert len(fold[groups == g].unique()) == 1  # a group never straddles folds
-    group_fold = {int(g): int(f) for g, f in zip(groups, fold)}
+    group_fold = {int(g): int(f) for g, f in zip(groups, fold, strict=True)}
     for c in range(3):
         per_fold = np.bincount([group_fold[g] for g in range(60) if g % 3 == c], minlength=5)
         assert per_fold.max() - per_fold.min() <= 1  # groups of each class dealt evenly

@@ -22,8 +22,8 @@ import pytest
 import torch
 from conftest import ROOT, run_cli
 
-from mmzoo.errors import PluginError
 from mmzoo.encoders.base import Features
+from mmzoo.errors import PluginError
 from mmzoo.zoo.parts import Part
 from mmzoo.zoo.plugins import load_zoo
 

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mmzoo.errors import RegistryError
 from mmzoo.encoders.base import Features
+from mmzoo.errors import RegistryError
 from mmzoo.fusions import meta
 from mmzoo.fusions.base import Fusion, mlp_head
 from mmzoo.zoo.parts import Part
