@@ -10,7 +10,15 @@ from mmzoo.zoo.listing import LIST_KINDS, collect
 def add_parsers(sub) -> None:
     p = sub.add_parser("plugins", help="list installed plugins, what they registered, and any errors")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--strict", action="store_true", help="exit with status 1 when any plugin failed")
     p.set_defaults(handler=cmd_plugins)
+
+    p = sub.add_parser("plugin", help="start a new plugin package")
+    plugin_sub = p.add_subparsers(dest="plugin_command", metavar="ACTION", required=True)
+    new = plugin_sub.add_parser("new", help="write a working plugin package mmzoo-NAME from mmzoo's template")
+    new.add_argument("name", help="the plugin's name: lowercase letters, digits and _")
+    new.add_argument("--dir", default=".", help="folder to create mmzoo-NAME in (default: here)")
+    new.set_defaults(handler=cmd_plugin_new)
 
     p = sub.add_parser("list", help="list parts, models and ensembles")
     p.add_argument("kind", nargs="?", choices=list(LIST_KINDS), help="only this kind")
@@ -33,9 +41,10 @@ def cmd_plugins(args) -> int:
     from mmzoo.zoo.plugins import get_zoo
 
     zoo = get_zoo()
+    failed = 1 if args.strict and not all(p.ok for p in zoo.plugins) else 0
     if args.json:
         emit_json([p.to_dict() for p in zoo.plugins])
-        return 0
+        return failed
     rows = []
     for p in zoo.plugins:
         what = "; ".join(f"{k}s: {', '.join(v)}" for k, v in p.registered.items()) or "-"
@@ -44,6 +53,18 @@ def cmd_plugins(args) -> int:
     for p in zoo.plugins:
         for e in p.errors:
             print(f"\n{p.name} ({p.package}): {e}")
+        for reason in p.tracebacks:  # the full reason: where in the plugin's code it failed
+            print("  " + reason.replace("\n", "\n  "))
+    return failed
+
+
+def cmd_plugin_new(args) -> int:
+    from mmzoo.zoo.scaffold import new_plugin
+
+    folder = new_plugin(args.name, args.dir)
+    module = f"mmzoo_{args.name}"
+    print(f"wrote {folder}\n  try it:   MMZOO_PLUGIN_PATH={folder / module} mmzoo plugins\n"
+          f"  install:  pip install -e {folder}\n  test:     cd {folder} && pytest -q")
     return 0
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mmzoo.errors import RegistryError, RunError, TrainingError
+from mmzoo.errors import MmzooError, RunError, TrainingError
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -47,8 +47,6 @@ class Combiner(nn.Module):
 
     def __init__(self, num_members: int, num_classes: int, **params: Any) -> None:
         super().__init__()
-        check_int(self.name or type(self).__name__, "num_members", num_members, 1)
-        check_int(self.name or type(self).__name__, "num_classes", num_classes, 2)
         self.num_members = num_members
         self.num_classes = num_classes
         self.params = dict(params)
@@ -200,10 +198,7 @@ class Combiner(nn.Module):
                 f"{path} holds a {config['class']} combiner, not a {cls.__name__}",
                 "load it with Combiner.load(path), which picks the saved class",
             )
-        try:
-            combiner = target(config["num_members"], config["num_classes"], **config["params"])
-        except TypeError as exc:
-            raise RunError(f"{path}: saved combiner config does not fit {target.__name__} ({exc})") from exc
+        combiner = _rebuild(target, config, path)
         combiner._apply_state(tensors, path)
         return combiner
 
@@ -233,6 +228,21 @@ def _read(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
     return config, tensors
 
 
+def _rebuild(target: type, config: dict, path: str | Path) -> Combiner:
+    """An empty twin of the saved combiner: through its registered part (params checked) when it is one."""
+    from mmzoo.zoo.plugins import get_zoo
+
+    part = get_zoo().get("combiner", config.get("combiner") or "")
+    args = (config["num_members"], config["num_classes"])
+    try:
+        if part is not None and part.load() is target:
+            return part.create(*args, **config["params"])
+        return target(*args, **config["params"])  # a combiner class used without registering it
+    except (TypeError, MmzooError) as exc:
+        reason = exc.message if isinstance(exc, MmzooError) else str(exc)
+        raise RunError(f"{path}: saved combiner config does not fit {target.__name__} ({reason})") from exc
+
+
 def _import_combiner(spec: str, path: str | Path) -> type:
     module_name, _, attr = spec.partition(":")
     try:
@@ -258,7 +268,7 @@ def _as_tensor(value: Any, what: str, dtype: torch.dtype) -> torch.Tensor:
         ) from exc
 
 
-# ---- shared maths and param checks --------------------------------------------------
+# ---- shared maths --------------------------------------------------
 
 
 def hard_votes(probs: torch.Tensor) -> torch.Tensor:
@@ -297,26 +307,3 @@ def _group_index(groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
     first = first.scatter_reduce(0, inverse, torch.arange(len(groups)), reduce="amin")
     return unique, first, inverse
 
-
-def check_int(combiner: str, name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise RegistryError(
-            f"combiner {combiner!r}: {name} must be a whole number >= {minimum}, got {value!r}",
-            f"fix `{name}:` in the ensemble's combiner params",
-        )
-
-
-def check_float(combiner: str, name: str, value: Any, low: float, high: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        raise RegistryError(
-            f"combiner {combiner!r}: {name} must be a number in [{low}, {high}], got {value!r}",
-            f"fix `{name}:` in the ensemble's combiner params",
-        )
-
-
-def check_choice(combiner: str, name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise RegistryError(
-            f"combiner {combiner!r}: {name} must be one of {', '.join(choices)}, got {value!r}",
-            f"fix `{name}:` in the ensemble's combiner params",
-        )

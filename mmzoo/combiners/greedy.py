@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mmzoo.combiners.base import Combiner, check_choice, check_int
+from mmzoo.combiners.base import Combiner
 
 _NLL_FLOOR = 1e-12
 
@@ -26,9 +26,7 @@ class GreedyCombiner(Combiner):
 
     name = "greedy"
 
-    def __init__(self, num_members: int, num_classes: int, rounds: int = 25, metric: str = "nll") -> None:
-        check_int(self.name, "rounds", rounds, 1)
-        check_choice(self.name, "metric", metric, ("nll", "accuracy"))
+    def __init__(self, num_members: int, num_classes: int, *, rounds: int, metric: str) -> None:
         super().__init__(num_members, num_classes, rounds=rounds, metric=metric)
         self.register_buffer("counts", torch.zeros(num_members, dtype=torch.int64))  # (M,)
 

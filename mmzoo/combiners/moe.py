@@ -7,7 +7,7 @@ import copy
 import torch
 from torch import nn
 
-from mmzoo.combiners.base import Combiner, check_float, check_int, log_probs, stratified_folds
+from mmzoo.combiners.base import Combiner, log_probs, stratified_folds
 from mmzoo.errors import TrainingError
 
 _NLL_FLOOR = 1e-12
@@ -39,24 +39,16 @@ class MoeCombiner(Combiner):
         self,
         num_members: int,
         num_classes: int,
-        hidden: int = 32,
-        lr: float = 0.01,
-        weight_decay: float = 1e-4,
-        epochs: int = 500,
-        patience: int = 25,
-        holdout: float = 0.2,
-        seed: int = 0,
-        feature_dim: int | None = None,
+        *,
+        hidden: int,
+        lr: float,
+        weight_decay: float,
+        epochs: int,
+        patience: int,
+        holdout: float,
+        seed: int,
+        feature_dim: int | None,
     ) -> None:
-        check_int(self.name, "hidden", hidden, 1)
-        check_float(self.name, "lr", lr, 1e-8, 10.0)
-        check_float(self.name, "weight_decay", weight_decay, 0.0, 1e3)
-        check_int(self.name, "epochs", epochs, 1)
-        check_int(self.name, "patience", patience, 1)
-        check_float(self.name, "holdout", holdout, 0.05, 0.5)
-        check_int(self.name, "seed", seed, 0)
-        if feature_dim is not None:
-            check_int(self.name, "feature_dim", feature_dim, 1)
         super().__init__(
             num_members,
             num_classes,

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mmzoo.combiners.base import Combiner, check_choice, check_float, check_int, log_probs, stratified_folds
+from mmzoo.combiners.base import Combiner, log_probs, stratified_folds
 from mmzoo.errors import TrainingError
 
 
@@ -28,17 +28,13 @@ class StackingCombiner(Combiner):
         self,
         num_members: int,
         num_classes: int,
-        input: str = "log_probs",
-        weight_decay: float = 1e-3,
-        folds: int = 5,
-        max_iter: int = 200,
-        seed: int = 0,
+        *,
+        input: str,
+        weight_decay: float,
+        folds: int,
+        max_iter: int,
+        seed: int,
     ) -> None:
-        check_choice(self.name, "input", input, ("log_probs", "probs"))
-        check_float(self.name, "weight_decay", weight_decay, 0.0, 1e6)
-        check_int(self.name, "folds", folds, 2)
-        check_int(self.name, "max_iter", max_iter, 1)
-        check_int(self.name, "seed", seed, 0)
         super().__init__(
             num_members, num_classes, input=input, weight_decay=weight_decay, folds=folds, max_iter=max_iter, seed=seed
         )

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mmzoo.combiners.base import Combiner, check_int
+from mmzoo.combiners.base import Combiner
 
 # Keeps log() finite when every weighted member gives the true class zero probability.
 _NLL_FLOOR = 1e-12
@@ -23,8 +23,7 @@ class WeightedCombiner(Combiner):
 
     name = "weighted"
 
-    def __init__(self, num_members: int, num_classes: int, max_iter: int = 100) -> None:
-        check_int(self.name, "max_iter", max_iter, 1)
+    def __init__(self, num_members: int, num_classes: int, *, max_iter: int) -> None:
         super().__init__(num_members, num_classes, max_iter=max_iter)
         self.logits = nn.Parameter(torch.zeros(num_members), requires_grad=False)  # (M,)
 

@@ -7,13 +7,12 @@ from typing import Any
 
 import torch
 
+from mmzoo.data.preprocess import TextPreprocessor, char_tokenizer_json
+from mmzoo.encoders.base import Encoder, Features
 from mmzoo.encoders.pooling import masked_mean
 from mmzoo.encoders.weights import OFFLINE_HINT, fetch, first_line, hub_endpoint
 from mmzoo.errors import MmzooError
-from mmzoo.encoders.base import Encoder, Features
-from mmzoo.data.preprocess import TextPreprocessor, char_tokenizer_json
-
-POOLINGS = ("mean", "cls")
+from mmzoo.zoo.parts import ParamError
 
 
 def _looks_local(source: str) -> bool:
@@ -87,13 +86,11 @@ class HFEncoder(Encoder):
 
     modality = "text"
 
-    def __init__(self, model: str | None = None, pooling: str = "mean", max_length: int = 64,
-                 config: dict | None = None, tokenizer: str | None = None):
+    def __init__(self, *, model: str | None, pooling: str, max_length: int, config: dict | None,
+                 tokenizer: str | None):
         super().__init__()
-        if pooling not in POOLINGS:
-            raise MmzooError(f"hf encoder: pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
         if model is None and config is None:
-            raise MmzooError("hf encoder: give `model` (a Hub id or folder) or `config` (to build from scratch)")
+            raise ParamError("give `model` (a Hub id or folder) or `config` (to build from scratch)")
         self.pooling = pooling
         source = tokenizer or model
         what = "tokenizer" if tokenizer else "model"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from mmzoo.zoo.parts import Param
 
-_MAX_LENGTH = Param("max_length", "int", 64, "tokens kept per text; longer texts are truncated")
+_MAX_LENGTH = Param("max_length", "int", 64, "tokens kept per text; longer texts are truncated", min=1)
 _IMAGE_SIZE = Param("image_size", "int", None, "square input size in pixels (default: the model's own)",
-                    nullable=True)
+                    nullable=True, min=8)
 
 
 def register_all(register) -> None:
@@ -17,13 +17,15 @@ def register_all(register) -> None:
         description="Any Hugging Face transformers text model, by Hub id or local folder, or built from a config",
         modality="text",
         params=(
-            Param("model", "str", None, "Hub id or local folder; may be left out when `config` is given"),
+            Param("model", "str", None, "Hub id or local folder; may be left out when `config` is given",
+                  nullable=True),
             Param("pooling", "str", "mean", "how tokens become one vector: masked mean or the first ([CLS]) token",
                   choices=("mean", "cls")),
             _MAX_LENGTH,
             Param("config", "dict", None, "build from scratch: AutoConfig.for_model(**config), e.g. "
-                  "{model_type: bert, hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2}"),
-            Param("tokenizer", "str", None, "Hub id or folder of the tokenizer (default: `model`, else characters)"),
+                  "{model_type: bert, hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2}", nullable=True),
+            Param("tokenizer", "str", None, "Hub id or folder of the tokenizer (default: `model`, else characters)",
+                  nullable=True),
         ),
     )
     register(
@@ -32,9 +34,9 @@ def register_all(register) -> None:
         description="From-scratch character CNN: embeddings and residual 1-D convolutions, masked-mean pooled",
         modality="text",
         params=(
-            Param("dim", "int", 64, "embedding and output width"),
-            Param("layers", "int", 2, "number of convolution blocks"),
-            Param("kernel_size", "int", 5, "characters each convolution sees (odd)"),
+            Param("dim", "int", 64, "embedding and output width", min=1),
+            Param("layers", "int", 2, "number of convolution blocks", min=1),
+            Param("kernel_size", "int", 5, "characters each convolution sees (odd)", min=1),
             _MAX_LENGTH,
         ),
     )
@@ -66,8 +68,8 @@ def register_all(register) -> None:
         description="From-scratch CNN for small images; tokens are the final grid cells",
         modality="image",
         params=(
-            Param("dim", "int", 64, "output width"),
-            Param("image_size", "int", 32, "square input size in pixels"),
+            Param("dim", "int", 64, "output width", min=1),
+            Param("image_size", "int", 32, "square input size in pixels", min=2),
             Param("channels", "list", [16, 32, 64], "width of each conv block; each block halves the grid"),
         ),
     )

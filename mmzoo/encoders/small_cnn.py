@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mmzoo.encoders.pooling import grid_tokens, image_features
-from mmzoo.errors import MmzooError
-from mmzoo.encoders.base import Encoder, Features
 from mmzoo.data.preprocess import ImagePreprocessor
+from mmzoo.encoders.base import Encoder, Features
+from mmzoo.encoders.pooling import grid_tokens, image_features
+from mmzoo.zoo.parts import ParamError
 
 
 def _block(c_in: int, c_out: int) -> nn.Sequential:
@@ -28,16 +28,14 @@ class SmallCNNEncoder(Encoder):
 
     modality = "image"
 
-    def __init__(self, dim: int = 64, image_size: int = 32, channels: list | tuple = (16, 32, 64)):
+    def __init__(self, *, dim: int, image_size: int, channels: list):
         super().__init__()
         channels = list(channels)
         if not channels or not all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in channels):
-            raise MmzooError(f"small_cnn encoder: channels must be a non-empty list of positive ints, got {channels!r}")
-        if dim < 1:
-            raise MmzooError(f"small_cnn encoder: dim must be >= 1, got {dim}")
+            raise ParamError(f"channels must be a non-empty list of positive ints, got {channels!r}")
         if image_size < 2 ** len(channels):
-            raise MmzooError(f"small_cnn encoder: image_size {image_size} is too small for {len(channels)} blocks",
-                             f"each block halves the image: use image_size >= {2 ** len(channels)} or fewer channels")
+            raise ParamError(f"image_size {image_size} is too small for {len(channels)} blocks; each block halves "
+                             f"the image: use image_size >= {2 ** len(channels)} or fewer channels")
         widths = [3, *channels]
         self.blocks = nn.Sequential(*[_block(a, b) for a, b in zip(widths, widths[1:], strict=False)])
         self.project = nn.Conv2d(channels[-1], dim, 1)

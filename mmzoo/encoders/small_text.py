@@ -6,10 +6,10 @@ import torch
 from tokenizers import Tokenizer
 from torch import nn
 
-from mmzoo.encoders.pooling import masked_mean
-from mmzoo.errors import MmzooError
-from mmzoo.encoders.base import Encoder, Features
 from mmzoo.data.preprocess import TextPreprocessor, char_tokenizer_json
+from mmzoo.encoders.base import Encoder, Features
+from mmzoo.encoders.pooling import masked_mean
+from mmzoo.zoo.parts import ParamError
 
 
 class SmallTextEncoder(Encoder):
@@ -17,14 +17,11 @@ class SmallTextEncoder(Encoder):
 
     modality = "text"
 
-    def __init__(self, dim: int = 64, layers: int = 2, kernel_size: int = 5, max_length: int = 64):
+    def __init__(self, *, dim: int, layers: int, kernel_size: int, max_length: int):
         super().__init__()
-        if kernel_size < 1 or kernel_size % 2 == 0:
+        if kernel_size % 2 == 0:
             # an even kernel cannot pad symmetrically, so tokens would shift by half a character
-            raise MmzooError(f"small_text encoder: kernel_size must be an odd number >= 1, got {kernel_size}")
-        if dim < 1 or layers < 1 or max_length < 1:
-            raise MmzooError(f"small_text encoder: dim, layers and max_length must be >= 1, "
-                             f"got dim={dim}, layers={layers}, max_length={max_length}")
+            raise ParamError(f"kernel_size must be odd, got {kernel_size}")
         tokenizer_json = char_tokenizer_json()
         self.preprocessor = TextPreprocessor(tokenizer_json, max_length=max_length, pad_id=0)
         vocab = Tokenizer.from_str(tokenizer_json).get_vocab_size()

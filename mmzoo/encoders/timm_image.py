@@ -7,11 +7,11 @@ import math
 
 import torch
 
+from mmzoo.data.preprocess import RESAMPLE, ImagePreprocessor
+from mmzoo.encoders.base import Encoder, Features
 from mmzoo.encoders.pooling import dry_run, grid_tokens, image_features
 from mmzoo.encoders.weights import OFFLINE_HINT, fetch, hub_endpoint, torch_hub_cached
 from mmzoo.errors import MmzooError
-from mmzoo.encoders.base import Encoder, Features
-from mmzoo.data.preprocess import RESAMPLE, ImagePreprocessor
 
 
 def _check_name(name: str) -> None:
@@ -48,7 +48,7 @@ class TimmEncoder(Encoder):
 
     modality = "image"
 
-    def __init__(self, model: str, pretrained: bool = True, image_size: int | None = None):
+    def __init__(self, *, model: str, pretrained: bool, image_size: int | None):
         super().__init__()
         from timm.data import resolve_data_config
         from timm.models import get_pretrained_cfg

@@ -7,11 +7,11 @@ import difflib
 import torch
 from torch import nn
 
+from mmzoo.data.preprocess import RESAMPLE, ImagePreprocessor
+from mmzoo.encoders.base import Encoder, Features
 from mmzoo.encoders.pooling import dry_run, grid_tokens, image_features
 from mmzoo.encoders.weights import OFFLINE_HINT, fetch, torch_hub_cached
 from mmzoo.errors import MmzooError
-from mmzoo.encoders.base import Encoder, Features
-from mmzoo.data.preprocess import RESAMPLE, ImagePreprocessor
 
 # Families whose trunk is every child except the pooling and classifier layers.
 CHILDREN_TRUNK = ("ResNet", "RegNet", "ShuffleNetV2")
@@ -75,7 +75,7 @@ class TorchvisionEncoder(Encoder):
 
     modality = "image"
 
-    def __init__(self, model: str, weights: str | None = None, image_size: int | None = None):
+    def __init__(self, *, model: str, weights: str | None, image_size: int | None):
         super().__init__()
         from torchvision import models
 

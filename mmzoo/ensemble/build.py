@@ -45,7 +45,7 @@ def build_combiner(spec: dict, num_members: int, num_classes: int):
     if part is None:
         combiner_spec(spec["name"])  # raises with a suggestion
     params = {k: v for k, v in spec.items() if k != "name"}
-    return part.build(num_members, num_classes, **params)
+    return part.create(num_members, num_classes, **params)
 
 
 def check_members(runs: list[Run]) -> dict:

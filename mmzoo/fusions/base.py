@@ -7,24 +7,16 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from mmzoo.errors import RegistryError
 from mmzoo.encoders.base import Features
 
 HeadFactory = Callable[[int, int], nn.Module]
 
 
-def mlp_head(hidden: int = 256, dropout: float = 0.1) -> HeadFactory:
-    """Return ``make_head(in_dim, out_dim)`` building an MLP; ``hidden=0`` builds a single Linear."""
-    if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 0:
-        raise RegistryError(
-            f"head: hidden must be a whole number >= 0, got {hidden!r}",
-            "set `hidden:` under the model's `head:` section (0 means a single linear layer)",
-        )
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-        raise RegistryError(
-            f"head: dropout must be a number in [0, 1), got {dropout!r}",
-            "set `dropout:` under the model's `head:` section, e.g. 0.1",
-        )
+def mlp_head(hidden: int, dropout: float) -> HeadFactory:
+    """Return ``make_head(in_dim, out_dim)`` building an MLP; ``hidden=0`` builds a single Linear.
+
+    The registry checks ``hidden`` and ``dropout`` against the model's ``head:`` params (mmzoo.zoo.schema).
+    """
 
     def make_head(in_dim: int, out_dim: int) -> nn.Sequential:
         if hidden == 0:
@@ -39,16 +31,6 @@ def mlp_head(hidden: int = 256, dropout: float = 0.1) -> HeadFactory:
     return make_head
 
 
-def check_positive(fusion: str, **values: int) -> None:
-    """Raise a RegistryError naming the first value that is not a positive whole number."""
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise RegistryError(
-                f"fusion {fusion!r}: {name} must be a whole number >= 1, got {value!r}",
-                f"fix `{name}:` in the model's fusion params in registry.yaml",
-            )
-
-
 def masked_mean(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Average the real tokens of each sample; a sample with none averages to zeros."""
     keep = mask.unsqueeze(-1)  # (B, N, 1)
@@ -61,8 +43,9 @@ def masked_mean(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 class Fusion(nn.Module):
     """Base of every fusion: reads text and image Features, returns logits (B, num_classes).
 
-    Subclasses take their own keyword params after ``make_head`` and pass any they do not
-    know to this constructor, which rejects them with a message for the user.
+    mmzoo builds a fusion as ``cls(text_dim, image_dim, num_classes, make_head, **params)``
+    through ``Part.create``, which has already checked every param against its declared
+    Param; subclasses take their params as keyword-only arguments and do not re-check them.
     """
 
     name: str = ""
@@ -75,17 +58,8 @@ class Fusion(nn.Module):
         image_dim: int,
         num_classes: int,
         make_head: HeadFactory,
-        **params: object,
     ) -> None:
         super().__init__()
-        label = self.name or type(self).__name__
-        if params:
-            unknown = ", ".join(sorted(params))
-            raise RegistryError(
-                f"fusion {label!r} got unknown params: {unknown}",
-                "remove them from the model's fusion params in registry.yaml (`mmzoo list` shows each fusion's params)",
-            )
-        check_positive(label, text_dim=text_dim, image_dim=image_dim, num_classes=num_classes)
         self.text_dim = text_dim
         self.image_dim = image_dim
         self.num_classes = num_classes

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from mmzoo.encoders.base import Features
-from mmzoo.fusions.base import Fusion, HeadFactory, check_positive
+from mmzoo.fusions.base import Fusion, HeadFactory
 
 
 class BilinearFusion(Fusion):
@@ -29,12 +29,10 @@ class BilinearFusion(Fusion):
         num_classes: int,
         make_head: HeadFactory,
         *,
-        rank: int = 4,
-        dim: int = 128,
-        **params: object,
+        rank: int,
+        dim: int,
     ) -> None:
-        super().__init__(text_dim, image_dim, num_classes, make_head, **params)
-        check_positive(self.name, rank=rank, dim=dim)
+        super().__init__(text_dim, image_dim, num_classes, make_head)
         self.text_factor = nn.Parameter(torch.empty(rank, text_dim + 1, dim))
         self.image_factor = nn.Parameter(torch.empty(rank, image_dim + 1, dim))
         self.rank_weights = nn.Parameter(torch.empty(1, rank))

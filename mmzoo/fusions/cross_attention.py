@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mmzoo.errors import RegistryError
 from mmzoo.encoders.base import Features
-from mmzoo.fusions.base import Fusion, HeadFactory, check_positive, masked_mean
+from mmzoo.fusions.base import Fusion, HeadFactory, masked_mean
+from mmzoo.zoo.parts import ParamError
 
 
 def _padding(mask: torch.Tensor) -> torch.Tensor:
@@ -59,24 +59,15 @@ class CrossAttentionFusion(Fusion):
         num_classes: int,
         make_head: HeadFactory,
         *,
-        dim: int = 128,
-        heads: int = 4,
-        layers: int = 1,
-        dropout: float = 0.1,
-        **params: object,
+        dim: int,
+        heads: int,
+        layers: int,
+        dropout: float,
     ) -> None:
-        super().__init__(text_dim, image_dim, num_classes, make_head, **params)
-        check_positive(self.name, dim=dim, heads=heads, layers=layers)
+        super().__init__(text_dim, image_dim, num_classes, make_head)
         if dim % heads:
-            raise RegistryError(
-                f"fusion 'cross_attention': dim={dim} is not divisible by heads={heads}",
-                "pick `heads:` that divides `dim:` in the model's fusion params in registry.yaml (e.g. dim 128, heads 4)",
-            )
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-            raise RegistryError(
-                f"fusion 'cross_attention': dropout must be a number in [0, 1), got {dropout!r}",
-                "fix `dropout:` in the model's fusion params in registry.yaml",
-            )
+            raise ParamError(f"dim={dim} is not divisible by heads={heads}; pick heads that divide dim "
+                             "(e.g. dim 128, heads 4)")
         self.text_proj = nn.Linear(text_dim, dim)
         self.image_proj = nn.Linear(image_dim, dim)
         self.blocks = nn.ModuleList(CrossAttentionBlock(dim, heads, float(dropout)) for _ in range(layers))

@@ -5,11 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mmzoo.errors import RegistryError
 from mmzoo.encoders.base import Features
-from mmzoo.fusions.base import Fusion, HeadFactory, check_positive
-
-CONDITIONS = ("text", "image")
+from mmzoo.fusions.base import Fusion, HeadFactory
 
 
 class FilmFusion(Fusion):
@@ -32,17 +29,10 @@ class FilmFusion(Fusion):
         num_classes: int,
         make_head: HeadFactory,
         *,
-        condition: str = "text",
-        dim: int = 128,
-        **params: object,
+        condition: str,
+        dim: int,
     ) -> None:
-        super().__init__(text_dim, image_dim, num_classes, make_head, **params)
-        check_positive(self.name, dim=dim)
-        if condition not in CONDITIONS:
-            raise RegistryError(
-                f"fusion 'film': condition must be 'text' or 'image', got {condition!r}",
-                "set `condition:` in the model's fusion params in registry.yaml to the modality that modulates the other",
-            )
+        super().__init__(text_dim, image_dim, num_classes, make_head)
         self.condition = condition
         cond_dim, target_dim = (text_dim, image_dim) if condition == "text" else (image_dim, text_dim)
         self.film = nn.Linear(cond_dim, 2 * dim)

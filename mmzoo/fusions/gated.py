@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from mmzoo.encoders.base import Features
-from mmzoo.fusions.base import Fusion, HeadFactory, check_positive
+from mmzoo.fusions.base import Fusion, HeadFactory
 
 
 class GatedFusion(Fusion):
@@ -30,11 +30,9 @@ class GatedFusion(Fusion):
         num_classes: int,
         make_head: HeadFactory,
         *,
-        dim: int = 128,
-        **params: object,
+        dim: int,
     ) -> None:
-        super().__init__(text_dim, image_dim, num_classes, make_head, **params)
-        check_positive(self.name, dim=dim)
+        super().__init__(text_dim, image_dim, num_classes, make_head)
         # The paper's equations have no biases; keeping them out stays faithful to it.
         self.text_proj = nn.Linear(text_dim, dim, bias=False)
         self.image_proj = nn.Linear(image_dim, dim, bias=False)

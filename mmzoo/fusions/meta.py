@@ -15,7 +15,7 @@ def register_all(register: Callable[..., None]) -> None:
         "concat",
         "mmzoo.fusions.simple:ConcatFusion",
         description="Early fusion: concatenate pooled text and image features, then a head.",
-        params=(Param("dim", "int", 0, "project each modality to this width first; 0 concatenates as-is"),),
+        params=(Param("dim", "int", 0, "project each modality to this width first; 0 concatenates as-is", min=0),),
     )
     register(
         "late",
@@ -26,15 +26,15 @@ def register_all(register: Callable[..., None]) -> None:
         "gated",
         "mmzoo.fusions.gated:GatedFusion",
         description="Gated Multimodal Unit (Arevalo et al. 2017): a learned gate mixes the modalities.",
-        params=(Param("dim", "int", 128, _DIM_HELP),),
+        params=(Param("dim", "int", 128, _DIM_HELP, min=1),),
     )
     register(
         "bilinear",
         "mmzoo.fusions.bilinear:BilinearFusion",
         description="Low-rank Multimodal Fusion (Liu et al. 2018): factorised bilinear interactions.",
         params=(
-            Param("rank", "int", 4, "number of rank-1 factor pairs summed (higher = richer, slower)"),
-            Param("dim", "int", 128, "width of the fused vector fed to the head"),
+            Param("rank", "int", 4, "number of rank-1 factor pairs summed (higher = richer, slower)", min=1),
+            Param("dim", "int", 128, "width of the fused vector fed to the head", min=1),
         ),
     )
     register(
@@ -42,10 +42,10 @@ def register_all(register: Callable[..., None]) -> None:
         "mmzoo.fusions.cross_attention:CrossAttentionFusion",
         description="Co-attention (ViLBERT-style): text and image tokens attend to each other.",
         params=(
-            Param("dim", "int", 128, _DIM_HELP + " (must be divisible by heads)"),
-            Param("heads", "int", 4, "attention heads per direction"),
-            Param("layers", "int", 1, "stacked cross-attention layers"),
-            Param("dropout", "float", 0.1, "dropout on the attention weights"),
+            Param("dim", "int", 128, _DIM_HELP + " (must be divisible by heads)", min=1),
+            Param("heads", "int", 4, "attention heads per direction", min=1),
+            Param("layers", "int", 1, "stacked cross-attention layers", min=1),
+            Param("dropout", "float", 0.1, "dropout on the attention weights", min=0.0, max=0.95),
         ),
     )
     register(
@@ -54,6 +54,6 @@ def register_all(register: Callable[..., None]) -> None:
         description="FiLM (Perez et al. 2018): one modality scales and shifts the other's features.",
         params=(
             Param("condition", "str", "text", "the modality that produces gamma and beta", choices=("text", "image")),
-            Param("dim", "int", 128, "width the modulated modality is projected to"),
+            Param("dim", "int", 128, "width the modulated modality is projected to", min=1),
         ),
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mmzoo.errors import RegistryError
 from mmzoo.encoders.base import Features
 from mmzoo.fusions.base import Fusion, HeadFactory
 
@@ -27,15 +26,9 @@ class ConcatFusion(Fusion):
         num_classes: int,
         make_head: HeadFactory,
         *,
-        dim: int = 0,
-        **params: object,
+        dim: int,
     ) -> None:
-        super().__init__(text_dim, image_dim, num_classes, make_head, **params)
-        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 0:
-            raise RegistryError(
-                f"fusion 'concat': dim must be a whole number >= 0, got {dim!r}",
-                "fix `dim:` in the model's fusion params in registry.yaml (0 concatenates without projecting)",
-            )
+        super().__init__(text_dim, image_dim, num_classes, make_head)
         if dim:
             self.text_proj: nn.Module = nn.Linear(text_dim, dim)
             self.image_proj: nn.Module = nn.Linear(image_dim, dim)
@@ -68,9 +61,8 @@ class LateFusion(Fusion):
         image_dim: int,
         num_classes: int,
         make_head: HeadFactory,
-        **params: object,
     ) -> None:
-        super().__init__(text_dim, image_dim, num_classes, make_head, **params)
+        super().__init__(text_dim, image_dim, num_classes, make_head)
         self.text_head = make_head(text_dim, num_classes)
         self.image_head = make_head(image_dim, num_classes)
 

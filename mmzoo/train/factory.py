@@ -32,7 +32,7 @@ def _build_part(kind: str, name: str, *args: Any, **params: Any) -> Any:
     if part is None:
         raise RegistryError(f"{kind} {name!r} is not registered (installed: {', '.join(get_zoo().names(kind))})")
     try:
-        return part.build(*args, **params)
+        return part.create(*args, **params)
     except MmzooError:
         raise
     except ImportError as exc:
@@ -80,7 +80,7 @@ def open_dataset(name_or_path: str, **params: Any):
 
     part = get_zoo().get("dataset", name_or_path)
     if part is not None:
-        return part.build(**params)
+        return part.create(**params)
     if Path(name_or_path).is_dir():
         from mmzoo.data.manifest import load_manifest
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import importlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 KINDS = ("encoder", "fusion", "combiner", "dataset")
 
@@ -16,6 +18,14 @@ class _Required:
 
 
 REQUIRED: Any = _Required()
+
+
+class ParamError(ValueError):
+    """A constructor's complaint about a combination of params that no single Param can state.
+
+    Raise it for constraints across params (``dim`` divisible by ``heads``); ``Part.create``
+    reports it as a RegistryError naming the part. Single-value ranges belong in the Param.
+    """
 
 # The types a registry.yaml value may declare, by name, so metadata stays plain data.
 PARAM_TYPES: dict[str, tuple[type, ...]] = {
@@ -109,8 +119,41 @@ class Part:
         module = importlib.import_module(module_name)
         return getattr(module, attr)
 
-    def build(self, *args: Any, **kwargs: Any) -> Any:
-        return self.load()(*args, **kwargs)
+    def create(self, *positional: Any, **params: Any) -> Any:
+        """Build the part: the one place a part is made from its params.
+
+        ``positional`` are what mmzoo passes first for the kind (a fusion's dims and head
+        factory, a combiner's member and class counts). Every param missing from ``params``
+        takes its declared default; each value is checked against its Param, and a breach
+        raises RegistryError naming the part and the param. Constructors then receive plain,
+        valid values and need not check them again.
+        """
+        from mmzoo.errors import RegistryError
+
+        what = f"{self.kind} {self.name!r}"
+        declared = {p.name: p for p in self.params}
+        unknown = sorted(set(params) - set(declared))
+        if unknown:
+            raise RegistryError(f"{what} got unknown param(s): {', '.join(unknown)}",
+                                hint=f"its params are: {', '.join(declared) or 'none'} (see `mmzoo show {self.name}`)")
+        values = {}
+        for p in self.params:
+            if p.name in params:
+                value = params[p.name]
+            elif p.required:
+                raise RegistryError(f"{what}: missing required param {p.name!r} ({p.type}: {p.help})",
+                                    hint=f"set `{p.name}:` in its registry.yaml entry")
+            else:
+                value = copy.deepcopy(p.default)
+            complaint = p.check(value)
+            if complaint:
+                raise RegistryError(f"{what}: param {p.name!r} {complaint}", hint=p.help or None)
+            values[p.name] = value
+        factory = self.load()
+        try:
+            return factory(*positional, **values)
+        except ParamError as exc:
+            raise RegistryError(f"{what}: {exc}", hint=f"fix its params (`mmzoo show {self.name}` lists them)") from exc
 
     def to_dict(self) -> dict:
         return {

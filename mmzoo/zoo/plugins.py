@@ -2,13 +2,17 @@
 
 mmzoo's own parts arrive through the same ``mmzoo`` entry-point group as any
 third-party package. ``MMZOO_PLUGINS=a,b`` limits which load;
-``MMZOO_TRACE_PLUGINS=1`` prints every hook call to stderr.
+``MMZOO_TRACE_PLUGINS=1`` prints every hook call to stderr;
+``MMZOO_PLUGIN_PATH=dir/hooks.py:dir/pkg`` loads plugins under development without installing them;
+``MMZOO_PREFER=a,b`` settles name collisions between third-party plugins (see ``_settle``).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -36,6 +40,8 @@ class PluginInfo:
     version: str
     registered: dict[str, list[str]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    tracebacks: list[str] = field(default_factory=list)  # the full reason of each failed import or hook
+    source: str = ""  # the hook module: an entry point's value, or a file given by MMZOO_PLUGIN_PATH
 
     @property
     def ok(self) -> bool:
@@ -48,6 +54,8 @@ class PluginInfo:
             "version": self.version,
             "registered": self.registered,
             "errors": self.errors,
+            "tracebacks": self.tracebacks,
+            "source": self.source,
         }
 
 
@@ -77,31 +85,104 @@ def _wanted() -> set[str] | None:
     return {name.strip() for name in raw.split(",") if name.strip()}
 
 
-def _make_register(kind: str, info: PluginInfo, zoo: Zoo, owners: dict, warn: Callable[[str], None]):
+def _make_register(kind: str, info: PluginInfo, claims: dict):
     def register(name, factory, *, description, params=(), modality=None):
         if not isinstance(name, str) or not name:
             raise TypeError(f"{kind} name must be a non-empty string, got {name!r}")
         if kind == "encoder" and modality not in ("text", "image"):
             raise ValueError(f"encoder {name!r}: modality must be 'text' or 'image', got {modality!r}")
         if not all(isinstance(p, Param) for p in params):
-            raise TypeError(f"{kind} {name!r}: params must be mmzoo.zoo.parts.Param instances")
-        previous = owners.get((kind, name))
-        if previous is not None:
-            # Keep the first and report both, so neither package silently shadows the other.
-            message = (
-                f"{kind} {name!r} is registered by both {previous.package} ({previous.name}) "
-                f"and {info.package} ({info.name}); keeping {previous.package}'s. Uninstall one of them "
-                f"or limit plugins with MMZOO_PLUGINS."
-            )
-            info.errors.append(message)
-            warn(message)
-            return
+            raise TypeError(f"{kind} {name!r}: params must be mmzoo.plugin.Param instances")
         part = Part(kind, name, factory, description, tuple(params), modality, info.name)
-        zoo.parts[kind][name] = part
-        owners[(kind, name)] = info
-        info.registered.setdefault(kind, []).append(name)
+        claims.setdefault((kind, name), []).append((info, part))
 
     return register
+
+
+def _prefer() -> list[str]:
+    return [name.strip() for name in os.environ.get("MMZOO_PREFER", "").split(",") if name.strip()]
+
+
+def _settle(zoo: Zoo, claims: dict, warn: Callable[[str], None]) -> None:
+    """Give each claimed name to one plugin, by the collision rule documented in docs/plugins.md.
+
+    One claimant: it gets the name. mmzoo's own (``builtin``) always keeps its names; a plugin
+    re-registering one is refused. Between third-party plugins, the first of them named in
+    ``MMZOO_PREFER`` wins quietly; when none is named, every claimant is refused, so no
+    installation order or entry-point name silently decides which part a registry entry builds.
+    """
+    prefer = _prefer()
+    for (kind, name), claimants in claims.items():
+        owners = [info for info, _ in claimants]
+        winner = claimants[0] if len(claimants) == 1 else None
+        if winner is None and len(set(map(id, owners))) == 1:
+            winner = claimants[0]
+            owners[0].errors.append(f"{kind} {name!r} is registered {len(claimants)} times; keeping the first")
+            warn(f"plugin {owners[0].name!r}: {owners[0].errors[-1]}")
+        elif winner is None:
+            builtin = [c for c in claimants if c[0].name == "builtin"]
+            preferred = sorted((c for c in claimants if c[0].name in prefer), key=lambda c: prefer.index(c[0].name))
+            winner = (builtin or preferred or [None])[0]
+            if winner is None or builtin:
+                who = " and ".join(f"{i.package} ({i.name})" for i in owners)
+                keeping = f"keeping {winner[0].package}'s" if winner else "refusing it from all of them"
+                fix = ("uninstall one, or pick one with MMZOO_PREFER=" + owners[0].name
+                       + " (or limit plugins with MMZOO_PLUGINS)") if not builtin else \
+                      "rename the plugin's part, or limit plugins with MMZOO_PLUGINS"
+                message = f"{kind} {name!r} is registered by both {who}; {keeping}. {fix}"
+                for info in {id(i): i for i in owners if winner is None or i is not winner[0]}.values():
+                    info.errors.append(message)
+                warn(message)
+        if winner is not None:
+            info, part = winner
+            zoo.parts[kind][name] = part
+            info.registered.setdefault(kind, []).append(name)
+
+
+def _dev_modules(warn: Callable[[str], None]) -> list[tuple[str, str, str]]:
+    """(plugin name, module name, path) of each hook module in MMZOO_PLUGIN_PATH (a .py file or package folder).
+
+    The plugin is named after its module less a leading ``mmzoo_``, as ``mmzoo plugin new`` names
+    them (module ``mmzoo_NAME``, entry point ``NAME``), so it has the same name installed or not.
+    """
+    found = []
+    for raw in os.environ.get("MMZOO_PLUGIN_PATH", "").split(os.pathsep):
+        if not raw.strip():
+            continue
+        path = os.path.abspath(os.path.expanduser(raw.strip()))
+        is_package = os.path.isfile(os.path.join(path, "__init__.py"))
+        module = os.path.basename(path.rstrip(os.sep)).removesuffix(".py")
+        name = module.removeprefix("mmzoo_") or module
+        if not (is_package or (path.endswith(".py") and os.path.isfile(path))):
+            warn(f"MMZOO_PLUGIN_PATH names {raw!r}, which is neither a .py file nor a folder with __init__.py")
+        elif name == "builtin" or module == "mmzoo":
+            warn(f"MMZOO_PLUGIN_PATH names {raw!r}, whose name is mmzoo's own; rename the module")
+        else:
+            found.append((name, module, path))
+    return found
+
+
+def _import_path(name: str, path: str):
+    """Import a hook module from a file or package folder under its own name (so "name.parts:X" resolves)."""
+    loaded = getattr(sys.modules.get(name), "__file__", None)
+    if loaded in (path, os.path.join(path, "__init__.py")):
+        return sys.modules[name]
+    is_package = os.path.isdir(path)
+    spec = importlib.util.spec_from_file_location(
+        name, os.path.join(path, "__init__.py") if is_package else path,
+        submodule_search_locations=[path] if is_package else None)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def _failure(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip()
 
 
 def load_zoo(on_warning: Callable[[str], None] | None = None) -> Zoo:
@@ -122,19 +203,30 @@ def load_zoo(on_warning: Callable[[str], None] | None = None) -> Zoo:
     trace = os.environ.get("MMZOO_TRACE_PLUGINS") == "1"
     wanted = _wanted()
     seen: set[str] = set()
+    loaders = []
     for ep in sorted(metadata.entry_points(group=GROUP), key=lambda e: (e.name != "builtin", e.name)):
-        if ep.name in seen or (wanted is not None and ep.name not in wanted):
-            continue
-        seen.add(ep.name)
         dist = getattr(ep, "dist", None)
-        info = PluginInfo(ep.name, dist.name if dist else "?", dist.version if dist else "?")
+        loaders.append((ep.name, dist.name if dist else "?", dist.version if dist else "?", ep.value, ep.load))
+    # Under development, loaded from its file: before installed plugins, so it replaces an installed copy.
+    dev = [(name, f"{path} (MMZOO_PLUGIN_PATH)", "dev", path, lambda m=module, p=path: _import_path(m, p))
+           for name, module, path in _dev_modules(warn)]
+    loaders[1 if loaders and loaders[0][0] == "builtin" else 0:0] = dev
+    for name, package, version, source, load in loaders:
+        if name in seen:
+            if version != "dev":
+                warn(f"plugin {name!r} from MMZOO_PLUGIN_PATH replaces the installed {package} {version}")
+            continue
+        if wanted is not None and name not in wanted:
+            continue
+        seen.add(name)
+        info = PluginInfo(name, package, version, source=source)
         zoo.plugins.append(info)
         try:
-            module = ep.load()
-            pm.register(module, name=ep.name)
+            pm.register(load(), name=name)
         except Exception as exc:  # a broken plugin must never take the rest down
-            info.errors.append(f"failed to load {ep.value}: {type(exc).__name__}: {exc}")
-            warn(f"plugin {ep.name!r} ({info.package}) skipped: {info.errors[-1]}")
+            info.errors.append(f"failed to load {source}: {type(exc).__name__}: {exc}")
+            info.tracebacks.append(_failure(exc))
+            warn(f"plugin {name!r} ({info.package}) skipped: {info.errors[-1]}")
     if wanted:
         for name in sorted(wanted - seen):
             warn(f"MMZOO_PLUGINS names {name!r}, which is not installed")
@@ -142,7 +234,7 @@ def load_zoo(on_warning: Callable[[str], None] | None = None) -> Zoo:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
         warn(str(exc))
-    owners: dict = {}
+    claims: dict = {}
     by_name = {info.name: info for info in zoo.plugins}
     for hook_name, kind in HOOKS.items():
         order = {info.name: i for i, info in enumerate(zoo.plugins)}
@@ -152,10 +244,12 @@ def load_zoo(on_warning: Callable[[str], None] | None = None) -> Zoo:
             if trace:
                 print(f"mmzoo: trace: {impl.plugin_name}.{hook_name}(register)", file=sys.stderr)
             try:
-                impl.function(register=_make_register(kind, info, zoo, owners, warn))
+                impl.function(register=_make_register(kind, info, claims))
             except Exception as exc:
                 info.errors.append(f"{hook_name} raised {type(exc).__name__}: {exc}")
+                info.tracebacks.append(_failure(exc))
                 warn(f"plugin {info.name!r} ({info.package}): {info.errors[-1]}")
+    _settle(zoo, claims, warn)
     return zoo
 
 

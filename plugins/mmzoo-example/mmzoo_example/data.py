@@ -7,8 +7,7 @@ import random
 
 import numpy as np
 
-from mmzoo.data import Dataset, Sample
-from mmzoo.errors import DataError
+from mmzoo.plugin import Dataset, Sample
 
 COLOURS = {
     "red": (220, 30, 30),
@@ -32,12 +31,11 @@ def draw(colour: tuple[int, int, int], size: int, rng: np.random.Generator) -> n
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
 
-def load_colour_match(seed: int = 0, images: int = 600, image_size: int = 16) -> Dataset:
-    """Draw ``images`` squares; each gets one text naming its colour and one naming another colour."""
-    for name, value, low in (("images", images, 20), ("image_size", image_size, 4)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise DataError(f"colour-match: {name} must be a whole number >= {low}, got {value!r}",
-                            hint=f"fix `{name}` where the dataset is built")
+def load_colour_match(*, seed: int, images: int, image_size: int) -> Dataset:
+    """Draw ``images`` squares; each gets one text naming its colour and one naming another colour.
+
+    mmzoo calls this through the registered part, which has checked each value against its Param.
+    """
     rng = random.Random(seed)
     pixels = np.random.default_rng(seed)
     names = list(COLOURS)

@@ -6,11 +6,16 @@ import torch
 from tokenizers import Tokenizer
 from torch import nn
 
-from mmzoo.combiners.base import Combiner, log_probs
-from mmzoo.errors import RegistryError
-from mmzoo.encoders.base import Encoder, Features
-from mmzoo.fusions.base import Fusion, HeadFactory, check_positive
-from mmzoo.data.preprocess import TextPreprocessor, char_tokenizer_json
+from mmzoo.plugin import (
+    Combiner,
+    Encoder,
+    Features,
+    Fusion,
+    HeadFactory,
+    TextPreprocessor,
+    char_tokenizer_json,
+    log_probs,
+)
 
 # A prime multiplier spreads neighbouring character ids over the buckets; below 2**20, so
 # bucket * multiplier + id stays far inside int64 for any table that fits in memory.
@@ -28,15 +33,9 @@ class CharNgramEncoder(Encoder):
 
     modality = "text"
 
-    def __init__(self, dim: int = 64, n: int = 3, buckets: int = 4096, max_length: int = 64):
+    def __init__(self, *, dim: int, n: int, buckets: int, max_length: int):
+        # mmzoo builds parts through their registration, which checks every value against its Param first
         super().__init__()
-        for name, value, low in (("dim", dim, 1), ("n", n, 1), ("buckets", buckets, 2), ("max_length", max_length, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise RegistryError(f"encoder 'char_ngrams': {name} must be a whole number >= {low}, got {value!r}",
-                                    f"fix `{name}:` in the model's text section of registry.yaml")
-        if n > 4:
-            raise RegistryError(f"encoder 'char_ngrams': n must be at most 4, got {n}",
-                                "longer n-grams are rarely seen twice; use n: 3 or 4")
         tokenizer_json = char_tokenizer_json()
         self.preprocessor = TextPreprocessor(tokenizer_json, max_length=max_length, pad_id=0)
         self.vocab = Tokenizer.from_str(tokenizer_json).get_vocab_size()
@@ -76,10 +75,8 @@ class HadamardFusion(Fusion):
     name = "hadamard"
     uses_tokens = False  # reads pooled vectors only, so cached frozen features need no tokens
 
-    def __init__(self, text_dim: int, image_dim: int, num_classes: int, make_head: HeadFactory, *, dim: int = 64,
-                 **params: object) -> None:
-        super().__init__(text_dim, image_dim, num_classes, make_head, **params)
-        check_positive(self.name, dim=dim)
+    def __init__(self, text_dim: int, image_dim: int, num_classes: int, make_head: HeadFactory, *, dim: int) -> None:
+        super().__init__(text_dim, image_dim, num_classes, make_head)
         self.text_proj = nn.Linear(text_dim, dim)
         self.image_proj = nn.Linear(image_dim, dim)
         self.head = make_head(dim, num_classes)
@@ -100,10 +97,7 @@ class GeometricMeanCombiner(Combiner):
     name = "geometric_mean"
     requires_fit = False
 
-    def __init__(self, num_members: int, num_classes: int, temperature: float = 1.0) -> None:
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
-            raise RegistryError(f"combiner 'geometric_mean': temperature must be a number > 0, got {temperature!r}",
-                                "fix `temperature:` in the ensemble's combiner params (1.0 is the plain geometric mean)")
+    def __init__(self, num_members: int, num_classes: int, *, temperature: float) -> None:
         # params passed up land in `config`, so Combiner.load rebuilds the same combiner
         super().__init__(num_members, num_classes, temperature=float(temperature))
         self.temperature = float(temperature)

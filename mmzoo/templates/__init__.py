@@ -1,0 +1,1 @@
+"""Package data: the folder `mmzoo plugin new` copies (templates/plugin, with {{placeholders}})."""
