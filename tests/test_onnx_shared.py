@@ -5,6 +5,7 @@ Tiny untrained models (small_text + small_cnn) built in memory: no training, sec
 
 from __future__ import annotations
 
+import re
 import textwrap
 
 import numpy as np
@@ -203,3 +204,33 @@ def test_every_registered_fusion_exports_to_int8(fusion, tmp_path, feeds):
     got = _run(quantized, batch)
     assert got.shape == want.shape and np.allclose(got.sum(1), 1.0, atol=1e-4)
     assert np.abs(got - want).max() < 0.1
+
+
+def test_bench_times_the_other_settings_when_one_fails():
+    from mmzoo.onnx.bench import _round_robin, render
+
+    calls = {"ok": 0}
+
+    def ok():
+        calls["ok"] += 1
+
+    def crashes():
+        raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : MatmulInteger :\n b zero point is not valid")
+
+    failed: dict[str, str] = {}
+    times = _round_robin({"torch eager": ok, "onnxruntime merged int8": crashes}, rounds=4, failed=failed)
+    assert list(times) == ["torch eager"] and len(times["torch eager"]) == 4 and calls["ok"] == 3 + 4
+    assert failed == {"onnxruntime merged int8": "RuntimeError: [ONNXRuntimeError] : 1 : FAIL : MatmulInteger : "
+                                                 "b zero point is not valid"}
+    row = {"setting": "torch eager", "batch1_ms": 2.0, "batch1_speedup": 1.0, "batch_per_s": 100.0,
+           "batch_speedup": 1.0, "batch1_gflops": 1.0, "batch_gflops": 2.0, "batch1_peak_fraction": 0.01,
+           "batch_peak_fraction": 0.02}
+    report = {"run": "r/1", "kind": "model", "members": ["r/1"], "threads": 1, "torch": "t", "onnxruntime": "o",
+              "cpu": "cpu", "load_average": (1.0, 1.0), "batch_size": 8, "peak_gflops": 100.0,
+              "gflop_per_sample_batch1": 0.1, "rows": [row, {"setting": "onnxruntime merged int8",
+                                                              "failed": failed["onnxruntime merged int8"]}],
+              "failed": [{"setting": k, "error": v} for k, v in failed.items()], "int8_parity": None,
+              "int8_vs_fp32_batch1": None}
+    text = render(report)
+    assert re.search(r"^onnxruntime merged int8 +FAILED$", text, re.MULTILINE)
+    assert text.splitlines()[-1] == f"FAILED onnxruntime merged int8: {failed['onnxruntime merged int8']}"
