@@ -101,8 +101,9 @@ def _encoder_nodes(model: onnx.ModelProto) -> dict[str, int]:
     return counts
 
 
-def test_three_members_sharing_frozen_encoders_hold_one_copy_and_match_torch(registry, feeds):
+def test_three_members_sharing_frozen_encoders_hold_one_copy_and_match_torch(registry, feeds, tmp_path):
     from mmzoo.onnx import graphs, shared
+    from mmzoo.onnx.quantize import convert_fp16, quantize_int8
 
     models = [_model(n, registry, seed) for seed, n in enumerate(["t_concat", "t_gated", "t_cross"])]
     source = _source(models)
@@ -129,6 +130,14 @@ def test_three_members_sharing_frozen_encoders_hold_one_copy_and_match_torch(reg
             got = _run(graph, batch)
             assert got.shape == want.shape
             assert np.abs(got - want).max() <= 1e-4  # the export's fp32 parity threshold
+    # The reduced-precision copies of the shared graph load and run too.
+    onnx.save(merged, str(tmp_path / "fp32.onnx"))
+    quantize_int8(tmp_path / "fp32.onnx", tmp_path / "int8.onnx")
+    convert_fp16(tmp_path / "fp32.onnx", tmp_path / "fp16.onnx")
+    batch = _batch(source, feeds[1])
+    for name in ("int8", "fp16"):
+        got = _run(onnx.load(str(tmp_path / f"{name}.onnx")), batch)
+        assert np.abs(got - source.probs(batch)).max() < 0.05
 
 
 def test_a_fine_tuned_encoder_keeps_its_own_copy(registry, feeds):
