@@ -113,12 +113,3 @@ def build_graph(source, example: dict[str, np.ndarray], opset: int, share_encode
             {m: mine[m].token_axis for m in order}, opset, what=f"the head of member {name}"))
     return merge.merge_ensemble(heads, combiner, encoders=encoders)
 
-
-def node_counts(model: onnx.ModelProto) -> dict[str, int]:
-    """Nodes of a merged ensemble graph by part: ``encoders`` (e<j>_), ``members`` (m<k>_), ``other``."""
-    counts = {"total": len(model.graph.node), "encoders": 0, "members": 0, "other": 0}
-    for node in model.graph.node:
-        part = "encoders" if node.name.startswith("e") and node.name.split("_", 1)[0][1:].isdigit() else (
-            "members" if node.name.startswith("m") and node.name.split("_", 1)[0][1:].isdigit() else "other")
-        counts[part] += 1
-    return counts
