@@ -26,8 +26,13 @@ def quantizable_nodes(model) -> list[str]:
     for node in model.graph.node:
         if node.op_type == "Constant" and node.attribute and node.attribute[0].HasField("t"):
             weights[node.output[0]] = len(node.attribute[0].t.dims)
-    return [n.name for n in model.graph.node
-            if n.op_type in OP_TYPES and len(n.input) > 1 and weights.get(n.input[1]) == 2]
+    names = []
+    for n in model.graph.node:
+        if n.op_type in OP_TYPES and len(n.input) > 1 and weights.get(n.input[1]) == 2:
+            names.append(n.name)
+            if n.op_type == "Gemm":  # dynamic quantization first rewrites a Gemm as "<name>_MatMul" + Add
+                names.append(f"{n.name}_MatMul")
+    return names
 
 
 def quantize_int8(src: Path, dst: Path) -> None:
