@@ -16,16 +16,13 @@ OP_TYPES = ["MatMul", "Gemm"]
 
 
 def quantizable_nodes(model) -> list[str]:
-    """Names of the MatMul/Gemm nodes whose weight onnxruntime's int8 kernels take: a 2-D constant.
+    """Names of the MatMul/Gemm nodes whose weight onnxruntime's int8 kernels take: a 2-D initializer.
 
     A MatMul whose second input is a batched (3-D or more) weight, e.g. the bilinear fusion's
     (rank, in, out) factors, or an activation, stays float32: with per-channel scales its
     DynamicQuantizeMatMul is rejected at run time ("b zero point is not valid").
     """
-    weights = {init.name: len(init.dims) for init in model.graph.initializer}
-    for node in model.graph.node:
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].HasField("t"):
-            weights[node.output[0]] = len(node.attribute[0].t.dims)
+    weights = {init.name: len(init.dims) for init in model.graph.initializer}  # the exporter folds weights here
     names = []
     for n in model.graph.node:
         if n.op_type in OP_TYPES and len(n.input) > 1 and weights.get(n.input[1]) == 2:
