@@ -17,7 +17,7 @@ import onnx
 
 from mmzoo import atomic
 from mmzoo.errors import ExportError
-from mmzoo.onnx import graphs, merge, parity, rawimage
+from mmzoo.onnx import graphs, parity, rawimage, shared
 from mmzoo.onnx import metadata as md
 from mmzoo.onnx.runtime import make_session
 
@@ -27,13 +27,11 @@ DEFAULT_SAMPLES = parity.MAX_DEFAULT_SAMPLES  # all of val, up to this many
 
 
 def build_graph(source, example: dict, opset: int) -> onnx.ModelProto:
-    """The whole model or ensemble as one float32 graph: members, then the combiner."""
-    parts = zip(source.models, source.member_inputs, source.member_names, strict=True)
-    members = [graphs.member_graph(model, names, example, opset, what=f"member {name}") for model, names, name in parts]
+    """The whole model or ensemble as one float32 graph (an ensemble runs each shared frozen encoder once)."""
     if source.combiner is None:
-        return members[0]
-    combiner = graphs.combiner_graph(source.combiner, len(members), len(source.classes), opset)
-    return merge.merge_ensemble(members, combiner)
+        return graphs.member_graph(source.models[0], source.member_inputs[0], example, opset,
+                                   what=f"member {source.member_names[0]}")
+    return shared.build_graph(source, example, opset)
 
 
 def _value_desc(value: onnx.ValueInfoProto) -> dict:

@@ -15,9 +15,32 @@ from mmzoo.errors import ExportError
 OP_TYPES = ["MatMul", "Gemm"]
 
 
+def quantizable_nodes(model) -> list[str]:
+    """Names of the MatMul/Gemm nodes whose weight onnxruntime's int8 kernels take: a 2-D initializer.
+
+    A MatMul whose second input is a batched (3-D or more) weight, e.g. the bilinear fusion's
+    (rank, in, out) factors, or an activation, stays float32: with per-channel scales its
+    DynamicQuantizeMatMul is rejected at run time ("b zero point is not valid").
+    """
+    weights = {init.name: len(init.dims) for init in model.graph.initializer}  # the exporter folds weights here
+    names = []
+    for n in model.graph.node:
+        if n.op_type in OP_TYPES and len(n.input) > 1 and weights.get(n.input[1]) == 2:
+            names.append(n.name)
+            if n.op_type == "Gemm":  # dynamic quantization first rewrites a Gemm as "<name>_MatMul" + Add
+                names.append(f"{n.name}_MatMul")
+    return names
+
+
 def quantize_int8(src: Path, dst: Path) -> None:
-    """Write an int8 (weights) copy of the float32 graph at ``src`` to ``dst``."""
+    """Write an int8 (weights) copy of the float32 graph at ``src`` to ``dst``; see quantizable_nodes."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    nodes = quantizable_nodes(onnx.load(str(src), load_external_data=False))
+    if not nodes:  # an empty list would mean "every node" to quantize_dynamic
+        raise ExportError(f"{src.name} has no MatMul/Gemm node with a 2-D constant weight to quantize",
+                          hint="export without --quantize")
 
     # onnxruntime.quantization logs a line per skipped node at WARNING; none is actionable here.
     logger = logging.getLogger()
@@ -26,8 +49,8 @@ def quantize_int8(src: Path, dst: Path) -> None:
     try:
         # Per-channel scales: with one scale per tensor, MiniLM's int8 text member disagreed with
         # fp32 on 2.3% of emoji validation samples; per output channel it was 1.6%, and 0% for the ensemble.
-        quantize_dynamic(str(src), str(dst), op_types_to_quantize=OP_TYPES, weight_type=QuantType.QInt8,
-                         per_channel=True)
+        quantize_dynamic(str(src), str(dst), op_types_to_quantize=OP_TYPES, nodes_to_quantize=nodes,
+                         weight_type=QuantType.QInt8, per_channel=True)
     except Exception as exc:  # onnxruntime.quantization raises plain exceptions of many types
         raise ExportError(f"int8 quantization of {src.name} failed: {type(exc).__name__}: {exc}",
                           hint="export without --quantize") from None
