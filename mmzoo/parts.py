@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -37,10 +38,26 @@ class Param:
     help: str = ""
     choices: tuple | None = None
     nullable: bool = False
+    # Inclusive bounds of an int or float (None: unbounded); floats must also be finite.
+    min: float | None = None
+    max: float | None = None
+    # Exclusive lower bound, for values that must be strictly positive (a learning rate).
+    above: float | None = None
 
     def __post_init__(self) -> None:
         if self.type not in PARAM_TYPES:
             raise ValueError(f"param {self.name!r}: type must be one of {sorted(PARAM_TYPES)}, not {self.type!r}")
+        if (self.min, self.max, self.above) != (None, None, None) and self.type not in ("int", "float"):
+            raise ValueError(f"param {self.name!r}: min, max and above apply to int and float params only")
+
+    def range_text(self) -> str:
+        """The allowed range in words, e.g. ``>= 1`` or ``0 to 1``; empty when unbounded."""
+        low = f"> {self.above:g}" if self.above is not None else None
+        if self.min is not None and self.max is not None and low is None:
+            return f"{self.min:g} to {self.max:g}"
+        parts = [low or (f">= {self.min:g}" if self.min is not None else None),
+                 f"<= {self.max:g}" if self.max is not None else None]
+        return ", ".join(p for p in parts if p)
 
     @property
     def required(self) -> bool:
@@ -58,6 +75,12 @@ class Param:
             return f"expected {self.type}, got {type(value).__name__} ({value!r})"
         if self.choices is not None and value not in self.choices:
             return f"must be one of {', '.join(map(str, self.choices))}, got {value!r}"
+        if self.type in ("int", "float"):
+            if isinstance(value, float) and not math.isfinite(value):
+                return f"must be a finite number, got {value!r}"
+            if (self.min is not None and value < self.min) or (self.max is not None and value > self.max) \
+                    or (self.above is not None and value <= self.above):
+                return f"must be {self.range_text()}, got {value!r}"
         return None
 
     def to_dict(self) -> dict:
@@ -68,6 +91,7 @@ class Param:
             "required": self.required,
             "help": self.help,
             "choices": list(self.choices) if self.choices else None,
+            "range": self.range_text() or None,
         }
 
 
@@ -81,7 +105,9 @@ class Part:
     description: str
     params: tuple[Param, ...] = ()
     modality: str | None = None
-    plugin: str = ""
+    plugin: str = ""  # the entry point that registered it
+    package: str = ""  # ...its distribution and version, recorded in run specs and ONNX metadata
+    version: str = ""
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
@@ -95,10 +121,16 @@ class Part:
             return self.factory
         module_name, _, attr = self.factory.partition(":")
         module = importlib.import_module(module_name)
-        return getattr(module, attr)
+        target: Any = module
+        for name in attr.split("."):
+            target = getattr(target, name)
+        return target
 
     def build(self, *args: Any, **kwargs: Any) -> Any:
-        return self.load()(*args, **kwargs)
+        """Build the part; a plugin's fault (unimportable, wrong params, wrong result) is a PluginError naming it."""
+        from mmzoo.partbuild import build
+
+        return build(self, *args, **kwargs)
 
     def to_dict(self) -> dict:
         return {
@@ -107,5 +139,7 @@ class Part:
             "modality": self.modality,
             "description": self.description,
             "plugin": self.plugin,
+            "package": self.package,
+            "version": self.version,
             "params": [p.to_dict() for p in self.params],
         }

@@ -18,6 +18,9 @@ from mmzoo import hookspecs
 from mmzoo.parts import KINDS, Param, Part
 
 GROUP = "mmzoo"
+OWN_PACKAGE = "mmzoo"
+# Entry-point names only mmzoo itself may use: another package's entry point with one of these is refused.
+RESERVED = frozenset({"builtin", "mmzoo", "core"})
 HOOKS = {  # hook name -> the kind of part its register callback creates
     "register_encoders": "encoder",
     "register_fusions": "fusion",
@@ -94,12 +97,35 @@ def _make_register(kind: str, info: PluginInfo, zoo: Zoo, owners: dict):
             info.errors.append(message)
             warn(message)
             return
-        part = Part(kind, name, factory, description, tuple(params), modality, info.name)
+        if not isinstance(description, str):
+            raise TypeError(f"{kind} {name!r}: description must be a string")
+        if not (callable(factory) or (isinstance(factory, str) and _factory_path(factory))):
+            raise TypeError(f"{kind} {name!r}: factory must be a callable or a 'package.module:attr' string, "
+                            f"got {factory!r}")
+        part = Part(kind, name, factory, description, tuple(params), modality, info.name, info.package, info.version)
         zoo.parts[kind][name] = part
         owners[(kind, name)] = info
         info.registered.setdefault(kind, []).append(name)
 
     return register
+
+
+def _factory_path(value: str) -> bool:
+    module, sep, attr = value.partition(":")
+    return bool(sep) and all(p.isidentifier() for p in module.split(".")) and all(
+        p.isidentifier() for p in attr.split("."))
+
+
+def _package(ep) -> str:
+    dist = getattr(ep, "dist", None)
+    return getattr(dist, "name", None) or "?"
+
+
+def _fault(exc: BaseException) -> str:
+    """One line for anything a plugin raised, SystemExit included."""
+    if isinstance(exc, SystemExit):
+        return f"called sys.exit({exc.code!r})"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def load_zoo() -> Zoo:
@@ -109,31 +135,42 @@ def load_zoo() -> Zoo:
     zoo = Zoo(parts={kind: {} for kind in KINDS}, plugins=[])
     trace = os.environ.get("MMZOO_TRACE_PLUGINS") == "1"
     wanted = _wanted()
-    seen: set[str] = set()
-    for ep in sorted(metadata.entry_points(group=GROUP), key=lambda e: (e.name != "builtin", e.name)):
-        if ep.name in seen or (wanted is not None and ep.name not in wanted):
+    seen: dict[str, PluginInfo] = {}  # entry-point name -> the plugin loaded under it
+    own_first = lambda e: (_package(e) != OWN_PACKAGE, e.name != "builtin", e.name)  # noqa: E731
+    for ep in sorted(metadata.entry_points(group=GROUP), key=own_first):
+        if wanted is not None and ep.name not in wanted:
             continue
-        seen.add(ep.name)
-        dist = getattr(ep, "dist", None)
-        info = PluginInfo(ep.name, dist.name if dist else "?", dist.version if dist else "?")
+        info = PluginInfo(ep.name, _package(ep), getattr(getattr(ep, "dist", None), "version", None) or "?")
         zoo.plugins.append(info)
+        if ep.name in RESERVED and info.package != OWN_PACKAGE:
+            info.errors.append(f"uses the entry-point name {ep.name!r}, which is reserved for mmzoo's own parts; "
+                               "rename the entry point in its pyproject.toml")
+        elif ep.name in seen:
+            info.errors.append(f"uses the entry-point name {ep.name!r}, which {seen[ep.name].package} already uses; "
+                               "uninstall one of them")
+        if info.errors:
+            warn(f"plugin {ep.name!r} ({info.package}) skipped: {info.errors[-1]}")
+            continue
+        seen[ep.name] = info
         try:
             module = ep.load()
             pm.register(module, name=ep.name)
-        except Exception as exc:  # a broken plugin must never take the rest down
-            info.errors.append(f"failed to load {ep.value}: {type(exc).__name__}: {exc}")
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # a broken plugin (even one calling sys.exit) must never take the rest down
+            info.errors.append(f"failed to load {ep.value}: {_fault(exc)}")
             warn(f"plugin {ep.name!r} ({info.package}) skipped: {info.errors[-1]}")
     if wanted:
-        for name in sorted(wanted - seen):
+        for name in sorted(wanted - set(seen)):
             warn(f"MMZOO_PLUGINS names {name!r}, which is not installed")
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
         warn(str(exc))
     owners: dict = {}
-    by_name = {info.name: info for info in zoo.plugins}
+    by_name = seen
     for hook_name, kind in HOOKS.items():
-        order = {info.name: i for i, info in enumerate(zoo.plugins)}
+        order = {name: i for i, name in enumerate(seen)}
         impls = sorted(getattr(pm.hook, hook_name).get_hookimpls(), key=lambda impl: order[impl.plugin_name])
         for impl in impls:  # discovery order: builtin first, so its names win collisions
             info = by_name[impl.plugin_name]
@@ -141,8 +178,11 @@ def load_zoo() -> Zoo:
                 print(f"mmzoo: trace: {impl.plugin_name}.{hook_name}(register)", file=sys.stderr)
             try:
                 impl.function(register=_make_register(kind, info, zoo, owners))
-            except Exception as exc:
-                info.errors.append(f"{hook_name} raised {type(exc).__name__}: {exc}")
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:
+                info.errors.append(f"{hook_name} raised {_fault(exc)}" if not isinstance(exc, SystemExit)
+                                   else f"{hook_name} {_fault(exc)}")
                 warn(f"plugin {info.name!r} ({info.package}): {info.errors[-1]}")
     return zoo
 

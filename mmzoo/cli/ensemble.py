@@ -6,6 +6,7 @@ import copy
 import re
 from pathlib import Path
 
+from mmzoo.cli.args import safe_name, schema_value
 from mmzoo.cli.output import emit_json, err, table
 from mmzoo.errors import RegistryError
 
@@ -18,15 +19,15 @@ def add_parsers(sub) -> None:
     p.add_argument("--runs", nargs="+", metavar="RUN", help="combine these finished runs instead (same dataset and "
                    "label set)")
     p.add_argument("--combiner", help="override the combiner, with its default params (default with --runs: mean)")
-    p.add_argument("--name", help="name of a --runs ensemble's run folder (default: adhoc-<combiner>)")
-    p.add_argument("--epochs", type=int, help="train members that need training for this many epochs")
-    p.add_argument("--batch-size", type=int, help="batch size of members that need training")
+    p.add_argument("--name", type=safe_name, help="name of a --runs ensemble's run folder (default: adhoc-<combiner>)")
+    p.add_argument("--epochs", type=schema_value("train", "epochs"), help="train members that need training for this many epochs")
+    p.add_argument("--batch-size", type=schema_value("train", "batch_size"), help="batch size of members that need training")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--executor", default="local", choices=("local", "ray"),
                    help="train members one after another here (local), or as parallel Ray tasks (ray)")
     p.add_argument("--address", help="with --executor ray: a Ray cluster to join (default: start a local one)")
-    p.add_argument("--cpus-per-member", type=float, help="with --executor ray: CPUs per member task (default 1)")
-    p.add_argument("--gpus-per-member", type=float, help="with --executor ray: GPUs per member task (default 0)")
+    p.add_argument("--cpus-per-member", type=schema_value("resources", "cpus"), help="with --executor ray: CPUs per member task (default 1)")
+    p.add_argument("--gpus-per-member", type=schema_value("resources", "gpus"), help="with --executor ray: GPUs per member task (default 0)")
     p.add_argument("--out", type=Path, help="runs folder (default: runs/ or MMZOO_RUNS)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_ensemble)

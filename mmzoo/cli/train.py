@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+from mmzoo import schema
+from mmzoo.cli.args import schema_value
 from mmzoo.cli.output import emit_json, err, table
 from mmzoo.errors import DataError, RegistryError, TrainingError
 
@@ -14,10 +16,10 @@ def add_parsers(sub) -> None:
     p.add_argument("model", nargs="?", help="model name in registry.yaml (omit with --resume)")
     p.add_argument("--dataset", help="registered dataset name or folder with manifest.jsonl/.csv")
     p.add_argument("--label-set")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--seed", type=int)
+    p.add_argument("--epochs", type=schema_value("train", "epochs"))
+    p.add_argument("--lr", type=schema_value("train", "lr"))
+    p.add_argument("--batch-size", type=schema_value("train", "batch_size"))
+    p.add_argument("--seed", type=schema_value("train", "seed"))
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--out", type=Path, help="runs folder (default: runs/ or MMZOO_RUNS)")
     p.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its last checkpoint")
@@ -55,10 +57,11 @@ def apply_overrides(spec: dict, args) -> dict:
     for key, attr in (("epochs", "epochs"), ("lr", "lr"), ("batch_size", "batch_size"), ("seed", "seed")):
         value = getattr(args, attr, None)
         if value is not None:
-            if key in ("epochs", "batch_size") and value < 1:
-                raise TrainingError(f"--{key.replace('_', '-')} must be at least 1, got {value}")
-            if key == "lr" and value <= 0:
-                raise TrainingError(f"--lr must be positive, got {value}")
+            complaint = schema.param("train", key).check(value)  # the schema is the one place ranges live
+            if complaint:
+                raise TrainingError(f"--{key.replace('_', '-')} {complaint}",
+                                    hint=f"see `mmzoo train --help`; the same range applies to train.{key} in "
+                                         "registry.yaml")
             spec["train"][key] = value
     if getattr(args, "dataset", None):
         spec["task"]["dataset"] = args.dataset
