@@ -199,6 +199,7 @@ def _write(spec, runs, data, combiner, combined, probs, metrics, notes, boosting
 
 
 def _write_files(run, spec, runs, data, combiner, combined, probs, metrics, notes, boosting) -> None:
+    from mmzoo import provenance
     from mmzoo.trainer import _version
 
     members = []
@@ -209,7 +210,8 @@ def _write_files(run, spec, runs, data, combiner, combined, probs, metrics, note
         members.append(entry)
     atomic.write_yaml(run.path / "spec.yaml", {"kind": "ensemble", "ensemble": spec, "members": members,
                                                "combiner": spec["combiner"], "data": data,
-                                               "mmzoo_version": _version()})
+                                               "mmzoo_version": _version(),
+                                               "plugins": provenance.record([("combiner", spec["combiner"]["name"])])})
     with atomic.atomic_path(run.path / "combiner.safetensors") as tmp:
         combiner.save(tmp)
     for split in SPLITS:

@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from mmzoo import textfile
+
 MAX_BYTES = 1 << 20  # 1 MiB: the project's registry.yaml is about 6 KiB
 MAX_DEPTH = 50
 MAX_NODES = 100_000
@@ -41,14 +43,8 @@ def _loader_class():
 
 def decode(raw: bytes) -> str | Refusal:
     """UTF-8 text (a BOM is dropped), or a Refusal naming the line of the first bad byte."""
-    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        return Refusal(1, "the file is UTF-16; save it as UTF-8")
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        return Refusal(line, f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); save the file "
-                             "as UTF-8")
+    text, line, why = textfile.decode(raw)
+    return Refusal(line, why) if text is None else text
 
 
 def _scan_events(text: str) -> Refusal | None:

@@ -139,6 +139,8 @@ def train(spec: dict, options: Options | None = None):
 
 
 def _train(spec: dict, options: Options, ctx: distributed.Context):
+    from mmzoo import provenance
+    from mmzoo.data.checks import require_trainable
     from mmzoo.factory import create_model, open_dataset
 
     emit = options.on_event or (lambda event: None)
@@ -158,11 +160,13 @@ def _train(spec: dict, options: Options, ctx: distributed.Context):
     device = ctx.device
     dataset = open_dataset(task["dataset"])
     label_set = task["label_set"] or dataset.default_label_set
+    require_trainable(dataset, label_set)  # one class, or no val/test rows: nothing honest to report
     classes = dataset.classes(label_set)
     model = create_model(spec, num_classes=len(classes)).to(device)
     full_spec = {"model": spec, "data": {"dataset": dataset.name, "source": dataset.source, "label_set": label_set,
                                          "fingerprint": dataset.fingerprint, "classes": classes},
-                 "device": str(device), "mmzoo_version": _version(), **ctx.describe(), **options.extra_spec}
+                 "device": str(device), "mmzoo_version": _version(),
+                 "plugins": provenance.record(provenance.model_parts(spec)), **ctx.describe(), **options.extra_spec}
     if not options.resume and ctx.is_main:
         atomic.write_yaml(run.path / "spec.yaml", full_spec)
     run.set_status("running", pid=_pid())

@@ -75,11 +75,14 @@ def check_task(spec: dict) -> None:
     """Fail early, before any model is built, on a bad dataset or label set."""
     from mmzoo.factory import open_dataset
 
+    from mmzoo.data.checks import require_trainable
+
     dataset = open_dataset(spec["task"]["dataset"])
     label_set = spec["task"]["label_set"]
     if label_set is not None and label_set not in dataset.label_sets:
         raise DataError(f"dataset {dataset.name!r} has no label set {label_set!r}",
                         hint=f"choose one of: {', '.join(dataset.label_sets)}")
+    require_trainable(dataset, label_set)
 
 
 def cmd_train(args) -> int:
@@ -185,11 +188,13 @@ def cmd_data_check(args) -> int:
     from mmzoo.data.manifest import check_folder, format_problems
 
     problems = check_folder(args.path)
+    errors = [p for p in problems if p.severity == "error"]
     if args.json:
         emit_json([p.__dict__ if hasattr(p, "__dict__") else p for p in problems])
     elif problems:
         print(format_problems(problems))
-        err(f"{len(problems)} problem(s) in {args.path}")
+        warnings = len(problems) - len(errors)
+        err(f"{len(errors)} problem(s)" + (f" and {warnings} warning(s)" if warnings else "") + f" in {args.path}")
     else:
         print(f"{args.path}: ok")
-    return 1 if problems else 0
+    return 1 if errors else 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 from typing import Any
@@ -161,7 +160,7 @@ class Combiner(nn.Module):
     def load(cls, path: str | Path) -> Combiner:
         """Rebuild a saved combiner; on the base class the saved config picks the subclass."""
         config, tensors = _read(path)
-        target = _import_combiner(config["class"], path)
+        target = _registered_combiner(config, path, cls)
         if not issubclass(target, cls):
             raise RunError(
                 f"{path} holds a {config['class']} combiner, not a {cls.__name__}",
@@ -210,17 +209,25 @@ def _read(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
     return config, tensors
 
 
-def _import_combiner(spec: str, path: str | Path) -> type:
-    module_name, _, attr = spec.partition(":")
-    try:
-        target = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise RunError(
-            f"{path} needs combiner class {spec}, which cannot be imported ({exc})",
-            "install the plugin that provides it",
-        ) from exc
+def _registered_combiner(config: dict, path: str | Path, cls: type) -> type:
+    """The class of the saved combiner, found by its registered name: a file never chooses what is imported."""
+    from mmzoo.partbuild import load_factory
+    from mmzoo.plugins import get_zoo
+
+    name = config.get("combiner")
+    if not isinstance(name, str) or not name:
+        raise RunError(f"{path} does not name its combiner", "re-save it with Combiner.save")
+    if cls is not Combiner and cls.name == name:
+        return cls  # the caller chose the class itself
+    part = get_zoo().get("combiner", name)
+    if part is None:
+        raise RunError(f"{path} holds a {name!r} combiner, which no installed plugin registers",
+                       f"install the plugin that provides it (the run's spec.yaml names it under 'plugins'); "
+                       f"installed: {', '.join(get_zoo().names('combiner'))}")
+    target = load_factory(part)
     if not (isinstance(target, type) and issubclass(target, Combiner)):
-        raise RunError(f"{path} names {spec}, which is not a combiner")
+        raise RunError(f"{path}: combiner {name!r} is registered with a factory that is not a Combiner class",
+                       "load it by building the combiner by name and calling load_state(path)")
     return target
 
 
