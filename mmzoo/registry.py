@@ -68,7 +68,9 @@ class Registry:
             if (kind, name) in self.entries:
                 return self.entries[(kind, name)]
         known = sorted({n for _, n in self.entries})
-        raise RegistryError(f"no model or ensemble named {name!r} in {', '.join(self.files)}", hint=_suggest(name, known))
+        unread = "".join(f"; {p}" for p in self.problems[:3])  # a file that could not be read may hold it
+        raise RegistryError(f"no model or ensemble named {name!r} in {', '.join(self.files)}{unread}",
+                            hint=_suggest(name, known))
 
 
 def _suggest(name: str, known: list[str]) -> str:

@@ -55,8 +55,11 @@ def _matches(name: str, pattern: str | None) -> bool:
     return pattern is None or fnmatch.fnmatch(name, pattern if any(c in pattern for c in "*?[") else f"*{pattern}*")
 
 
-def collect(kind: str | None, pattern: str | None, registry_file: str | None):
-    """Rows of (kind, name, detail, description, ok) for `mmzoo list` and the API."""
+def collect(kind: str | None, pattern: str | None, registry_file: str | None, file_problems: list | None = None):
+    """Rows of (kind, name, detail, description, ok) for `mmzoo list` and the API.
+
+    Problems with whole registry files (unreadable, malformed) are appended to ``file_problems``.
+    """
     from mmzoo.plugins import get_zoo
     from mmzoo.registry import load_registry
 
@@ -67,7 +70,10 @@ def collect(kind: str | None, pattern: str | None, registry_file: str | None):
         if kind and kind != label:
             continue
         if part_kind in ("model", "ensemble"):
-            registry = registry or load_registry(registry_file, zoo)
+            if registry is None:
+                registry = load_registry(registry_file, zoo)
+                if file_problems is not None:
+                    file_problems.extend(registry.problems)
             for entry in registry.models() if part_kind == "model" else registry.ensembles():
                 if _matches(entry.name, pattern):
                     rows.append({"kind": part_kind, "name": entry.name, "detail": _entry_detail(entry),
@@ -96,7 +102,10 @@ def _entry_detail(entry) -> str:
 
 
 def cmd_list(args) -> int:
-    rows = collect(args.kind, args.pattern, args.registry)
+    file_problems: list = []
+    rows = collect(args.kind, args.pattern, args.registry, file_problems)
+    for problem in file_problems:
+        err(f"mmzoo: warning: {problem} (its entries are not listed; see `mmzoo validate`)")
     if args.json:
         emit_json(rows)
         return 0
