@@ -45,12 +45,15 @@ def snapshot(root: Path, skip: Path | None = None) -> dict[str, tuple[int, int]]
 
 
 def assert_refused(result: Result, *names: str, rc: int = 1) -> None:
-    """Exit status ``rc``, no traceback anywhere, and the message names every one of ``names``."""
+    """Exit status ``rc``, no traceback anywhere, and the output names every one of ``names``.
+
+    Diagnostics go to stderr; `mmzoo data check` prints its report (its result) to stdout.
+    """
     assert result.rc == rc, (result.rc, result.out, result.err)
     assert "Traceback" not in result.err and "Traceback" not in result.out, result.err
     assert "internal error" not in result.err, result.err
     for name in names:
-        assert name in result.err, f"{name!r} not in: {result.err}"
+        assert name in result.err + result.out, f"{name!r} not in: {result.err}{result.out}"
 
 
 class Workspace:
