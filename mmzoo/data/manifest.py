@@ -94,7 +94,7 @@ def _records(path: Path, problems: list[Problem], absent: set[str]):
                     problems.append(Problem(name, line, "", f"row has {len(cells)} cells but the header has "
                                                             f"{len(header)}"))
                 # A short row's missing cells stay absent, so they read as "missing", not "empty".
-                yield line, dict(zip(header, cells))
+                yield line, dict(zip(header, cells, strict=False))
         except csv.Error as e:
             message = (f"a quote opened in the row starting on line {start} is never closed, so the rest of the file "
                        "would be one cell; close it or double it (\"\") inside a quoted cell"

@@ -79,8 +79,9 @@ class Workspace:
         assert snapshot(self.root, skip=self.out) == self.before
 
 
-@pytest.fixture
-def ws(tmp_path, monkeypatch) -> Workspace:
+@pytest.fixture(name="ws")
+def workspace(tmp_path, monkeypatch) -> Workspace:
+    """Import this into a test module to get the ``ws`` fixture (this folder has no conftest.py of its own)."""
     root = tmp_path / "ws"
     root.mkdir()
     monkeypatch.chdir(root)

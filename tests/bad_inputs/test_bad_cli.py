@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from badinput import assert_refused, run, ws  # noqa: F401
+from badinput import assert_refused, run, workspace  # noqa: F401
 
 import mmzoo.cli.zoo
 

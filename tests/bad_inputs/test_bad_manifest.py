@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from badinput import assert_refused, run, ws  # noqa: F401
+from badinput import assert_refused, run, workspace  # noqa: F401
 from PIL import Image
 
 

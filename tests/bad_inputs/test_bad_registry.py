@@ -6,7 +6,7 @@ import time
 import tracemalloc
 
 import pytest
-from badinput import assert_refused, run, ws  # noqa: F401
+from badinput import assert_refused, run, workspace  # noqa: F401
 
 LAUGHS = "\n".join([
     'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]',
