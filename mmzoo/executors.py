@@ -176,7 +176,9 @@ class _RaySession:
                 _probe(self.address)
                 ray.init(address=self.address, **quiet)
             else:
-                # "local" starts a new instance even where `ray start` left one running (or a stale record of one)
+                # "local" starts a new instance even where `ray start` left one running (or a stale record of one);
+                # with token authentication unless the user turned it off explicitly
+                os.environ.setdefault("RAY_AUTH_MODE", "token")
                 ray.init(address="local", num_cpus=os.cpu_count() or 1, _node_ip_address=LOCAL_HOST,
                          dashboard_host=LOCAL_HOST, **quiet)
         except ConnectionError as exc:

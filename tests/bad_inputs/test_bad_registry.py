@@ -136,3 +136,13 @@ def test_a_utf8_bom_is_fine(ws, capsys):
     path = ws.write("bom.yaml", b"\xef\xbb\xbf" + model_file().encode())
     result = run(capsys, "validate", path)
     assert result.rc == 0, result.err
+
+
+@pytest.mark.parametrize("name", ["../x", "/tmp/x", "a/b", "..", ""])
+def test_the_runs_folder_refuses_unsafe_names_from_the_library_too(tmp_path, name):
+    from mmzoo.errors import RunError
+    from mmzoo.runs import new_run
+
+    with pytest.raises(RunError, match="not a safe name"):
+        new_run(name, tmp_path / "runs")
+    assert list(tmp_path.iterdir()) == []
