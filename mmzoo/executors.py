@@ -176,9 +176,7 @@ class _RaySession:
                 _probe(self.address)
                 ray.init(address=self.address, **quiet)
             else:
-                # "local" starts a new instance even where `ray start` left one running (or a stale record of one);
-                # with token authentication unless the user turned it off explicitly
-                os.environ.setdefault("RAY_AUTH_MODE", "token")
+                # "local" starts a new instance even where `ray start` left one running (or a stale record of one)
                 ray.init(address="local", num_cpus=os.cpu_count() or 1, _node_ip_address=LOCAL_HOST,
                          dashboard_host=LOCAL_HOST, **quiet)
         except ConnectionError as exc:
@@ -281,5 +279,6 @@ def make_executor(name: str, *, address: str | None = None, cpus: float | None =
     for key in ("cpus", "gpus"):
         complaint = schema.param("resources", key).check(getattr(chosen, key))  # nan and inf included
         if complaint:
-            raise TrainingError(f"{key} per member {complaint}", hint="e.g. --cpus-per-member 1 --gpus-per-member 0")
+            raise TrainingError(f"each member needs a positive CPU count and a non-negative GPU count: {key} per "
+                                f"member {complaint}", hint="e.g. --cpus-per-member 1 --gpus-per-member 0")
     return RayExecutor(chosen, address)

@@ -16,7 +16,7 @@ TASK_PARAMS = (
 
 TRAIN_PARAMS = (
     Param("epochs", "int", 20, "maximum number of epochs", min=1, max=100_000),
-    Param("lr", "float", 1e-3, "peak learning rate of AdamW", above=0, max=10),
+    Param("lr", "float", 1e-3, "peak learning rate of AdamW", above=0),
     Param("weight_decay", "float", 0.01, "AdamW weight decay", min=0, max=10),
     Param("batch_size", "int", 64, "samples per optimisation step", min=1, max=1_000_000),
     Param("warmup", "float", 0.05, "fraction of steps spent warming the learning rate up linearly", min=0, max=1),

@@ -26,8 +26,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--executor", default="local", choices=("local", "ray"),
                    help="train members one after another here (local), or as parallel Ray tasks (ray)")
     p.add_argument("--address", help="with --executor ray: a Ray cluster to join (default: start a local one)")
-    p.add_argument("--cpus-per-member", type=schema_value("resources", "cpus"), help="with --executor ray: CPUs per member task (default 1)")
-    p.add_argument("--gpus-per-member", type=schema_value("resources", "gpus"), help="with --executor ray: GPUs per member task (default 0)")
+    p.add_argument("--cpus-per-member", type=float, help="with --executor ray: CPUs per member task (default 1)")
+    p.add_argument("--gpus-per-member", type=float, help="with --executor ray: GPUs per member task (default 0)")
     p.add_argument("--out", type=Path, help="runs folder (default: runs/ or MMZOO_RUNS)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_ensemble)

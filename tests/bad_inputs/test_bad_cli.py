@@ -17,8 +17,6 @@ import mmzoo.cli.zoo
     (["train", "digits_text", "--seed", "-1"], "--seed", "got -1"),
     (["train", "digits_text", "--epochs", "many"], "--epochs", "expected int"),
     (["ensemble", "digits_pair", "--epochs", "0"], "--epochs", "got 0"),
-    (["ensemble", "digits_pair", "--executor", "ray", "--cpus-per-member", "nan"], "--cpus-per-member", "finite"),
-    (["ensemble", "digits_pair", "--executor", "ray", "--gpus-per-member", "-1"], "--gpus-per-member", "must be 0 to 1024"),
     (["ensemble", "--runs", "a", "b", "--name", "../../x"], "--name", "not a safe name"),
     (["ensemble", "--runs", "a", "b", "--name", "/tmp/x"], "--name", "not a safe name"),
     (["export", "x", "-o", "out", "--samples", "0"], "--samples", "must be 1 to"),
@@ -30,6 +28,16 @@ def test_out_of_range_flags_are_usage_errors(ws, capsys, argv, flag, says):
     ws.freeze()
     result = run(capsys, *argv, "--out", ws.out) if argv[0] in ("train", "ensemble") else run(capsys, *argv)
     assert_refused(result, flag, says, rc=2)
+    assert not ws.out.exists()
+    ws.assert_unchanged()
+
+
+@pytest.mark.parametrize("flag,value", [("--cpus-per-member", "nan"), ("--cpus-per-member", "0"),
+                                        ("--gpus-per-member", "-1"), ("--gpus-per-member", "inf")])
+def test_ray_resource_flags_are_refused_before_ray_starts(ws, capsys, flag, value):
+    ws.freeze()
+    result = run(capsys, "ensemble", "digits_pair", "--executor", "ray", flag, value, "--out", ws.out)
+    assert_refused(result, "positive CPU count", "per member")
     assert not ws.out.exists()
     ws.assert_unchanged()
 

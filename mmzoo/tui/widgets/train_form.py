@@ -6,25 +6,34 @@ from dataclasses import dataclass
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.validation import Function, Integer
+from textual.validation import Function
 from textual.widgets import Button, Input, Label, Select
 
+from mmzoo import schema
 from mmzoo.registry import Entry
 
 
-def _positive(value: str) -> bool:
-    try:
-        return float(value) > 0
-    except ValueError:
-        return False
+def _in_schema(field: str):
+    """True when the text is a number that registry.yaml's train.<field> accepts (type, range, finite)."""
+    param = schema.param("train", field)
+
+    def ok(value: str) -> bool:
+        try:
+            number = (int if param.type == "int" else float)(value)
+        except ValueError:
+            return False
+        return param.check(number) is None
+
+    return ok
 
 
-# (field, label, validator): the hyperparameters `mmzoo train` also takes as flags.
+# (field, label, validator): the hyperparameters `mmzoo train` also takes as flags; ranges from mmzoo.schema.
 FIELDS = (
-    ("epochs", "epochs", Integer(minimum=1, failure_description="epochs must be a whole number of at least 1")),
-    ("lr", "lr", Function(_positive, "lr must be a positive number, e.g. 0.003")),
-    ("batch_size", "batch", Integer(minimum=1, failure_description="batch size must be a whole number of at least 1")),
-    ("seed", "seed", Integer(minimum=0, failure_description="seed must be a whole number of at least 0")),
+    ("epochs", "epochs", Function(_in_schema("epochs"), "epochs must be a whole number of at least 1 (up to 100000)")),
+    ("lr", "lr", Function(_in_schema("lr"), "lr must be a positive number, e.g. 0.003")),
+    ("batch_size", "batch", Function(_in_schema("batch_size"),
+                                     "batch size must be a whole number of at least 1 (up to 1000000)")),
+    ("seed", "seed", Function(_in_schema("seed"), "seed must be a whole number of at least 0 (below 2**32)")),
 )
 
 
