@@ -18,7 +18,6 @@ from mmzoo.data.emoji import load_emoji
 from mmzoo.data.manifest import check_folder, format_problems, load_manifest
 from mmzoo.errors import DataError
 
-
 # ---------------------------------------------------------------- user manifests
 
 def _png(path, colour):

@@ -192,10 +192,10 @@ def _fusion_entries():
 @pytest.mark.parametrize("fusion", _fusion_entries())
 def test_every_registered_fusion_exports_to_int8(fusion, tmp_path, feeds):
     """Each fusion's tiny member, fp32 -> int8: onnxruntime loads and runs it, close to fp32."""
-    from mmzoo.train.factory import create_model, resolve_spec
     from mmzoo.onnx import graphs
     from mmzoo.onnx.quantize import quantize_int8
     from mmzoo.onnx.source import plan_inputs
+    from mmzoo.train.factory import create_model, resolve_spec
 
     registry = tmp_path / "registry.yaml"
     registry.write_text("models:\n  one:\n    description: tiny\n" + textwrap.indent(

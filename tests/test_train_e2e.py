@@ -10,7 +10,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import ROOT, run_cli
 
 pytestmark = pytest.mark.e2e

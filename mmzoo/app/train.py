@@ -44,7 +44,8 @@ class Overrides:
 
 
 def check_task(spec: dict) -> None:
-    """Fail early, before any model is built, on a bad dataset or label set."""
+    """Fail early, before any model is built, on a bad dataset or label set, or data that cannot train honestly."""
+    from mmzoo.data.checks import require_trainable
     from mmzoo.train.factory import open_dataset
 
     dataset = open_dataset(spec["task"]["dataset"])
@@ -52,6 +53,7 @@ def check_task(spec: dict) -> None:
     if label_set is not None and label_set not in dataset.label_sets:
         raise DataError(f"dataset {dataset.name!r} has no label set {label_set!r}",
                         hint=f"choose one of: {', '.join(dataset.label_sets)}")
+    require_trainable(dataset, label_set)
 
 
 def prepare_spec(model: str | dict, overrides: Overrides | None = None, registry: str | None = None) -> dict:

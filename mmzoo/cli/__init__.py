@@ -46,6 +46,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:  # a bug: one line for the user, the traceback in a log file (MMZOO_DEBUG=1 shows it)
+        from mmzoo.cli.crash import report
+
+        command = " ".join(["mmzoo"] + [part for part in (args.command, getattr(args, "data_command", None)) if part])
+        return report(exc, command, list(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mmzoo.app.train import Overrides
+from mmzoo.cli.args import safe_name, schema_value
 from mmzoo.cli.output import emit_json, table
 from mmzoo.errors import RegistryError
 
@@ -17,9 +18,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--runs", nargs="+", metavar="RUN", help="combine these finished runs instead (same dataset and "
                    "label set)")
     p.add_argument("--combiner", help="override the combiner, with its default params (default with --runs: mean)")
-    p.add_argument("--name", help="name of a --runs ensemble's run folder (default: adhoc-<combiner>)")
-    p.add_argument("--epochs", type=int, help="train members that need training for this many epochs")
-    p.add_argument("--batch-size", type=int, help="batch size of members that need training")
+    p.add_argument("--name", type=safe_name, help="name of a --runs ensemble's run folder (default: adhoc-<combiner>)")
+    p.add_argument("--epochs", type=schema_value("train", "epochs"), help="train members that need training for this many epochs")
+    p.add_argument("--batch-size", type=schema_value("train", "batch_size"), help="batch size of members that need training")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--executor", default="local", choices=("local", "ray"),
                    help="train members one after another here (local), or as parallel Ray tasks (ray)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from mmzoo.cli.args import int_range
 from mmzoo.cli.output import emit_json, err, table
 from mmzoo.errors import DataError, ExportError
 
@@ -15,10 +16,10 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("export", help="export a finished run (model or whole ensemble) as one parity-checked .onnx")
     p.add_argument("run", help="run folder, model/run-id, or a model/ensemble name (its newest run)")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="DIR", help="folder for the .onnx file")
-    p.add_argument("--opset", type=int, help="ONNX opset (default 17; 18 with --raw-image)")
+    p.add_argument("--opset", type=int_range(7, 30), help="ONNX opset (default 17; 18 with --raw-image)")
     p.add_argument("--quantize", choices=("int8",), help="int8 weights for MatMul/Gemm (dynamic quantization)")
     p.add_argument("--fp16", action="store_true", help="float16 weights and maths (float32 inputs and outputs)")
-    p.add_argument("--samples", type=int, help="validation samples for the parity checks (default: all of the "
+    p.add_argument("--samples", type=int_range(1, 1_000_000), help="validation samples for the parity checks (default: all of the "
                    "validation split, up to 512)")
     p.add_argument("--raw-image", action="store_true", help="the image input is the decoded picture, uint8 "
                    "(batch, height, width, 3 or 4); resizing, cropping, flattening and normalising run in the graph")
@@ -39,17 +40,17 @@ def add_parsers(sub) -> None:
                    "and report its metrics")
     p.add_argument("--split", choices=("train", "val", "test", "all"), default="all",
                    help="with --manifest: which split to predict (default: all rows)")
-    p.add_argument("--top-k", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--top-k", type=int_range(1, 1_000_000), default=5)
+    p.add_argument("--batch-size", type=int_range(1, 1_000_000), default=32)
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_predict)
 
     p = sub.add_parser("bench", help="time torch eager vs onnxruntime (per member, merged, int8) on a run")
     p.add_argument("run", help="run folder, model/run-id, or a model/ensemble name (its newest run)")
-    p.add_argument("--repeats", type=int, default=30, help="timed calls per setting at batch 1 (default 30)")
-    p.add_argument("--batch-size", type=int, default=32, help="batch size for the throughput columns (default 32)")
-    p.add_argument("--threads", type=int, help="threads for torch and onnxruntime alike (default: physical cores)")
+    p.add_argument("--repeats", type=int_range(1, 1_000_000), default=30, help="timed calls per setting at batch 1 (default 30)")
+    p.add_argument("--batch-size", type=int_range(1, 1_000_000), default=32, help="batch size for the throughput columns (default 32)")
+    p.add_argument("--threads", type=int_range(1, 4096), help="threads for torch and onnxruntime alike (default: physical cores)")
     p.add_argument("--out", type=Path, help="runs folder (default: runs/ or MMZOO_RUNS)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_bench)

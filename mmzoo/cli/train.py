@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mmzoo.cli.args import schema_value
 from mmzoo.cli.output import emit_json, err, table
 from mmzoo.errors import TrainingError
 
@@ -13,10 +14,10 @@ def add_parsers(sub) -> None:
     p.add_argument("model", nargs="?", help="model name in registry.yaml (omit with --resume)")
     p.add_argument("--dataset", help="registered dataset name or folder with manifest.jsonl/.csv")
     p.add_argument("--label-set")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--seed", type=int)
+    p.add_argument("--epochs", type=schema_value("train", "epochs"))
+    p.add_argument("--lr", type=schema_value("train", "lr"))
+    p.add_argument("--batch-size", type=schema_value("train", "batch_size"))
+    p.add_argument("--seed", type=schema_value("train", "seed"))
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--out", type=Path, help="runs folder (default: runs/ or MMZOO_RUNS)")
     p.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its last checkpoint")
@@ -146,11 +147,13 @@ def cmd_data_check(args) -> int:
     from mmzoo.data.manifest import check_folder, format_problems
 
     problems = check_folder(args.path)
+    errors = [p for p in problems if p.severity == "error"]
     if args.json:
         emit_json([p.__dict__ if hasattr(p, "__dict__") else p for p in problems])
     elif problems:
         print(format_problems(problems))
-        err(f"{len(problems)} problem(s) in {args.path}")
+        warnings = len(problems) - len(errors)
+        err(f"{len(errors)} problem(s)" + (f" and {warnings} warning(s)" if warnings else "") + f" in {args.path}")
     else:
         print(f"{args.path}: ok")
-    return 1 if problems else 0
+    return 1 if errors else 0

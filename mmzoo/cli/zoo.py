@@ -69,7 +69,10 @@ def cmd_plugin_new(args) -> int:
 
 
 def cmd_list(args) -> int:
-    rows = collect(args.kind, args.pattern, args.registry)
+    file_problems: list = []
+    rows = collect(args.kind, args.pattern, args.registry, file_problems)
+    for problem in file_problems:
+        err(f"mmzoo: warning: {problem} (its entries are not listed; see `mmzoo validate`)")
     if args.json:
         emit_json(rows)
         return 0
@@ -107,7 +110,8 @@ def render_part(info: dict) -> str:
     kind = info["kind"] + (f", {info['modality']}" if info.get("modality") else "")
     lines = [f"{info['name']}  ({kind}; plugin {info['plugin']})", f"  {info['description']}", ""]
     rows = [(p["name"], p["type"], "required" if p["required"] else repr(p["default"]),
-             p["help"] + (f" (one of: {', '.join(map(str, p['choices']))})" if p["choices"] else ""))
+             p["help"] + (f" (one of: {', '.join(map(str, p['choices']))})" if p["choices"] else "")
+             + (f" ({p['range']})" if p.get("range") else ""))
             for p in info["params"]]
     lines.append(table(rows, ("parameter", "type", "default", "meaning")) if rows else "no parameters")
     return "\n".join(lines)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import torch
 from torch import nn
 
 from mmzoo.errors import MmzooError, RunError, TrainingError
+from mmzoo.zoo.partbuild import expect
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -192,7 +192,7 @@ class Combiner(nn.Module):
     def load(cls, path: str | Path) -> Combiner:
         """Rebuild a saved combiner; on the base class the saved config picks the subclass."""
         config, tensors = _read(path)
-        target = _import_combiner(config["class"], path)
+        target = _registered_combiner(config, path, cls)
         if not issubclass(target, cls):
             raise RunError(
                 f"{path} holds a {config['class']} combiner, not a {cls.__name__}",
@@ -243,17 +243,25 @@ def _rebuild(target: type, config: dict, path: str | Path) -> Combiner:
         raise RunError(f"{path}: saved combiner config does not fit {target.__name__} ({reason})") from exc
 
 
-def _import_combiner(spec: str, path: str | Path) -> type:
-    module_name, _, attr = spec.partition(":")
-    try:
-        target = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise RunError(
-            f"{path} needs combiner class {spec}, which cannot be imported ({exc})",
-            "install the plugin that provides it",
-        ) from exc
+def _registered_combiner(config: dict, path: str | Path, cls: type) -> type:
+    """The class of the saved combiner, found by its registered name: a file never chooses what is imported."""
+    from mmzoo.zoo.partbuild import load_factory
+    from mmzoo.zoo.plugins import get_zoo
+
+    name = config.get("combiner")
+    if not isinstance(name, str) or not name:
+        raise RunError(f"{path} does not name its combiner", "re-save it with Combiner.save")
+    if cls is not Combiner and cls.name == name:
+        return cls  # the caller chose the class itself
+    part = get_zoo().get("combiner", name)
+    if part is None:
+        raise RunError(f"{path} holds a {name!r} combiner, which no installed plugin registers",
+                       f"install the plugin that provides it (the run's spec.yaml names it under 'plugins'); "
+                       f"installed: {', '.join(get_zoo().names('combiner'))}")
+    target = load_factory(part)
     if not (isinstance(target, type) and issubclass(target, Combiner)):
-        raise RunError(f"{path} names {spec}, which is not a combiner")
+        raise RunError(f"{path}: combiner {name!r} is registered with a factory that is not a Combiner class",
+                       "register the combiner class itself, not a function that makes one")
     return target
 
 
@@ -307,3 +315,5 @@ def _group_index(groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
     first = first.scatter_reduce(0, inverse, torch.arange(len(groups)), reduce="amin")
     return unique, first, inverse
 
+
+expect("combiner", Combiner)  # what every registered combiner must build (checked by Part.create)

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mmzoo.zoo.partbuild import expect
+
 SPLITS = ("train", "val", "test")
 
 
@@ -47,8 +49,8 @@ class Dataset:
 
 def load_image(sample: Sample, root: Path | None = None):
     """Open a sample's image as a PIL image (paths are relative to ``root``)."""
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     image = sample.image
     if isinstance(image, (str, Path)):
@@ -59,3 +61,6 @@ def load_image(sample: Sample, root: Path | None = None):
     if isinstance(image, np.ndarray):
         return Image.fromarray(image)
     return image
+
+
+expect("dataset", Dataset)  # what every registered dataset must build (checked by Part.create)

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from mmzoo.data import SPLITS, Dataset, Sample
+from mmzoo.data.checks import split_findings
 from mmzoo.errors import DataError
+from mmzoo.textfile import decode
 
 MANIFESTS = ("manifest.jsonl", "manifest.csv")
 REQUIRED = ("text", "image", "label")
 FRACTIONS = (0.70, 0.15, 0.15)
+# Image paths must stay inside the dataset folder (no '..', absolute paths or symlinks out) unless this is "1".
+ALLOW_OUTSIDE = "MMZOO_ALLOW_IMAGES_OUTSIDE"
+HONESTY = "dataset"  # Problem.field of the whole-dataset findings of mmzoo.data.checks
 
 
 @dataclass(frozen=True)
@@ -24,9 +31,11 @@ class Problem:
     line: int
     field: str
     message: str
+    severity: str = "error"  # "warning": reported by `mmzoo data check`, but the data can still be used
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.message}" if self.line else f"{self.file}: {self.message}"
+        message = f"warning: {self.message}" if self.severity == "warning" else self.message
+        return f"{self.file}:{self.line}: {message}" if self.line else f"{self.file}: {message}"
 
 
 @dataclass
@@ -61,9 +70,15 @@ def _manifest(folder: Path) -> Path:
 def _records(path: Path, problems: list[Problem], absent: set[str]):
     """Yield (line, dict) per data row; unparsable lines become problems, missing CSV columns go in ``absent``."""
     name = path.name
+    text, bad_line, why = decode(path.read_bytes())
+    if text is None:
+        problems.append(Problem(name, bad_line, "", why))
+        return
     if path.suffix == ".csv":
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
+        # strict: a quote that is never closed is an error, not a cell that swallows the rest of the file
+        reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+        start = 1
+        try:
             header = [h.strip() for h in next(reader, [])]
             for column in REQUIRED:
                 if column not in header:
@@ -79,21 +94,31 @@ def _records(path: Path, problems: list[Problem], absent: set[str]):
                     problems.append(Problem(name, line, "", f"row has {len(cells)} cells but the header has "
                                                             f"{len(header)}"))
                 # A short row's missing cells stay absent, so they read as "missing", not "empty".
-                yield line, dict(zip(header, cells))
+                yield line, dict(zip(header, cells, strict=False))
+        except csv.Error as e:
+            message = (f"a quote opened in the row starting on line {start} is never closed, so the rest of the file "
+                       "would be one cell; close it or double it (\"\") inside a quoted cell"
+                       if "end of data" in str(e) else f"malformed CSV: {e}")
+            problems.append(Problem(name, start, "", message))
         return
-    with open(path, encoding="utf-8-sig") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                problems.append(Problem(name, number, "", f"bad JSON: {e.msg} (column {e.colno})"))
-                continue
-            if not isinstance(record, dict):
-                problems.append(Problem(name, number, "", f"expected a JSON object, got {type(record).__name__}"))
-                continue
-            yield number, {k: v for k, v in record.items() if v is not None}
+    for number, line in enumerate(text.split("\n"), start=1):  # JSON strings may hold U+2028: split on \n only
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            problems.append(Problem(name, number, "", f"bad JSON: {e.msg} (column {e.colno})"))
+            continue
+        except RecursionError:
+            problems.append(Problem(name, number, "", "the JSON is nested too deeply; a row is one flat object"))
+            continue
+        except ValueError as e:  # e.g. an integer with more digits than Python converts
+            problems.append(Problem(name, number, "", f"bad JSON: {e}"))
+            continue
+        if not isinstance(record, dict):
+            problems.append(Problem(name, number, "", f"expected a JSON object, got {type(record).__name__}"))
+            continue
+        yield number, {k: v for k, v in record.items() if v is not None}
 
 
 def _text_value(record: dict, key: str, name: str, line: int, problems: list[Problem],
@@ -117,7 +142,18 @@ def _check_image(folder: Path, image: str, name: str, line: int, problems: list[
     if not image.strip():
         problems.append(Problem(name, line, "image", "image is empty"))
         return None
-    path = folder / image
+    try:
+        path = folder / image
+        inside = path.resolve().is_relative_to(folder) and not Path(image).is_absolute()
+        path.exists()
+    except (ValueError, OSError) as e:  # a NUL byte, a name too long for the filesystem, a symlink loop
+        problems.append(Problem(name, line, "image", f"image path {image!r} is not usable: {e}"))
+        return None
+    if not inside and os.environ.get(ALLOW_OUTSIDE) != "1":
+        problems.append(Problem(name, line, "image", f"image {image!r} is outside the dataset folder {folder} "
+                                                     f"(absolute, '..' or a symlink out); give a path inside it, or "
+                                                     f"set {ALLOW_OUTSIDE}=1 if you mean it"))
+        return None
     if not path.exists():
         problems.append(Problem(name, line, "image", f"image '{image}' not found (looked in {folder})"))
         return None
@@ -138,7 +174,11 @@ def _labels_file(folder: Path, problems: list[Problem]) -> list[str] | None:
     if not path.is_file():
         return None
     labels: list[str] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+    text, bad_line, why = decode(path.read_bytes())
+    if text is None:
+        problems.append(Problem("labels.txt", bad_line, "", why))
+        return None
+    for number, line in enumerate(text.splitlines(), start=1):
         label = line.strip()
         if not label:
             continue
@@ -191,6 +231,13 @@ def _scan(folder: Path) -> tuple[list[_Row], list[str], list[Problem], Path]:
     if not problems and not rows:
         problems.append(Problem(name, 0, "", "the manifest has no rows"))
     classes = allowed if allowed is not None else sorted({r.label for r in rows})
+    if rows and not problems:  # once every row is fine: can the whole be trained and evaluated honestly?
+        auto = _assign_splits(rows)
+        by_split: dict[str, list[str]] = {split: [] for split in SPLITS}
+        for r in rows:
+            by_split[r.split or auto[r.id]].append(r.label)
+        for finding in split_findings(by_split, classes):
+            problems.append(Problem(name, 0, HONESTY, finding.message, finding.severity))
     return rows, classes, problems, folder
 
 
@@ -218,6 +265,9 @@ def _assign_splits(rows: list[_Row]) -> dict[str, str]:
 def load_manifest(path: str | Path) -> Dataset:
     """Load a checked user dataset folder; raises DataError pointing at ``mmzoo data check``."""
     rows, classes, problems, folder = _scan(Path(path))
+    # Whether the data can be trained on honestly is the trainer's question (mmzoo.data.checks): a folder
+    # of test rows alone is still fine to predict on.
+    problems = [p for p in problems if p.severity == "error" and p.field != HONESTY]
     if problems:
         first = format_problems(problems[:1])
         raise DataError(

@@ -7,7 +7,6 @@ steps travel inside an ONNX export and can be replayed by any runtime with
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any

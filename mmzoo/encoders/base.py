@@ -6,6 +6,8 @@ from typing import NamedTuple
 
 import torch
 
+from mmzoo.zoo.partbuild import expect
+
 
 class Features(NamedTuple):
     """An encoder's output for a batch.
@@ -47,3 +49,6 @@ class Encoder(torch.nn.Module):
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> Features:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+expect("encoder", Encoder)  # what every registered encoder must build (checked by Part.create)

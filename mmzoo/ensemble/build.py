@@ -201,6 +201,7 @@ def _write(spec, runs, data, combiner, combined, probs, metrics, notes, boosting
 
 def _write_files(run, spec, runs, data, combiner, combined, probs, metrics, notes, boosting) -> None:
     from mmzoo.train.trainer import _version
+    from mmzoo.zoo import provenance
 
     members = []
     for member, note in zip(runs, notes, strict=True):
@@ -210,7 +211,8 @@ def _write_files(run, spec, runs, data, combiner, combined, probs, metrics, note
         members.append(entry)
     atomic.write_yaml(run.path / "spec.yaml", {"kind": "ensemble", "ensemble": spec, "members": members,
                                                "combiner": spec["combiner"], "data": data,
-                                               "mmzoo_version": _version()})
+                                               "mmzoo_version": _version(),
+                                               "plugins": provenance.record([("combiner", spec["combiner"]["name"])])})
     with atomic.atomic_path(run.path / "combiner.safetensors") as tmp:
         combiner.save(tmp)
     for split in SPLITS:

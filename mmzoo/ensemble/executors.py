@@ -33,9 +33,20 @@ from mmzoo.ensemble.members import Obtained, find_reusable, member_options, obta
 from mmzoo.errors import TrainingError
 from mmzoo.runs.folders import DEFAULT_ROOT, Run
 
-INSTALL_HINT = "install it with `pip install 'mmzoo[ray]'` (or `pip install 'ray>=2.9'`)"
+INSTALL_HINT = "install it with `pip install 'mmzoo[ray]'` (or `pip install 'ray>=2.52'`)"
 # Forwarded to Ray workers, which on a cluster do not inherit this shell's environment.
 FORWARDED_ENV_PREFIXES = ("MMZOO_", "HF_", "TRANSFORMERS_")
+# ...except secrets (HF_TOKEN and the like), which go only when named in MMZOO_RAY_FORWARD_SECRETS=NAME,NAME.
+SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "KEY", "CREDENTIAL", "AUTH")
+LOCAL_HOST = "127.0.0.1"  # a local Ray instance listens here only, never on every interface
+
+
+def forwarded_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The variables Ray tasks receive: mmzoo's and the hubs' settings, without secrets unless asked for."""
+    environ = dict(os.environ if environ is None else environ)
+    asked = {n.strip() for n in environ.get("MMZOO_RAY_FORWARD_SECRETS", "").split(",") if n.strip()}
+    return {k: v for k, v in environ.items() if k.startswith(FORWARDED_ENV_PREFIXES)
+            and (k in asked or not any(word in k.upper() for word in SECRET_WORDS))}
 
 
 class LocalExecutor:
@@ -120,7 +131,7 @@ class RayExecutor:
 
     def _run_tasks(self, members, todo, runs, root: Path, device: str, member_options, say) -> list[str]:
         ray = self.ray
-        env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIXES)}
+        env = forwarded_env()
         remote = ray.remote(train_member).options(num_cpus=self.resources.cpus, num_gpus=self.resources.gpus,
                                                   max_retries=0, runtime_env={"env_vars": env})
         started = time.perf_counter()
@@ -169,7 +180,8 @@ class _RaySession:
                 ray.init(address=self.address, **quiet)
             else:
                 # "local" starts a new instance even where `ray start` left one running (or a stale record of one)
-                ray.init(address="local", num_cpus=os.cpu_count() or 1, **quiet)
+                ray.init(address="local", num_cpus=os.cpu_count() or 1, _node_ip_address=LOCAL_HOST,
+                         dashboard_host=LOCAL_HOST, **quiet)
         except ConnectionError as exc:
             raise TrainingError(f"cannot reach the Ray cluster at {self.address!r}: {exc}",
                                 hint="check the address printed by `ray start --head`; a cluster with token "
@@ -262,11 +274,14 @@ def make_executor(name: str, *, address: str | None = None, cpus: float | None =
         return LocalExecutor()
     if name != "ray":
         raise TrainingError(f"unknown executor {name!r}", hint="use --executor local or --executor ray")
+    from mmzoo.zoo import schema
+
     defaults = resources or {}
     chosen = Resources(cpus=float(cpus if cpus is not None else defaults.get("cpus", 1.0)),
                        gpus=float(gpus if gpus is not None else defaults.get("gpus", 0.0)))
-    if chosen.cpus <= 0 or chosen.gpus < 0:
-        raise TrainingError(f"each member needs a positive CPU count and a non-negative GPU count, got "
-                            f"cpus={chosen.cpus:g}, gpus={chosen.gpus:g}",
-                            hint="e.g. --cpus-per-member 1 --gpus-per-member 0")
+    for key in ("cpus", "gpus"):
+        complaint = schema.param("resources", key).check(getattr(chosen, key))  # nan and inf included
+        if complaint:
+            raise TrainingError(f"each member needs a positive CPU count and a non-negative GPU count: {key} per "
+                                f"member {complaint}", hint="e.g. --cpus-per-member 1 --gpus-per-member 0")
     return RayExecutor(chosen, address)

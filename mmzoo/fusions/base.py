@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from mmzoo.encoders.base import Features
+from mmzoo.zoo.partbuild import expect
 
 HeadFactory = Callable[[int, int], nn.Module]
 
@@ -66,3 +67,6 @@ class Fusion(nn.Module):
 
     def forward(self, text: Features, image: Features) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+expect("fusion", Fusion)  # what every registered fusion must build (checked by Part.create)

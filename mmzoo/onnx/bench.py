@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mmzoo.tables import table
 from mmzoo.onnx.parity import LOW_PRECISION_MIN_AGREEMENT
 from mmzoo.onnx.runtime import make_session, physical_cores
+from mmzoo.tables import table
 
 WARMUP = 3
 PEAK_SIZE = 2048

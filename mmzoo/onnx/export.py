@@ -40,6 +40,16 @@ def _value_desc(value: onnx.ValueInfoProto) -> dict:
     return {"name": value.name, "type": str(dtype), "shape": [d.dim_param or d.dim_value for d in tensor.shape.dim]}
 
 
+def _plugins(source) -> dict:
+    """Which plugin package and version provided each part of the export (mmzoo.zoo.provenance)."""
+    from mmzoo.zoo import provenance
+
+    parts = [p for member in source.models for p in provenance.model_parts(member.spec)]
+    if source.combiner is not None:
+        parts.append(("combiner", source.combiner.name))
+    return provenance.record(parts)
+
+
 def describe(source, model: onnx.ModelProto, precision: str, opset: int, figures: dict,
              raw_image: bool = False) -> dict:
     """The metadata stored in the file: everything another runtime needs, plus provenance."""
@@ -75,6 +85,7 @@ def describe(source, model: onnx.ModelProto, precision: str, opset: int, figures
                     for k, name in enumerate(source.member_names)],
         "spec": spec if source.kind == "model" else {**spec, "member_specs": [m.spec for m in source.models]},
         "parity": figures,
+        "plugins": _plugins(source),
     }
     if source.combiner is not None:
         meta["combiner"] = source.combiner.name

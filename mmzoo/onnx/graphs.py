@@ -16,8 +16,8 @@ import onnx
 import torch
 from torch import nn
 
-from mmzoo.errors import ExportError
 from mmzoo.encoders.base import Features
+from mmzoo.errors import ExportError
 
 DEFAULT_OPSET = 17
 # What an encoder graph returns, in order: the fields of mmzoo.encoders.base.Features.

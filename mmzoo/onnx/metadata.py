@@ -16,7 +16,9 @@ from mmzoo.errors import ExportError
 FORMAT_VERSION = 1
 PREFIX = "mmzoo."
 # Keys holding JSON; the rest are plain strings.
-JSON_KEYS = ("labels", "inputs", "outputs", "preprocessing", "members", "spec", "parity")
+JSON_KEYS = ("labels", "inputs", "outputs", "preprocessing", "members", "spec", "parity", "plugins")
+# What each modality's preprocessor produces (mmzoo.data.preprocess), i.e. what its graph inputs may be fed from.
+FIELDS = {"text": ("input_ids", "attention_mask"), "image": ("pixel_values",)}
 REQUIRED = ("format_version", "version", "kind", "precision", "labels", "inputs", "outputs", "preprocessing")
 
 
@@ -57,6 +59,9 @@ def from_props(props: dict[str, str], where: str) -> dict[str, Any]:
     except ValueError:
         raise ExportError(f"{where} has an unreadable mmzoo.format_version {raw!r}",
                           hint="re-export the run with `mmzoo export`") from None
+    if version < 1:
+        raise ExportError(f"{where} has an impossible mmzoo.format_version {version} (versions start at 1)",
+                          hint="the file was damaged after export; export the run again")
     if version > FORMAT_VERSION:
         from mmzoo import __version__
 
@@ -79,7 +84,54 @@ def from_props(props: dict[str, str], where: str) -> dict[str, Any]:
         raise ExportError(f"{where}: mmzoo metadata lacks {', '.join(PREFIX + k for k in missing)}",
                           hint="the file was damaged after export; export the run again")
     meta["format_version"] = version
+    problem = check(meta)
+    if problem:
+        raise ExportError(f"{where}: its mmzoo metadata is unusable: {problem}",
+                          hint="the file was damaged or edited after export; export the run again")
     return meta
+
+
+def check(meta: dict[str, Any]) -> str | None:
+    """What is wrong with parsed metadata (labels, inputs, outputs, preprocessing), or None when it is usable."""
+    labels = meta["labels"]
+    if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(x, str) and x for x in labels):
+        return "mmzoo.labels must be a list of at least two non-empty strings"
+    if len(set(labels)) != len(labels):
+        return "mmzoo.labels lists a label twice"
+    if meta["kind"] not in ("model", "ensemble"):
+        return f"mmzoo.kind must be 'model' or 'ensemble', not {meta['kind']!r}"
+    inputs, outputs, preprocessing = meta["inputs"], meta["outputs"], meta["preprocessing"]
+    if not isinstance(inputs, list) or not all(isinstance(i, dict) and isinstance(i.get("name"), str) for i in inputs):
+        return "mmzoo.inputs must be a list of {name: ...} objects"
+    if not isinstance(outputs, list) or not outputs or not all(isinstance(o, dict) and isinstance(o.get("name"), str)
+                                                               for o in outputs):
+        return "mmzoo.outputs must be a non-empty list of {name: ...} objects"
+    shape = outputs[0].get("shape")
+    columns = shape[-1] if isinstance(shape, list) and shape else None
+    if isinstance(columns, int) and not isinstance(columns, bool) and columns > 0 and columns != len(labels):
+        return f"mmzoo.labels has {len(labels)} labels but the output has {columns} columns"
+    if not isinstance(preprocessing, list) or not preprocessing:
+        return "mmzoo.preprocessing must be a non-empty list"
+    graph_inputs = {i["name"] for i in inputs}
+    fed: set[str] = set()
+    for k, step in enumerate(preprocessing):
+        if not isinstance(step, dict) or step.get("modality") not in FIELDS:
+            return f"mmzoo.preprocessing[{k}] must be an object with modality 'text' or 'image'"
+        config, feeds = step.get("config"), step.get("inputs")
+        if not isinstance(config, dict) or config.get("kind") != step["modality"]:
+            return f"mmzoo.preprocessing[{k}].config must be an object of kind {step['modality']!r}"
+        if not isinstance(feeds, dict) or not feeds or not all(
+                f in FIELDS[step["modality"]] and isinstance(n, str) for f, n in feeds.items()):
+            return (f"mmzoo.preprocessing[{k}].inputs must map {' or '.join(FIELDS[step['modality']])} to graph input "
+                    "names")
+        unknown = sorted(set(feeds.values()) - graph_inputs)
+        if unknown:
+            return f"mmzoo.preprocessing[{k}] feeds {', '.join(unknown)}, which mmzoo.inputs does not list"
+        fed |= set(feeds.values())
+    unfed = sorted(graph_inputs - fed)
+    if unfed:
+        return f"no preprocessing step feeds the graph input(s) {', '.join(unfed)}"
+    return None
 
 
 def _varint(buf, pos: int) -> tuple[int, int]:

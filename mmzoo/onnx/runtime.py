@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from mmzoo.data.preprocess import decode_array, from_config
 from mmzoo.errors import DataError, ExportError, MmzooError
 from mmzoo.onnx import metadata as md
-from mmzoo.data.preprocess import decode_array, from_config
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -98,7 +98,7 @@ class Predictor:
         self.labels: list[str] = list(self.meta["labels"])
         try:
             self.preprocessing = [(p, from_config(p["config"])) for p in self.meta["preprocessing"]]
-        except (KeyError, TypeError, ValueError) as exc:
+        except Exception as exc:  # KeyError, ValueError, or the tokenizers library's own error on a bad tokenizer
             raise ExportError(f"{self.path}: its mmzoo.preprocessing metadata is unusable ({exc!r})",
                               hint="re-export the run with this mmzoo version") from None
         self.modalities = {p["modality"] for p, _ in self.preprocessing}
@@ -111,6 +111,10 @@ class Predictor:
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             raise ExportError(f"onnxruntime could not load {self.path}: {exc}",
                               hint="re-export the run; the file may be damaged") from None
+        graph_inputs = {i.name for i in self.session.get_inputs()}
+        if graph_inputs != {i["name"] for i in self.meta["inputs"]}:
+            raise ExportError(f"{self.path}: mmzoo.inputs lists {sorted(i['name'] for i in self.meta['inputs'])} but "
+                              f"the graph's inputs are {sorted(graph_inputs)}", hint="export the run again")
         self.on_gpu = self.session.get_providers()[0] == "CUDAExecutionProvider"
         self.output = self.session.get_outputs()[0].name
 

@@ -166,7 +166,9 @@ def load_source(run: Run) -> Source:
 
 def _load_combiner(run: Run, members: int, classes: int):
     from mmzoo.combiners.base import Combiner
+    from mmzoo.zoo.provenance import require
 
+    require(run.spec.get("plugins"), f"ensemble run {run.name}")
     combiner = Combiner.load(run.path / "combiner.safetensors").eval()
     if (combiner.num_members, combiner.num_classes) != (members, classes):
         raise RunError(f"{run.name}: its combiner expects {combiner.num_members} members and "

@@ -96,6 +96,10 @@ class Run:
 
 
 def new_run(model: str, root: Path | None = None) -> Run:
+    from mmzoo.names import problem
+
+    if problem(model):  # a run folder is always one safe name under root, never '../x' or '/x'
+        raise RunError(f"run folder name {problem(model)}", hint="rename the model or ensemble in registry.yaml")
     root = Path(root or DEFAULT_ROOT)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for n in range(1000):

@@ -265,8 +265,8 @@ def check_combiner(combiner: str | Combiner, /, *, num_members: int = 3, num_cla
         path = Path(folder) / "combiner.safetensors"
         try:
             combiner.save(path)
-            loaded = Combiner.load(path)
-        except MmzooError as exc:  # e.g. a class defined inside a function cannot be imported back
+            loaded = type(combiner).load(path)
+        except MmzooError as exc:
             fail(what, f"does not survive Combiner.save then Combiner.load: {exc.message}")
     if type(loaded) is not type(combiner) or loaded.config != json.loads(json.dumps(combiner.config)):
         fail(what, "Combiner.load(save(...)) rebuilt a different combiner; pass every param up to Combiner.__init__")

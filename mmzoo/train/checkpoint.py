@@ -109,8 +109,10 @@ def restore(path: Path, model, optimizer) -> tuple[dict, dict]:
 def load_run_model(run):
     """Rebuild a finished run's model from its spec.yaml and model.safetensors, in eval mode."""
     from mmzoo.train.factory import create_model
+    from mmzoo.zoo.provenance import require
 
     spec = run.spec
+    require(spec.get("plugins"), f"run {run.name}")
     model = create_model(spec["model"], num_classes=len(spec["data"]["classes"]))
     load_trained_state(model, run.path / "model.safetensors")
     return model.eval()

@@ -14,18 +14,18 @@ import math
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from mmzoo import atomic
+from mmzoo.errors import TrainingError
 from mmzoo.runs import folders as runs
 from mmzoo.train import checkpoint, distributed
-from mmzoo.errors import TrainingError
 from mmzoo.train.inputs import SplitInputs, prepare
 from mmzoo.train.metrics import classification_metrics
 from mmzoo.train.progress import progress_bar
@@ -141,7 +141,9 @@ def train(spec: dict, options: Options | None = None):
 
 
 def _train(spec: dict, options: Options, ctx: distributed.Context):
+    from mmzoo.data.checks import require_trainable
     from mmzoo.train.factory import create_model, open_dataset
+    from mmzoo.zoo import provenance
 
     emit = options.on_event or (lambda event: None)
     say = (lambda msg: None) if options.quiet else (lambda msg: print(msg, file=sys.stderr))
@@ -160,11 +162,13 @@ def _train(spec: dict, options: Options, ctx: distributed.Context):
     device = ctx.device
     dataset = open_dataset(task["dataset"])
     label_set = task["label_set"] or dataset.default_label_set
+    require_trainable(dataset, label_set)  # one class, or no val/test rows: nothing honest to report
     classes = dataset.classes(label_set)
     model = create_model(spec, num_classes=len(classes)).to(device)
     full_spec = {"model": spec, "data": {"dataset": dataset.name, "source": dataset.source, "label_set": label_set,
                                          "fingerprint": dataset.fingerprint, "classes": classes},
-                 "device": str(device), "mmzoo_version": _version(), **ctx.describe(), **options.extra_spec}
+                 "device": str(device), "mmzoo_version": _version(),
+                 "plugins": provenance.record(provenance.model_parts(spec)), **ctx.describe(), **options.extra_spec}
     if not options.resume and ctx.is_main:
         atomic.write_yaml(run.path / "spec.yaml", full_spec)
     run.set_status("running", pid=_pid())

@@ -31,8 +31,12 @@ def list_models(pattern: str | None = None, registry_file: str | None = None) ->
     return [r["name"] for r in rows]
 
 
-def collect(kind: str | None, pattern: str | None, registry_file: str | None) -> list[dict]:
-    """Rows of {kind, name, detail, description, ok, ...} for `mmzoo list`, the TUI and the API."""
+def collect(kind: str | None, pattern: str | None, registry_file: str | None,
+            file_problems: list | None = None) -> list[dict]:
+    """Rows of {kind, name, detail, description, ok, ...} for `mmzoo list`, the TUI and the API.
+
+    Problems with whole registry files (unreadable, malformed) are appended to ``file_problems``.
+    """
     from mmzoo.zoo.plugins import get_zoo
     from mmzoo.zoo.registry import load_registry
 
@@ -43,7 +47,10 @@ def collect(kind: str | None, pattern: str | None, registry_file: str | None) ->
         if kind and kind != label:
             continue
         if part_kind in ("model", "ensemble"):
-            registry = registry or load_registry(registry_file, zoo)
+            if registry is None:
+                registry = load_registry(registry_file, zoo)
+                if file_problems is not None:
+                    file_problems.extend(registry.problems)
             for entry in registry.models() if part_kind == "model" else registry.ensembles():
                 if matches(entry.name, pattern):
                     rows.append({"kind": part_kind, "name": entry.name, "detail": entry_detail(entry),

@@ -48,12 +48,26 @@ class Param:
     help: str = ""
     choices: tuple | None = None
     nullable: bool = False
-    min: float | None = None  # inclusive bounds of an int or float param; None: unbounded
+    # Inclusive bounds of an int or float (None: unbounded); floats must also be finite.
+    min: float | None = None
     max: float | None = None
+    # Exclusive lower bound, for values that must be strictly positive (a learning rate).
+    above: float | None = None
 
     def __post_init__(self) -> None:
         if self.type not in PARAM_TYPES:
             raise ValueError(f"param {self.name!r}: type must be one of {sorted(PARAM_TYPES)}, not {self.type!r}")
+        if (self.min, self.max, self.above) != (None, None, None) and self.type not in ("int", "float"):
+            raise ValueError(f"param {self.name!r}: min, max and above apply to int and float params only")
+
+    def range_text(self) -> str:
+        """The allowed range in words, e.g. ``>= 1`` or ``0 to 1``; empty when unbounded."""
+        low = f"> {self.above:g}" if self.above is not None else None
+        if self.min is not None and self.max is not None and low is None:
+            return f"{self.min:g} to {self.max:g}"
+        parts = [low or (f">= {self.min:g}" if self.min is not None else None),
+                 f"<= {self.max:g}" if self.max is not None else None]
+        return ", ".join(p for p in parts if p)
 
     @property
     def required(self) -> bool:
@@ -72,12 +86,11 @@ class Param:
         if self.choices is not None and value not in self.choices:
             return f"must be one of {', '.join(map(str, self.choices))}, got {value!r}"
         if self.type in ("int", "float"):
-            if not math.isfinite(value):
+            if isinstance(value, float) and not math.isfinite(value):
                 return f"must be a finite number, got {value!r}"
-            if self.min is not None and value < self.min:
-                return f"must be at least {self.min:g}, got {value!r}"
-            if self.max is not None and value > self.max:
-                return f"must be at most {self.max:g}, got {value!r}"
+            if (self.min is not None and value < self.min) or (self.max is not None and value > self.max) \
+                    or (self.above is not None and value <= self.above):
+                return f"must be {self.range_text()}, got {value!r}"
         return None
 
     def to_dict(self) -> dict:
@@ -90,6 +103,8 @@ class Param:
             "choices": list(self.choices) if self.choices else None,
             "min": self.min,
             "max": self.max,
+            "above": self.above,
+            "range": self.range_text() or None,
         }
 
 
@@ -103,7 +118,9 @@ class Part:
     description: str
     params: tuple[Param, ...] = ()
     modality: str | None = None
-    plugin: str = ""
+    plugin: str = ""  # the entry point that registered it
+    package: str = ""  # ...its distribution and version, recorded in run specs and ONNX metadata
+    version: str = ""
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
@@ -117,7 +134,10 @@ class Part:
             return self.factory
         module_name, _, attr = self.factory.partition(":")
         module = importlib.import_module(module_name)
-        return getattr(module, attr)
+        target: Any = module
+        for name in attr.split("."):
+            target = getattr(target, name)
+        return target
 
     def create(self, *positional: Any, **params: Any) -> Any:
         """Build the part: the one place a part is made from its params.
@@ -149,9 +169,10 @@ class Part:
             if complaint:
                 raise RegistryError(f"{what}: param {p.name!r} {complaint}", hint=p.help or None)
             values[p.name] = value
-        factory = self.load()
+        from mmzoo.zoo.partbuild import build
+
         try:
-            return factory(*positional, **values)
+            return build(self, *positional, **values)  # a plugin's own fault becomes a PluginError naming it
         except ParamError as exc:
             raise RegistryError(f"{what}: {exc}", hint=f"fix its params (`mmzoo show {self.name}` lists them)") from exc
 
@@ -162,5 +183,7 @@ class Part:
             "modality": self.modality,
             "description": self.description,
             "plugin": self.plugin,
+            "package": self.package,
+            "version": self.version,
             "params": [p.to_dict() for p in self.params],
         }

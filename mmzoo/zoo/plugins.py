@@ -23,6 +23,9 @@ from mmzoo.zoo import hookspecs
 from mmzoo.zoo.parts import KINDS, Param, Part
 
 GROUP = "mmzoo"
+OWN_PACKAGE = "mmzoo"
+# Entry-point names only mmzoo itself may use: another package's entry point with one of these is refused.
+RESERVED = frozenset({"builtin", "mmzoo", "core"})
 HOOKS = {  # hook name -> the kind of part its register callback creates
     "register_encoders": "encoder",
     "register_fusions": "fusion",
@@ -93,10 +96,28 @@ def _make_register(kind: str, info: PluginInfo, claims: dict):
             raise ValueError(f"encoder {name!r}: modality must be 'text' or 'image', got {modality!r}")
         if not all(isinstance(p, Param) for p in params):
             raise TypeError(f"{kind} {name!r}: params must be mmzoo.plugin.Param instances")
-        part = Part(kind, name, factory, description, tuple(params), modality, info.name)
+        if not isinstance(description, str):
+            raise TypeError(f"{kind} {name!r}: description must be a string")
+        if not (callable(factory) or (isinstance(factory, str) and _factory_path(factory))):
+            raise TypeError(f"{kind} {name!r}: factory must be a callable or a 'package.module:attr' string, "
+                            f"got {factory!r}")
+        part = Part(kind, name, factory, description, tuple(params), modality, info.name, info.package, info.version)
         claims.setdefault((kind, name), []).append((info, part))
 
     return register
+
+
+def _factory_path(value: str) -> bool:
+    module, sep, attr = value.partition(":")
+    return bool(sep) and all(p.isidentifier() for p in module.split(".")) and all(
+        p.isidentifier() for p in attr.split("."))
+
+
+def _fault(exc: BaseException) -> str:
+    """One line for anything a plugin raised, SystemExit included."""
+    if isinstance(exc, SystemExit):
+        return f"called sys.exit({exc.code!r})"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _prefer() -> list[str]:
@@ -204,27 +225,43 @@ def load_zoo(on_warning: Callable[[str], None] | None = None) -> Zoo:
     wanted = _wanted()
     seen: set[str] = set()
     loaders = []
-    for ep in sorted(metadata.entry_points(group=GROUP), key=lambda e: (e.name != "builtin", e.name)):
-        dist = getattr(ep, "dist", None)
-        loaders.append((ep.name, dist.name if dist else "?", dist.version if dist else "?", ep.value, ep.load))
+    def package(ep) -> str:
+        return getattr(getattr(ep, "dist", None), "name", None) or "?"
+
+    # mmzoo's own package first, so its reserved names are taken before anyone else can claim them.
+    for ep in sorted(metadata.entry_points(group=GROUP), key=lambda e: (package(e) != OWN_PACKAGE,
+                                                                          e.name != "builtin", e.name)):
+        version = getattr(getattr(ep, "dist", None), "version", None) or "?"
+        loaders.append((ep.name, package(ep), version, ep.value, ep.load))
     # Under development, loaded from its file: before installed plugins, so it replaces an installed copy.
     dev = [(name, f"{path} (MMZOO_PLUGIN_PATH)", "dev", path, lambda m=module, p=path: _import_path(m, p))
            for name, module, path in _dev_modules(warn)]
     loaders[1 if loaders and loaders[0][0] == "builtin" else 0:0] = dev
+    dev_names = {name for name, *_ in dev}
     for name, package, version, source, load in loaders:
-        if name in seen:
-            if version != "dev":
-                warn(f"plugin {name!r} from MMZOO_PLUGIN_PATH replaces the installed {package} {version}")
-            continue
         if wanted is not None and name not in wanted:
             continue
-        seen.add(name)
+        if name in seen and name in dev_names and version != "dev":
+            warn(f"plugin {name!r} from MMZOO_PLUGIN_PATH replaces the installed {package} {version}")
+            continue
         info = PluginInfo(name, package, version, source=source)
         zoo.plugins.append(info)
+        if name in RESERVED and package != OWN_PACKAGE:
+            info.errors.append(f"uses the entry-point name {name!r}, which is reserved for mmzoo's own parts; "
+                               "rename the entry point in its pyproject.toml")
+        elif name in seen:
+            info.errors.append(f"uses the entry-point name {name!r}, which another installed package already "
+                               "uses; uninstall one of them")
+        if info.errors:
+            warn(f"plugin {name!r} ({package}) skipped: {info.errors[-1]}")
+            continue
+        seen.add(name)
         try:
             pm.register(load(), name=name)
-        except Exception as exc:  # a broken plugin must never take the rest down
-            info.errors.append(f"failed to load {source}: {type(exc).__name__}: {exc}")
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # a broken plugin (even one calling sys.exit) must never take the rest down
+            info.errors.append(f"failed to load {source}: {_fault(exc)}")
             info.tracebacks.append(_failure(exc))
             warn(f"plugin {name!r} ({info.package}) skipped: {info.errors[-1]}")
     if wanted:
@@ -235,9 +272,9 @@ def load_zoo(on_warning: Callable[[str], None] | None = None) -> Zoo:
     except pluggy.PluginValidationError as exc:
         warn(str(exc))
     claims: dict = {}
-    by_name = {info.name: info for info in zoo.plugins}
+    by_name = {info.name: info for info in zoo.plugins if info.name in seen and info.ok}
     for hook_name, kind in HOOKS.items():
-        order = {info.name: i for i, info in enumerate(zoo.plugins)}
+        order = {name: i for i, name in enumerate(by_name)}
         impls = sorted(getattr(pm.hook, hook_name).get_hookimpls(), key=lambda impl: order[impl.plugin_name])
         for impl in impls:  # discovery order: builtin first, so its names win collisions
             info = by_name[impl.plugin_name]
@@ -245,8 +282,11 @@ def load_zoo(on_warning: Callable[[str], None] | None = None) -> Zoo:
                 print(f"mmzoo: trace: {impl.plugin_name}.{hook_name}(register)", file=sys.stderr)
             try:
                 impl.function(register=_make_register(kind, info, claims))
-            except Exception as exc:
-                info.errors.append(f"{hook_name} raised {type(exc).__name__}: {exc}")
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # SystemExit included: a plugin must not end mmzoo
+                info.errors.append(f"{hook_name} {_fault(exc)}" if isinstance(exc, SystemExit)
+                                   else f"{hook_name} raised {_fault(exc)}")
                 info.tracebacks.append(_failure(exc))
                 warn(f"plugin {info.name!r} ({info.package}): {info.errors[-1]}")
     _settle(zoo, claims, warn)

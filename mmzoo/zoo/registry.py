@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from mmzoo.zoo import schema
+from mmzoo import names
 from mmzoo.errors import RegistryError
+from mmzoo.zoo import safeyaml, schema
 from mmzoo.zoo.parts import Param
 from mmzoo.zoo.plugins import Zoo, get_zoo
 
@@ -73,29 +72,15 @@ class Registry:
             if (kind, name) in self.entries:
                 return self.entries[(kind, name)]
         known = sorted({n for _, n in self.entries})
-        raise RegistryError(f"no model or ensemble named {name!r} in {', '.join(self.files)}", hint=_suggest(name, known))
+        unread = "".join(f"; {p}" for p in self.problems[:3])  # a file that could not be read may hold it
+        raise RegistryError(f"no model or ensemble named {name!r} in {', '.join(self.files)}{unread}",
+                            hint=_suggest(name, known))
 
 
 def _suggest(name: str, known: list[str]) -> str:
     close = difflib.get_close_matches(name, known, n=1)
     listing = ", ".join(known[:12]) + (", ..." if len(known) > 12 else "")
     return (f"did you mean {close[0]!r}? " if close else "") + f"(known: {listing or 'none'})"
-
-
-def _lines(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dict[tuple, int]:
-    """Map every key path in a composed YAML document to its 1-based line."""
-    out = {} if out is None else out
-    out.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            key = key_node.value
-            out[path + (key,)] = key_node.start_mark.line + 1
-            _lines(value_node, path + (key,), out)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            out[path + (i,)] = item.start_mark.line + 1
-            _lines(item, path + (i,), out)
-    return out
 
 
 class _Checker:
@@ -216,16 +201,20 @@ class _Checker:
                     self.problem(entry, path + ("members",), "members: expected a non-empty list of model names")
                 else:
                     for i, member in enumerate(value):
-                        if member not in models:
+                        if not isinstance(member, str):
+                            self.problem(entry, path + ("members", i), f"member {i + 1} must be a model name, got a "
+                                         f"{type(member).__name__} ({member!r})")
+                        elif member not in models:
                             self.problem(entry, path + ("members", i), f"member {member!r} is not a model in the "
                                          f"registry; {_suggest(str(member), sorted(models))}")
                 spec["recipe"] = {"members": list(value) if isinstance(value, list) else []}
             else:
-                params = (Param("model", "str", help="the model to repeat"),
-                          Param("n", "int", 5, "how many members"))
+                if not isinstance(value, dict):
+                    self.problem(entry, path + (recipe,), f"{recipe}: expected a mapping such as "
+                                 f"{{model: MODEL, n: 5}}, got {type(value).__name__}")
                 resolved = self.params(entry, path + (recipe,), value if isinstance(value, dict) else {},
-                                       params, recipe)
-                if resolved.get("model") is not None and resolved["model"] not in models:
+                                       schema.RECIPE_PARAMS, recipe)
+                if isinstance(resolved.get("model"), str) and resolved["model"] not in models:
                     self.problem(entry, path + (recipe, "model"), f"{recipe}.model {resolved['model']!r} is not a "
                                  f"model in the registry; {_suggest(str(resolved['model']), sorted(models))}")
                 spec["recipe"] = {recipe: resolved}
@@ -233,36 +222,29 @@ class _Checker:
                                      schema.COMBINER_KEYS)
         if "resources" in raw:
             value = raw["resources"] if isinstance(raw["resources"], dict) else {}
+            if not isinstance(raw["resources"], dict):
+                self.problem(entry, path + ("resources",), "resources: expected a mapping such as {cpus: 1, gpus: 0}")
             spec["resources"] = self.params(entry, path + ("resources",), value, schema.RESOURCE_PARAMS, "resources")
         entry.spec = spec if entry.ok else None
 
 
 def _looks_like_path(value: str) -> bool:
-    return "/" in value or value.startswith(".") or Path(value).is_dir()
+    try:
+        return "/" in value or value.startswith(".") or Path(value).is_dir()
+    except (ValueError, OSError):  # a NUL byte or an over-long name is no folder
+        return False
 
 
 def _read(path: Path, zoo: Zoo, registry: Registry, origin: str, checkers: dict) -> None:
     name = str(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        registry.problems.append(Problem(name, 1, f"cannot read {origin}: {exc.strerror}"))
+    doc = safeyaml.read(path)
+    if isinstance(doc, safeyaml.Refusal):
+        registry.problems.append(Problem(name, doc.line, f"{origin}: {doc.message}"))
         return
-    try:
-        # One parse gives both the values and their line numbers; libyaml's loader when it is built in.
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
-        try:
-            node = loader.get_single_node()
-            data = loader.construct_document(node) if node is not None else {}
-        finally:
-            loader.dispose()
-        lines = _lines(node) if node is not None else {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else 1
-        what = getattr(exc, "problem", None) or str(exc)
-        registry.problems.append(Problem(name, line, f"malformed YAML: {what}; fix the syntax on this line"))
-        return
+    data, lines = doc.data, doc.lines
+    registry.problems.extend(Problem(name, d.line, d.message) for d in doc.duplicates)
+    if data is None:
+        data = {}
     if not isinstance(data, dict):
         registry.problems.append(Problem(name, 1, "expected a mapping with 'models:' and 'ensembles:'"))
         return
@@ -281,6 +263,14 @@ def _read(path: Path, zoo: Zoo, registry: Registry, origin: str, checkers: dict)
                           lines.get((section, entry_name), 1))
             if not isinstance(raw, dict):
                 checker.problem(entry, (section, entry_name), f"{kind} {entry_name!r}: expected a mapping")
+            bad_name = names.problem(entry_name)
+            if bad_name:
+                checker.problem(entry, (section, entry_name), f"{kind} name {bad_name}")
+            other = ("ensemble" if kind == "model" else "model", str(entry_name))
+            if other in registry.entries and registry.entries[other].file == name:
+                first = registry.entries[other]
+                checker.problem(entry, (section, entry_name), f"{kind} {entry_name!r}: the name is also used by the "
+                                f"{other[0]} on line {first.line}; give each a different name")
             # A later file's entry replaces an earlier one of the same name: user layers win.
             registry.entries[(kind, str(entry_name))] = entry
             checkers[(kind, str(entry_name))] = checker

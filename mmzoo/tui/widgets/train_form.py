@@ -24,10 +24,8 @@ def _parse(param: Param, text: str):
 def _validator(key: str) -> Function:
     """A validator from the schema's own Param, so the form and the registry check the same ranges."""
     param = next(p for p in TRAIN_PARAMS if p.name == key)
-    bounds = [f">= {param.min:g}" if param.min is not None else "", f"<= {param.max:g}" if param.max is not None else ""]
     what = "a whole number" if param.type == "int" else "a number"
-    described = f"{key.replace('_', ' ')} must be {what}" + (f" ({', '.join(b for b in bounds if b)})" if any(bounds)
-                                                          else "")
+    described = f"{key.replace('_', ' ')} must be {what}" + (f" ({param.range_text()})" if param.range_text() else "")
 
     def ok(text: str) -> bool:
         value = _parse(param, text)

@@ -1,0 +1,130 @@
+"""Bad dataset folders: every one is a problem with its file and line; data that cannot train honestly is refused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from badinput import assert_refused, run, workspace  # noqa: F401
+from PIL import Image
+
+
+def folder(ws, rows: list[dict] | None = None, *, images: int = 4, name: str = "data"):
+    """A dataset folder with ``images`` tiny PNGs (img/0.png ...) and, when given, manifest.jsonl rows."""
+    root = ws.root / name
+    (root / "img").mkdir(parents=True)
+    for i in range(images):
+        Image.new("RGB", (4, 4), (40 * i, 0, 0)).save(root / "img" / f"{i}.png")
+    if rows is not None:
+        (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root
+
+
+def rows(n: int, labels=("cat", "dog"), split=None) -> list[dict]:
+    out = [{"text": f"t{i}", "image": f"img/{i % 4}.png", "label": labels[i % len(labels)]} for i in range(n)]
+    for i, row in enumerate(out):
+        if split:
+            row["split"] = split(i)
+    return out
+
+
+SPLIT_ALL = lambda i: ("train", "train", "val", "val", "test", "test")[i % 6]  # noqa: E731
+
+
+def test_a_good_folder_passes(ws, capsys):
+    data = folder(ws, rows(12, split=SPLIT_ALL))
+    result = run(capsys, "data", "check", data)
+    assert result.rc == 0 and "ok" in result.out, result.err
+
+
+@pytest.mark.parametrize("image", ["../outside.png", "img/../../outside.png"])
+def test_image_paths_climbing_out_are_refused_with_their_line(ws, capsys, image):
+    Image.new("RGB", (4, 4)).save(ws.root / "outside.png")
+    data = folder(ws, rows(12, split=SPLIT_ALL)[:2] + [{"text": "x", "image": image, "label": "cat"}])
+    ws.freeze()
+    assert_refused(run(capsys, "data", "check", data), "manifest.jsonl:3:", "outside the dataset folder")
+    ws.assert_unchanged()
+
+
+def test_absolute_image_paths_are_refused(ws, capsys):
+    Image.new("RGB", (4, 4)).save(ws.root / "outside.png")
+    data = folder(ws, [{"text": "x", "image": str(ws.root / "outside.png"), "label": "cat"}])
+    assert_refused(run(capsys, "data", "check", data), "manifest.jsonl:1:", "outside the dataset folder")
+
+
+def test_symlinks_out_of_the_folder_are_refused_but_inside_ones_are_fine(ws, capsys, monkeypatch):
+    Image.new("RGB", (4, 4)).save(ws.root / "outside.png")
+    data = folder(ws, rows(12, split=SPLIT_ALL))
+    (data / "img" / "out.png").symlink_to(ws.root / "outside.png")
+    (data / "img" / "in.png").symlink_to(data / "img" / "0.png")
+    lines = rows(12, split=SPLIT_ALL)
+    lines[4]["image"], lines[5]["image"] = "img/out.png", "img/in.png"
+    (data / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    result = run(capsys, "data", "check", data)
+    assert_refused(result, "manifest.jsonl:5:", "outside the dataset folder")
+    assert "manifest.jsonl:6:" not in result.err + result.out
+    monkeypatch.setenv("MMZOO_ALLOW_IMAGES_OUTSIDE", "1")  # the documented way to mean it
+    assert run(capsys, "data", "check", data).rc == 0
+
+
+@pytest.mark.parametrize("raw,line,says", [
+    ('{"text": "a", "image": "img/0.png", "label": "cat"}\n'.encode("utf-16"), 1, "UTF-16"),
+    (b'{"text": "a", "image": "img/0.png", "label": "cat"}\n{"text": "b", "image": "img/1.png", '
+     b'"label": "d\xf6g"}\n', 2, "not UTF-8"),
+    (b'{"text": "a", "image": "img/0.png", "label": ' + b"[" * 100000 + b"\n", 1, "nested too deeply"),
+])
+def test_undecodable_or_deep_jsonl_is_a_line_numbered_problem(ws, capsys, raw, line, says):
+    data = folder(ws)
+    (data / "manifest.jsonl").write_bytes(raw)
+    assert_refused(run(capsys, "data", "check", data), f"manifest.jsonl:{line}:", says)
+
+
+def test_an_unterminated_csv_quote_is_reported_where_it_starts(ws, capsys):
+    data = folder(ws)
+    (data / "manifest.csv").write_text('text,image,label\na,img/0.png,cat\n"b,img/1.png,dog\nc,img/2.png,cat\n')
+    assert_refused(run(capsys, "data", "check", data), "manifest.csv:3:", "never closed")
+
+
+def test_a_utf16_labels_file_is_a_problem(ws, capsys):
+    data = folder(ws, rows(12, split=SPLIT_ALL))
+    (data / "labels.txt").write_bytes("cat\ndog\n".encode("utf-16"))
+    assert_refused(run(capsys, "data", "check", data), "labels.txt:1:", "UTF-16")
+
+
+@pytest.mark.parametrize("case,says", [
+    ("one class", "1 class (only 'cat')"),
+    ("no val", "the val split is empty"),
+    ("no test", "the test split is empty"),
+])
+def test_data_that_cannot_be_evaluated_is_reported_and_refused_by_train(ws, capsys, case, says):
+    lines = {
+        "one class": rows(12, labels=("cat",), split=SPLIT_ALL),
+        "no val": rows(12, split=lambda i: "train" if i % 2 == 0 or i < 4 else "test"),
+        "no test": rows(12, split=lambda i: ("train", "train", "val", "val")[i % 4]),
+    }[case]
+    data = folder(ws, lines)
+    assert_refused(run(capsys, "data", "check", data), "manifest.jsonl:", says)
+    ws.freeze()
+    result = run(capsys, "train", "digits_text", "--dataset", data, "--epochs", "1", "--out", ws.out)
+    assert_refused(result, "cannot be trained and evaluated honestly", says, "mmzoo data check")
+    assert not ws.out.exists()
+    ws.assert_unchanged()
+
+
+def test_a_label_only_in_test_is_a_warning(ws, capsys):
+    lines = rows(12, split=SPLIT_ALL) + [{"text": "x", "image": "img/0.png", "label": "bird", "split": "test"}]
+    data = folder(ws, lines)
+    result = run(capsys, "data", "check", data)
+    assert result.rc == 0 and "Traceback" not in result.err
+    assert "warning: label(s) 'bird' occur in test but never in train" in result.out
+    assert "1 warning(s)" in result.err
+
+
+def test_the_trainer_refuses_a_one_class_dataset_from_the_library_too(ws):
+    from mmzoo.data import Dataset, Sample
+    from mmzoo.data.checks import require_trainable
+    from mmzoo.errors import DataError
+
+    samples = [Sample(str(i), "t", None, {"y": "a"}, split) for i, split in enumerate(("train", "val", "test"))]
+    with pytest.raises(DataError, match="only 'a'"):
+        require_trainable(Dataset("one", samples, {"y": ["a"]}, "y"))
