@@ -92,6 +92,21 @@ def find_reusable(member: Member, fingerprint: str, root: Path | None) -> Run | 
     return None
 
 
+def find_resumable(member: Member, fingerprint: str, root: Path | None) -> Run | None:
+    """The newest interrupted or cancelled run of exactly this member (a killed ensemble's orphan), if any.
+
+    A run another process still trains reads ``running``, not ``interrupted``, so it is never taken.
+    """
+    for run in reversed(list_runs(root)):
+        if run.model != member.folder or run.problem or run.status.get("state") not in ("interrupted", "cancelled"):
+            continue
+        spec = run.spec
+        if (spec.get("kind") != "ensemble" and spec.get("model") == member.spec
+                and spec["data"]["fingerprint"] == fingerprint and spec.get("resample") == member.resample):
+            return run
+    return None
+
+
 def plan_members(ensemble: dict, resolve, datasets: _Datasets) -> list[Member]:
     """The members of a members/seeds/bagging recipe (boosting is planned round by round)."""
     kind, value = next(iter(ensemble["recipe"].items()))
@@ -139,8 +154,13 @@ def obtain(member: Member, datasets: _Datasets, *, out, device: str, say) -> tup
     if run is not None:
         say(f"{member.folder}: reusing finished run {run.name}")
         return run, True
-    say(f"{member.folder}: training" + (f" ({member.note})" if member.note else ""))
     options = member_options(member, out=out, device=device, quiet=not sys.stderr.isatty())
+    orphan = find_resumable(member, datasets.get(member.spec).fingerprint, out)
+    if orphan is not None:  # a killed ensemble left it half-trained: continue it rather than start over
+        say(f"{member.folder}: resuming interrupted run {orphan.name}")
+        options.resume = str(orphan.path)
+    else:
+        say(f"{member.folder}: training" + (f" ({member.note})" if member.note else ""))
     return train(member.spec, options), False
 
 
@@ -167,6 +187,7 @@ def train_predictions(run: Run, datasets: _Datasets, device: str):
     ids = [s.id for s in data.samples]
     atomic.save_arrays(run.path / "probs_train.safetensors", {"probs": probs, "labels": labels.astype(np.int64)},
                        metadata={"ids": json.dumps(ids), "classes": json.dumps(spec["data"]["classes"])})
+    run.record_digests("probs_train.safetensors")
     return probs, labels, ids
 
 

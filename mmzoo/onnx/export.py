@@ -2,11 +2,14 @@
 
 Everything is built in a hidden temporary folder inside the output folder and only
 renamed into place after every parity check has passed, so a failed export leaves
-nothing behind (not even the output folder, when the export created it).
+nothing behind: it removes only what it wrote, and the folders it created if they are
+empty (another export may have finished a file there meanwhile). A killed export's work
+folder carries its pid, and the next export into that folder removes it (mmzoo.runlock).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -15,9 +18,9 @@ from pathlib import Path
 
 import onnx
 
-from mmzoo import atomic
+from mmzoo import atomic, runlock
 from mmzoo.errors import ExportError
-from mmzoo.onnx import graphs, merge, parity
+from mmzoo.onnx import graphs, merge, parity, selfcheck
 from mmzoo.onnx import metadata as md
 from mmzoo.onnx.runtime import make_session
 
@@ -101,19 +104,25 @@ def export_run(run, out_dir: str | Path, opset: int = graphs.DEFAULT_OPSET, prec
     source = load_source(run)
     val, labels = source.validation(samples)
     ref = parity.reference(source, val, labels)
+    for note in selfcheck.check_stored(source, val, ref, f"{run.name} ({source.kind})"):
+        say(note)
     out_dir = Path(out_dir).absolute()
-    created = next((p for p in reversed([out_dir, *out_dir.parents]) if not p.exists()), None)
+    created = [p for p in [out_dir, *out_dir.parents] if not p.exists()]  # deepest first
+    runlock.sweep(out_dir)  # work folders and staged files of killed exports
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=".mmzoo-export-", dir=out_dir))
+        work = Path(tempfile.mkdtemp(prefix=f".mmzoo-export-{os.getpid()}-", dir=out_dir))
     except OSError as exc:
         raise ExportError(f"cannot write to {out_dir}: {exc.strerror}", hint="pass a writable -o DIR") from None
     try:
         result = _export(source, ref, work, out_dir, opset, precision, say, strict)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
-        if created is not None:  # the export made these folders, so a failed export removes them
-            shutil.rmtree(created, ignore_errors=True)
+        for folder in created:  # the export made these folders: remove them only if nothing else is inside
+            try:
+                folder.rmdir()
+            except OSError:
+                break
         raise
     shutil.rmtree(work, ignore_errors=True)
     result["seconds"] = time.perf_counter() - started

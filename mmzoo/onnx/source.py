@@ -167,6 +167,7 @@ def load_source(run: Run) -> Source:
 def _load_combiner(run: Run, members: int, classes: int):
     from mmzoo.combiners.base import Combiner
 
+    run.verify("spec.yaml", "combiner.safetensors")  # against the digests recorded when the ensemble was built
     combiner = Combiner.load(run.path / "combiner.safetensors").eval()
     if (combiner.num_members, combiner.num_classes) != (members, classes):
         raise RunError(f"{run.name}: its combiner expects {combiner.num_members} members and "
