@@ -156,7 +156,10 @@ class Run:
             file = self.path / name
             if not file.is_file():
                 raise RunError(f"{file} is missing", hint=f"the run folder is damaged; {resume_hint(self)}")
-            got = file_digest(file)
+            try:
+                got = file_digest(file)
+            except OSError as exc:
+                raise RunError(f"{file} cannot be read ({exc.strerror})", hint=resume_hint(self)) from None
             if got != want:
                 raise RunError(f"{file} was changed or damaged after it was written (sha256 {got[:12]}..., "
                                f"recorded {want[:12]}... in digests.json)",
@@ -291,6 +294,7 @@ def new_run(model: str, root: Path | None = None) -> Run:
         path = root / model / (stamp if n == 0 else f"{stamp}-{n}")
         try:
             path.mkdir(parents=True, exist_ok=False)
+            runlock.sweep_runs(root)  # temp files that killed writers left in any run folder here
             return Run(path)
         except FileExistsError:
             continue

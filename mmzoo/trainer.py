@@ -148,6 +148,7 @@ def _train(spec: dict, options: Options, ctx: distributed.Context, held: context
         _check_resumable(run, options)
         if ctx.is_main:  # one trainer per run; the lock is dropped when this process ends, however it ends
             held.enter_context(runlock.hold(run.path, run.name))
+            runlock.sweep_runs(run.path.parent.parent)  # what killed writers left (new_run sweeps for new runs)
         if run.finished:  # checked under the lock: another process may just have finished it
             raise TrainingError(f"{run.name} already finished; nothing to resume")
         spec = run.spec["model"]
@@ -160,8 +161,6 @@ def _train(spec: dict, options: Options, ctx: distributed.Context, held: context
         run, ckpt = ctx.shared_run(lambda: runs.new_run(options.run_name or spec["name"], options.out)), None
         if ctx.is_main:
             held.enter_context(runlock.hold(run.path, run.name))
-    if ctx.is_main:  # leftovers of killed runs and exports' writers, only those whose writer is dead
-        runlock.sweep_runs(run.path.parent.parent)
     tcfg, task = spec["train"], spec["task"]
     seed_everything(tcfg["seed"])
     device = ctx.device
@@ -307,6 +306,7 @@ def _early_stopped(progress: dict, tcfg: dict) -> bool:
 def _check_resumable(run, options: Options) -> None:
     """Refuse what `train --resume` cannot continue exactly: ensembles, and members trained on resampled data."""
     spec = run.spec
+    run.verify("spec.yaml")  # a spec edited since training would silently train something else
     if spec.get("kind") == "ensemble":
         raise TrainingError(f"{run.name} is an ensemble run; `mmzoo train --resume` continues model runs only",
                             hint=runs.resume_hint(run))
