@@ -86,6 +86,15 @@ def _restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict, meta: di
 
 def save(folder: Path, model, best_state: dict, optimizer, progress: dict) -> None:
     """Write checkpoint ``epoch-NNNN`` and point LATEST at it; the older checkpoints it replaces are removed."""
+    try:
+        _save(folder, model, best_state, optimizer, progress)
+    except OSError as exc:  # a full disk, or a checkpoints/ or LATEST that is not what mmzoo wrote
+        raise RunError(f"cannot write the checkpoint of epoch {progress['epoch']} into {folder}: "
+                       f"{exc.strerror or exc}", hint="free disk space, or move the damaged path out of the way, "
+                       "then resume the run") from None
+
+
+def _save(folder: Path, model, best_state: dict, optimizer, progress: dict) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     epoch = progress["epoch"]
     name = f"epoch-{epoch:04d}"
@@ -158,7 +167,7 @@ def _damaged(file: Path, exc: BaseException) -> RunError:
 def _progress(file: Path) -> dict:
     try:
         meta = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise _damaged(file, exc) from None
     if not isinstance(meta, dict):
         raise _damaged(file, ValueError(f"holds a {type(meta).__name__}, not an object"))

@@ -58,7 +58,7 @@ class Run:
             return {}
         try:
             data = json.loads(file.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise RunError(f"{file} is corrupt ({exc})", hint="delete the run folder or retrain it") from None
         if not isinstance(data, dict):
             raise RunError(f"{file} is corrupt (holds a {type(data).__name__}, not an object)",
@@ -73,7 +73,7 @@ class Run:
             raise RunError(f"{self.path} is not a run folder (no spec.yaml)")
         try:
             spec = yaml.safe_load(file.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as exc:
             detail = " ".join(str(exc).split())[:300]
             raise RunError(f"{file} cannot be read ({detail})", hint=BROKEN_HINT) from None
         problem = spec_problem(spec)

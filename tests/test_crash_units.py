@@ -171,3 +171,14 @@ def test_dead_runs_read_interrupted_and_the_newest_finished_run_is_taken(tmp_pat
 ])
 def test_spec_problems_are_named(spec, problem):
     assert problem in spec_problem(spec)
+
+
+def test_a_latest_that_is_a_folder_is_reported_not_followed(tmp_path):
+    save_epoch(tmp_path, 1)
+    (tmp_path / "LATEST").unlink()
+    (tmp_path / "LATEST").mkdir()
+    found, note = checkpoint.find_latest(tmp_path)
+    assert found == tmp_path / "epoch-0001" and "unreadable" in note
+    with pytest.raises(RunError, match="cannot write the checkpoint of epoch 2"):
+        save_epoch(tmp_path, 2)
+    assert checkpoint.complete(tmp_path / "epoch-0001")  # nothing it did not replace was removed
