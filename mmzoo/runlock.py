@@ -122,7 +122,10 @@ def hold(folder: Path, what: str, wait: float = 2.0) -> Iterator[dict]:
     ``wait`` covers a reader's momentary probe (``lock_held``); a trainer holds the lock far longer.
     """
     path = Path(folder) / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise RunError(f"cannot lock {what}: {path}: {exc.strerror}", hint="the run folder must be writable") from None
     deadline = time.monotonic() + wait
     while True:
         try:
