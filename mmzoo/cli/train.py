@@ -74,13 +74,13 @@ def _summary(metrics: dict) -> dict:
 
 
 def cmd_eval(args) -> int:
-    from mmzoo.runs.folders import find_run
+    from mmzoo.runs.folders import find_run, resume_hint
     from mmzoo.train.metrics import classification_report
 
     run = find_run(args.run, args.out)
     if not run.finished:
-        raise TrainingError(f"{run.name} is {run.status.get('state')}, not finished",
-                            hint=f"resume it with `mmzoo train --resume {run.path}`")
+        raise TrainingError(f"{run.name} is {run.status.get('state')}, not finished", hint=resume_hint(run))
+    run.verify()  # weights and predictions against the digests recorded when they were written
     m = run.metrics[args.split]
     if args.json:
         emit_json({"run": run.name, "split": args.split, **m})
@@ -97,15 +97,9 @@ def cmd_eval(args) -> int:
 
 
 def cmd_runs(args) -> int:
-    from mmzoo.runs.folders import list_runs
+    from mmzoo.runs.folders import list_runs, summary_row
 
-    rows = []
-    for run in list_runs(args.out):
-        metrics = run.metrics if run.finished else {}
-        test = metrics.get("test", {})
-        rows.append({"run": run.name, "state": run.status.get("state"), "dataset": run.spec["data"]["dataset"],
-                     "test_accuracy": test.get("accuracy"), "test_macro_f1": test.get("macro_f1"),
-                     "train_seconds": metrics.get("train_seconds")})
+    rows = [summary_row(run) for run in list_runs(args.out)]
     if args.json:
         emit_json(rows)
         return 0
@@ -116,6 +110,11 @@ def cmd_runs(args) -> int:
     print(table([(r["run"], r["state"], r["dataset"], fmt(r["test_accuracy"], ".4f"), fmt(r["test_macro_f1"], ".4f"),
                   fmt(r["train_seconds"], ".1f")) for r in rows],
                 ("run", "state", "dataset", "test acc", "macro-F1", "train s"), "lllrrr"))
+    for r in rows:
+        if r["state"] == "broken":
+            err(f"broken: {r['path']}: {r['error']}")
+        elif r.get("hint"):
+            err(f"interrupted: {r['run']}: {r['hint']}")
     return 0
 
 

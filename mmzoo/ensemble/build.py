@@ -228,4 +228,5 @@ def _write_files(run, spec, runs, data, combiner, combined, probs, metrics, note
                             "errors": np.asarray(boosting["errors"], dtype=np.float64)},
                            metadata={"train_ids": json.dumps(boosting["train_ids"]),
                                      "members": json.dumps([r.name for r in runs])})
+    run.record_digests("spec.yaml", "combiner.safetensors", *(f"probs_{split}.safetensors" for split in SPLITS))
     atomic.write_json(run.path / "metrics.json", metrics)

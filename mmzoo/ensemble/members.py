@@ -72,20 +72,18 @@ def find_reusable(member: Member, fingerprint: str, root: Path | None) -> Run | 
 
 
 def find_resumable(member: Member, fingerprint: str, root: Path | None) -> Run | None:
-    """The newest interrupted run of this very member (its folder, spec, data and resample) with a checkpoint.
+    """The newest interrupted or cancelled run of exactly this member, if any.
 
-    An ensemble that was cancelled or killed part-way resumes its member from there on the next run,
-    instead of training it again from scratch.
+    An ensemble that was cancelled (in the TUI) or killed part-way resumes its member from there on the
+    next run, instead of training it again from scratch. A run another process still trains reads
+    ``running``, not ``interrupted``, so it is never taken.
     """
     for run in reversed(list_runs(root)):
-        if run.model != member.folder or run.finished or not (run.path / "checkpoints" / "LATEST").exists():
+        if run.model != member.folder or run.problem or run.status.get("state") not in ("interrupted", "cancelled"):
             continue
-        try:
-            spec = run.spec
-        except RunError:
-            continue
-        if (spec.get("model") == member.spec and spec.get("data", {}).get("fingerprint") == fingerprint
-                and spec.get("resample") == member.resample):
+        spec = run.spec
+        if (spec.get("kind") != "ensemble" and spec.get("model") == member.spec
+                and spec["data"]["fingerprint"] == fingerprint and spec.get("resample") == member.resample):
             return run
     return None
 

@@ -88,6 +88,7 @@ def train_predictions(run: Run, datasets: Datasets, device: str):
     ids = [s.id for s in data.samples]
     atomic.save_arrays(run.path / "probs_train.safetensors", {"probs": probs, "labels": labels.astype(np.int64)},
                        metadata={"ids": json.dumps(ids), "classes": json.dumps(spec["data"]["classes"])})
+    run.record_digests("probs_train.safetensors")
     return probs, labels, ids
 
 

@@ -2,11 +2,14 @@
 
 Everything is built in a hidden temporary folder inside the output folder and only
 renamed into place after every parity check has passed, so a failed export leaves
-nothing behind (not even the output folder, when the export created it).
+nothing behind: it removes only what it wrote, and the folders it created if they are
+empty (another export may have finished a file there meanwhile). A killed export's work
+folder carries its pid, and the next export into that folder removes it (mmzoo.runs.lock).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -17,9 +20,10 @@ import onnx
 
 from mmzoo import atomic
 from mmzoo.errors import ExportError
-from mmzoo.onnx import graphs, parity, rawimage, shared
+from mmzoo.onnx import graphs, parity, rawimage, selfcheck, shared
 from mmzoo.onnx import metadata as md
 from mmzoo.onnx.runtime import make_session
+from mmzoo.runs import lock as runlock
 
 PRECISIONS = ("fp32", "int8", "fp16")
 MIN_OPSET, MAX_OPSET = 13, 20
@@ -153,11 +157,14 @@ def export_run(run, out_dir: str | Path, opset: int | None = None, precision: st
                           hint="export without --raw-image")
     val, labels = source.validation(samples or DEFAULT_SAMPLES)
     ref = parity.reference(source, val, labels)
+    for note in selfcheck.check_stored(source, val, ref, f"{run.name} ({source.kind})"):
+        say(note)
     out_dir = Path(out_dir).absolute()
-    created = next((p for p in reversed([out_dir, *out_dir.parents]) if not p.exists()), None)
+    created = [p for p in [out_dir, *out_dir.parents] if not p.exists()]  # deepest first
+    runlock.sweep(out_dir)  # work folders and staged files of killed exports
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=".mmzoo-export-", dir=out_dir))
+        work = Path(tempfile.mkdtemp(prefix=f".mmzoo-export-{os.getpid()}-", dir=out_dir))
     except OSError as exc:
         raise ExportError(f"cannot write to {out_dir}: {exc.strerror}", hint="pass a writable -o DIR") from None
     try:
@@ -165,8 +172,11 @@ def export_run(run, out_dir: str | Path, opset: int | None = None, precision: st
                          {"raw_image": raw_image, "sidecar": sidecar, "fixture": fixture})
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
-        if created is not None:  # the export made these folders, so a failed export removes them
-            shutil.rmtree(created, ignore_errors=True)
+        for folder in created:  # the export made these folders: remove them only if nothing else is inside
+            try:
+                folder.rmdir()
+            except OSError:
+                break
         raise
     shutil.rmtree(work, ignore_errors=True)
     result["seconds"] = time.perf_counter() - started

@@ -169,6 +169,7 @@ def _load_combiner(run: Run, members: int, classes: int):
     from mmzoo.zoo.provenance import require
 
     require(run.spec.get("plugins"), f"ensemble run {run.name}")
+    run.verify("spec.yaml", "combiner.safetensors")  # against the digests recorded when the ensemble was built
     combiner = Combiner.load(run.path / "combiner.safetensors").eval()
     if (combiner.num_members, combiner.num_classes) != (members, classes):
         raise RunError(f"{run.name}: its combiner expects {combiner.num_members} members and "

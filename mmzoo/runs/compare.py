@@ -1,10 +1,15 @@
-"""Provides run comparison: metrics side by side and each fusion's gain over its own baselines."""
+"""Provides run comparison: metrics side by side and each fusion's gain over its own baselines.
+
+A run folder that cannot be read is never a baseline candidate; naming one to compare is a
+RunError with its path and reason, so one damaged run does not stop comparing the others.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from mmzoo.runs.folders import Run, list_runs
+from mmzoo.errors import RunError
+from mmzoo.runs.folders import BROKEN_HINT, Run, list_runs
 
 
 def _encoder_key(entry: dict | None) -> str | None:
@@ -26,7 +31,10 @@ def _member_totals(spec: dict) -> tuple[int, int, float]:
     """An ensemble's parameters, trained parameters and training time: the sums over its members."""
     totals = [0, 0, 0.0]
     for member in spec.get("members", []):
-        metrics = Run(Path(member["path"])).metrics
+        try:
+            metrics = Run(Path(member["path"])).metrics
+        except RunError:
+            continue  # a damaged member adds nothing it cannot show
         for i, key in enumerate(("parameters", "trainable_parameters", "train_seconds")):
             totals[i] += metrics.get(key, 0)
     return totals[0], totals[1], totals[2]
@@ -48,7 +56,11 @@ def find_baseline(run: Run, modality: str, pool: list[Run]) -> Run | None:
 
 
 def compare_runs(selected: list[Run], root: Path | None = None) -> list[dict]:
-    pool = selected + [r for r in list_runs(root) if r.path not in {s.path for s in selected}]
+    for run in selected:
+        problem = run.problem
+        if problem:
+            raise RunError(f"cannot compare {run.name}: {problem}", hint=BROKEN_HINT)
+    pool = selected + [r for r in list_runs(root) if r.path not in {s.path for s in selected} and not r.problem]
     rows = []
     for run in selected:
         spec, metrics = run.spec, run.metrics
@@ -64,6 +76,6 @@ def compare_runs(selected: list[Run], root: Path | None = None) -> list[dict]:
                 base = find_baseline(run, modality, pool)
                 if base is not None:
                     row[f"{modality}_baseline"] = base.name
-                    row[f"gain_vs_{modality}"] = row["accuracy"] - base.metrics["test"]["accuracy"]
+                    row[f"gain_vs_{modality}"] = row["accuracy"] - base.metrics.get("test", {}).get("accuracy", float("nan"))
         rows.append(row)
     return rows

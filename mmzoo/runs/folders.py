@@ -6,14 +6,23 @@
         metrics.json           val and test metrics, timing, parameter counts
         history.jsonl          one line per epoch
         probs_val.safetensors  predicted probabilities + labels on val (and probs_test on test)
-        status.json            running | finished | failed | cancelled
+        status.json            running | finished | failed | cancelled, and who runs it (pid, host)
+        digests.json           sha256 of spec.yaml, weights and predictions, recorded as each is written
         checkpoints/           LATEST names the last complete checkpoint folder
+        .lock                  held (flock) while a process trains the run; see mmzoo.runs.lock
+
+A run whose status says running but whose owner is gone reads as ``interrupted``. A run
+folder that cannot be read (a malformed or hand-edited spec.yaml, a corrupt status) is
+listed as broken with the file and the reason; it never stops the others from listing.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
+import socket
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -23,6 +32,7 @@ import yaml
 
 from mmzoo import atomic
 from mmzoo.errors import RunError
+from mmzoo.runs import lock as runlock
 
 DEFAULT_ROOT = Path(os.environ.get("MMZOO_RUNS", "runs"))
 
@@ -48,9 +58,13 @@ class Run:
         if not file.exists():
             return {}
         try:
-            return json.loads(file.read_text())
-        except json.JSONDecodeError as exc:
-            raise RunError(f"{file} is corrupt ({exc}); delete the run or retrain it") from exc
+            data = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise RunError(f"{file} is corrupt ({exc})", hint="delete the run folder or retrain it") from None
+        if not isinstance(data, dict):
+            raise RunError(f"{file} is corrupt (holds a {type(data).__name__}, not an object)",
+                           hint="delete the run folder or retrain it")
+        return data
 
     @cached_property
     def spec(self) -> dict:
@@ -58,7 +72,28 @@ class Run:
         file = self.path / "spec.yaml"
         if not file.exists():
             raise RunError(f"{self.path} is not a run folder (no spec.yaml)")
-        return yaml.safe_load(file.read_text())
+        try:
+            spec = yaml.safe_load(file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as exc:
+            detail = " ".join(str(exc).split())[:300]
+            raise RunError(f"{file} cannot be read ({detail})", hint=BROKEN_HINT) from None
+        problem = spec_problem(spec)
+        if problem:
+            raise RunError(f"{file}: {problem}", hint=BROKEN_HINT)
+        return spec
+
+    @property
+    def problem(self) -> str | None:
+        """Why this folder cannot be used (spec.yaml, status.json or metrics.json unreadable), or None."""
+        try:
+            _ = self.spec  # raises RunError naming the problem
+            self._json("status.json")
+            if self.finished:
+                self._json("metrics.json")
+            self.verify("spec.yaml")
+        except RunError as exc:
+            return exc.message
+        return None
 
     @property
     def metrics(self) -> dict:
@@ -66,7 +101,22 @@ class Run:
 
     @property
     def status(self) -> dict:
-        return self._json("status.json") or {"state": "unknown"}
+        """status.json; a run recorded as running whose owner is gone reads ``interrupted``."""
+        try:
+            status = self._json("status.json") or {"state": "unknown"}
+        except RunError as exc:
+            return {"state": "broken", "error": exc.message}
+        if status.get("state") == "running" and self._owner_gone(status):
+            return {**status, "state": "interrupted", "recorded_state": "running"}
+        return status
+
+    def _owner_gone(self, status: dict) -> bool:
+        if status.get("host") not in (None, socket.gethostname()):
+            return False  # trained on another machine: its processes are not visible from here
+        held = runlock.lock_held(self.path)
+        if held is not None:
+            return not held
+        return runlock.alive(status) is False
 
     @property
     def finished(self) -> bool:
@@ -76,10 +126,46 @@ class Run:
         file = self.path / "history.jsonl"
         if not file.exists():
             return []
-        return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+        try:
+            return [json.loads(line) for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise RunError(f"{file} is corrupt ({exc})", hint="delete the run folder or retrain it") from None
 
     def set_status(self, state: str, **extra) -> None:
-        atomic.write_json(self.path / "status.json", {"state": state, "time": time.time(), **extra})
+        owner = runlock.owner() if state == "running" else {}  # who runs it, so a dead run reads interrupted
+        atomic.write_json(self.path / "status.json", {"state": state, "time": time.time(), **owner, **extra})
+
+    def record_digests(self, *names: str) -> None:
+        """Record the sha256 of files just written into digests.json; ``verify`` checks them on load."""
+        digests = self._digests()
+        digests.update({name: file_digest(self.path / name) for name in names})
+        atomic.write_json(self.path / "digests.json", digests)
+
+    def _digests(self) -> dict:
+        try:
+            return self._json("digests.json")
+        except RunError:
+            return {}  # a damaged record is rebuilt by the next write; verify() reports it
+
+    def verify(self, *names: str) -> None:
+        """RunError naming the file when it differs from the digest recorded at write time (all when no names)."""
+        recorded = self._json("digests.json")
+        for name in names or tuple(recorded):
+            want = recorded.get(name)
+            if not isinstance(want, str):
+                continue  # written before digests were recorded, or not recorded for this run
+            file = self.path / name
+            if not file.is_file():
+                raise RunError(f"{file} is missing", hint=f"the run folder is damaged; {resume_hint(self)}")
+            try:
+                got = file_digest(file)
+            except OSError as exc:
+                raise RunError(f"{file} cannot be read ({exc.strerror})", hint=resume_hint(self)) from None
+            if got != want:
+                raise RunError(f"{file} was changed or damaged after it was written (sha256 {got[:12]}..., "
+                               f"recorded {want[:12]}... in digests.json)",
+                               hint="restore the file from a backup, or retrain the run; mmzoo does not load "
+                                    "weights or predictions that differ from what training wrote")
 
     def probabilities(self, split: str):
         """(probs (N, C) float32, labels (N,) int64, ids list) from probs_<split>.safetensors."""
@@ -89,10 +175,117 @@ class Run:
         file = self.path / f"probs_{split}.safetensors"
         if not file.exists():
             raise RunError(f"{self.name} has no {split} predictions ({file.name} missing); is the run finished?")
-        arrays = load_file(str(file))
-        with safe_open(str(file), "np") as fh:
-            meta = fh.metadata() or {}
-        return arrays["probs"], arrays["labels"], json.loads(meta.get("ids", "[]"))
+        self.verify(file.name)
+        try:
+            arrays = load_file(str(file))
+            with safe_open(str(file), "np") as fh:
+                meta = fh.metadata() or {}
+            probs, labels, ids = arrays["probs"], arrays["labels"], json.loads(meta.get("ids", "[]"))
+            if probs.ndim != 2 or labels.shape != (len(probs),) or (ids and len(ids) != len(probs)):
+                raise ValueError(f"probs {probs.shape}, labels {labels.shape}, {len(ids)} ids do not line up")
+        except Exception as exc:  # safetensors raises its own error types for truncated files
+            raise RunError(f"{file} is damaged ({' '.join(str(exc).split())[:200]})",
+                           hint=f"retrain {self.name}" + (" (rebuild the ensemble)" if self._is_ensemble() else "")
+                           ) from None
+        return probs, labels, ids
+
+    def _is_ensemble(self) -> bool:
+        try:
+            return self.spec.get("kind") == "ensemble"
+        except RunError:
+            return False
+
+
+BROKEN_HINT = "restore the file from a backup, or delete the run folder; `mmzoo runs` lists it as broken"
+
+
+def file_digest(path: Path) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def _problem_in(value, path: str, shape: dict) -> str | None:
+    for key, kind in shape.items():
+        item = value.get(key)
+        if not isinstance(item, kind) or isinstance(item, bool):
+            names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+            return f"{path}{key} is {'missing' if key not in value else repr(item)[:60]}, expected a {names}"
+    return None
+
+
+def spec_problem(spec) -> str | None:
+    """What makes a loaded spec.yaml unusable (the fields every command relies on), or None."""
+    if not isinstance(spec, dict):
+        return f"holds a {type(spec).__name__}, not a mapping"
+    if not isinstance(spec.get("data"), dict):
+        return "data is missing or not a mapping"
+    data = spec["data"]
+    problem = _problem_in(data, "data.", {"dataset": str, "fingerprint": str, "label_set": str, "classes": list})
+    if problem:
+        return problem
+    if not data["classes"] or not all(isinstance(c, str) for c in data["classes"]):
+        return "data.classes must be a non-empty list of class names"
+    if spec.get("kind") == "ensemble":
+        problem = _problem_in(spec, "", {"ensemble": dict, "combiner": dict, "members": list})
+        if problem or _problem_in(spec["combiner"], "combiner.", {"name": str}):
+            return problem or _problem_in(spec["combiner"], "combiner.", {"name": str})
+        for k, member in enumerate(spec["members"]):
+            if not isinstance(member, dict) or _problem_in(member, "", {"name": str, "path": str}):
+                return f"members[{k}] must be a mapping with a name and a path"
+        return None
+    if not isinstance(spec.get("model"), dict):
+        return "model is missing or not a mapping"
+    model = spec["model"]
+    problem = _problem_in(model, "model.", {"name": str, "train": dict, "task": dict})
+    if problem:
+        return problem
+    if not any(isinstance(model.get(m), dict) for m in ("text", "image")):
+        return "model has neither a text nor an image encoder"
+    return None
+
+
+def resume_hint(run: Run) -> str:
+    """The command that continues or rebuilds an unfinished run (model, member or ensemble)."""
+    try:
+        spec = run.spec
+    except RunError:
+        return f"the run folder is damaged; delete {run.path} and train again"
+    root = run.path.parent.parent
+    out = "" if root.resolve() == DEFAULT_ROOT.resolve() else f" --out {root}"
+    if spec.get("kind") == "ensemble":
+        ens = spec["ensemble"]
+        combiner = spec["combiner"]["name"]
+        recipe = ens.get("recipe") if isinstance(ens.get("recipe"), dict) else {}
+        if "runs" in recipe:
+            return (f"rebuild it with `mmzoo ensemble --runs {' '.join(map(str, recipe['runs']))} --combiner "
+                    f"{combiner} --name {ens.get('name', run.model)}{out}`")
+        return (f"rebuild it with `mmzoo ensemble {ens.get('name', run.model)} --combiner {combiner}{out}`; its "
+                "finished members are reused and an interrupted member resumes")
+    member_of = spec.get("member_of") if isinstance(spec.get("member_of"), dict) else {}
+    if spec.get("resample") is not None and member_of.get("ensemble"):
+        return (f"it trained on resampled data for ensemble {member_of['ensemble']}; resume it with "
+                f"`mmzoo ensemble {member_of['ensemble']}{out}`")
+    return f"resume it with `mmzoo train --resume {run.path}`"
+
+
+def summary_row(run: Run) -> dict:
+    """One line of `mmzoo runs`: a broken folder is a row with its path and reason, not an exception."""
+    problem = run.problem
+    if problem:
+        return {"run": run.name, "state": "broken", "dataset": "", "test_accuracy": None, "test_macro_f1": None,
+                "train_seconds": None, "path": str(run.path), "error": problem}
+    status = run.status
+    metrics = run.metrics if run.finished else {}
+    test = metrics.get("test", {}) if isinstance(metrics.get("test"), dict) else {}
+    row = {"run": run.name, "state": status.get("state"), "dataset": run.spec["data"]["dataset"],
+           "test_accuracy": test.get("accuracy"), "test_macro_f1": test.get("macro_f1"),
+           "train_seconds": metrics.get("train_seconds")}
+    if row["state"] == "interrupted":
+        row["hint"] = resume_hint(run)
+    return row
 
 
 def new_run(model: str, root: Path | None = None) -> Run:
@@ -106,6 +299,7 @@ def new_run(model: str, root: Path | None = None) -> Run:
         path = root / model / (stamp if n == 0 else f"{stamp}-{n}")
         try:
             path.mkdir(parents=True, exist_ok=False)
+            runlock.sweep_runs(root)  # temp files that killed writers left in any run folder here
             return Run(path)
         except FileExistsError:
             continue
@@ -119,11 +313,20 @@ def list_runs(root: Path | None = None) -> list[Run]:
     if not root.exists():
         return []
     runs = [Run(p.parent) for p in root.glob("*/*/spec.yaml")]
-    return sorted(runs, key=lambda r: (r.model, r.id))
+    return sorted(runs, key=lambda r: (r.model, _id_key(r.id)))
 
 
-def find_run(ref: str, root: Path | None = None) -> Run:
-    """A run by folder path, ``model/id``, ``model`` (its latest run) or a unique id."""
+def _id_key(run_id: str) -> list:
+    """Run ids in time order: 20260101-120000-10 after 20260101-120000-9."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"[-_.]", run_id)]
+
+
+def find_run(ref: str, root: Path | None = None, newest: str = "finished") -> Run:
+    """A run by folder path, ``model/id``, ``model`` or a unique id.
+
+    A model name means its newest finished run (``newest="finished"``), or its newest unfinished
+    one (``"unfinished"``, for resuming); the newest run of any state when there is none such.
+    """
     path = Path(ref)
     if (path / "spec.yaml").exists():
         return Run(path)
@@ -131,7 +334,8 @@ def find_run(ref: str, root: Path | None = None) -> Run:
     hits = [r for r in runs if r.name == ref or r.id == ref]
     if not hits:
         hits = [r for r in runs if r.model == ref]
-        hits = hits[-1:]  # a model name means its newest run
+        wanted = [r for r in hits if r.finished == (newest == "finished")]
+        hits = (wanted or hits)[-1:]
     if len(hits) == 1:
         return hits[0]
     if len(hits) > 1:
@@ -144,7 +348,7 @@ def find_run(ref: str, root: Path | None = None) -> Run:
 def find_finished(model_spec: dict, root: Path | None = None, fingerprint: str | None = None) -> Run | None:
     """The newest finished run of exactly this resolved spec (and data, when given): reusable as is."""
     for run in reversed(list_runs(root)):
-        if run.model != model_spec["name"] or not run.finished:
+        if run.model != model_spec["name"] or not run.finished or run.problem:
             continue
         spec = run.spec
         if spec.get("model") == model_spec and (fingerprint is None or spec["data"]["fingerprint"] == fingerprint):

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from mmzoo import atomic
 from mmzoo.errors import TrainingError
 from mmzoo.runs import folders as runs
+from mmzoo.runs import lock as runlock
 from mmzoo.train import checkpoint, distributed
 from mmzoo.train.inputs import SplitInputs, prepare
 from mmzoo.train.metrics import classification_metrics
@@ -134,13 +135,13 @@ def train(spec: dict, options: Options | None = None):
     Under torchrun every rank calls this and trains with DDP (see mmzoo.train.distributed).
     """
     options = options or Options()
-    with distributed.session(pick_device(options.device)) as ctx:
+    with distributed.session(pick_device(options.device)) as ctx, contextlib.ExitStack() as held:
         if not ctx.is_main:  # rank 0 alone prints, shows progress and reports events
             options = replace(options, quiet=True, on_event=None)
-        return _train(spec, options, ctx)
+        return _train(spec, options, ctx, held)
 
 
-def _train(spec: dict, options: Options, ctx: distributed.Context):
+def _train(spec: dict, options: Options, ctx: distributed.Context, held: contextlib.ExitStack):
     from mmzoo.data.checks import require_trainable
     from mmzoo.train.factory import create_model, open_dataset
     from mmzoo.zoo import provenance
@@ -148,15 +149,23 @@ def _train(spec: dict, options: Options, ctx: distributed.Context):
     emit = options.on_event or (lambda event: None)
     say = (lambda msg: None) if options.quiet else (lambda msg: print(msg, file=sys.stderr))
     if options.resume:
-        run = ctx.shared_run(lambda: runs.find_run(options.resume, options.out))
-        if run.finished:
+        run = ctx.shared_run(lambda: runs.find_run(options.resume, options.out, newest="unfinished"))
+        _check_resumable(run, options)
+        if ctx.is_main:  # one trainer per run; the lock is dropped when this process ends, however it ends
+            held.enter_context(runlock.hold(run.path, run.name))
+            runlock.sweep_runs(run.path.parent.parent)  # what killed writers left (new_run sweeps for new runs)
+        if run.finished:  # checked under the lock: another process may just have finished it
             raise TrainingError(f"{run.name} already finished; nothing to resume")
         spec = run.spec["model"]
-        ckpt = checkpoint.latest(run.path / "checkpoints")
-        if ckpt is None:
+        ckpt, note = checkpoint.find_latest(run.path / "checkpoints")
+        if note:
+            say(f"mmzoo: {run.name}: {note}")
+        elif ckpt is None:
             say(f"mmzoo: {run.name} has no complete checkpoint yet; restarting it from epoch 1")
     else:
         run, ckpt = ctx.shared_run(lambda: runs.new_run(options.run_name or spec["name"], options.out)), None
+        if ctx.is_main:
+            held.enter_context(runlock.hold(run.path, run.name))
     tcfg, task = spec["train"], spec["task"]
     seed_everything(tcfg["seed"])
     device = ctx.device
@@ -171,7 +180,8 @@ def _train(spec: dict, options: Options, ctx: distributed.Context):
                  "plugins": provenance.record(provenance.model_parts(spec)), **ctx.describe(), **options.extra_spec}
     if not options.resume and ctx.is_main:
         atomic.write_yaml(run.path / "spec.yaml", full_spec)
-    run.set_status("running", pid=_pid())
+        run.record_digests("spec.yaml")
+    run.set_status("running")
     emit({"type": "start", "run": run.name, "path": str(run.path)})
 
     amp = autocast_dtype(tcfg["precision"], device)
@@ -196,11 +206,15 @@ def _train(spec: dict, options: Options, ctx: distributed.Context):
     if ckpt is not None:
         progress, best_state = checkpoint.restore(ckpt, model, optimizer)
         say(f"mmzoo: resuming {run.name} after epoch {progress['epoch']}")
+    first_epoch = progress["epoch"] + 1
+    if _early_stopped(progress, tcfg):  # killed after early stopping's last checkpoint: stop where it stopped
+        say(f"mmzoo: early stopping had ended {run.name} after epoch {progress['epoch']}; finishing it")
+        first_epoch = tcfg["epochs"] + 1
 
     y_all = train_data.targets
     # Entering a disabled autocast still costs time on every step; skip it outright for fp32.
     autocast = torch.autocast(device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
-    for epoch in range(progress["epoch"] + 1, tcfg["epochs"] + 1):
+    for epoch in range(first_epoch, tcfg["epochs"] + 1):
         started = time.perf_counter()
         model.train()
         order = torch.from_numpy(rows)[torch.randperm(len(rows), generator=torch.Generator().manual_seed(
@@ -260,7 +274,7 @@ def _train(spec: dict, options: Options, ctx: distributed.Context):
         say(f"epoch {epoch:3d}  loss {record['loss']:.4f}  val {metric_name} {val[metric_name]:.4f}"
             + ("  *" if improved else ""))
         emit({"type": "epoch", **record})
-        if ctx.agree(bool(tcfg["patience"]) and progress["bad_epochs"] >= tcfg["patience"]):  # rank 0 decides
+        if ctx.agree(_early_stopped(progress, tcfg)):  # rank 0 decides
             say(f"early stop: no better val {metric_name} for {tcfg['patience']} epochs")
             break
 
@@ -285,18 +299,30 @@ def finish(run, model, data: dict[str, SplitInputs], classes: list[str], progres
                            metadata={"ids": json.dumps([s.id for s in data[split].samples]),
                                      "classes": json.dumps(classes)})
         metrics[split] = classification_metrics(probs, labels, classes)
+    run.record_digests("model.safetensors", "probs_val.safetensors", "probs_test.safetensors")
     atomic.write_json(run.path / "metrics.json", metrics)
     run.set_status("finished")
     return run
+
+
+def _early_stopped(progress: dict, tcfg: dict) -> bool:
+    """Early stopping's rule, on the state a checkpoint keeps (so a resumed run stops where it would have)."""
+    return bool(tcfg["patience"]) and progress["bad_epochs"] >= tcfg["patience"]
+
+
+def _check_resumable(run, options: Options) -> None:
+    """Refuse what `train --resume` cannot continue exactly: ensembles, and members trained on resampled data."""
+    spec = run.spec
+    run.verify("spec.yaml")  # a spec edited since training would silently train something else
+    if spec.get("kind") == "ensemble":
+        raise TrainingError(f"{run.name} is an ensemble run; `mmzoo train --resume` continues model runs only",
+                            hint=runs.resume_hint(run))
+    if spec.get("resample") is not None and options.train_rows is None and options.sample_weights is None:
+        raise TrainingError(f"{run.name} trained on resampled data ({spec['resample'].get('kind')}); resuming it "
+                            "without that data would silently train on the whole split", hint=runs.resume_hint(run))
 
 
 def _version() -> str:
     from mmzoo import __version__
 
     return __version__
-
-
-def _pid() -> int:
-    import os
-
-    return os.getpid()

@@ -35,7 +35,7 @@ class MmzooCommands(Provider):
             if state == "finished":
                 self.commands.append((f"Export run {run.name}", partial(app.post_message,
                                       ExportRequested(run.path)), "to ONNX, with a parity check"))
-            elif state in ("cancelled", "failed", "running"):
+            elif state in ("cancelled", "failed", "running", "interrupted"):
                 self.commands.append((f"Resume run {run.name}", partial(app.post_message,
                                       ResumeRequested(run.path)), f"{state}; continue from its last checkpoint"))
         self.commands.append(("Reload plugins and registry", app.action_reload, "after editing registry.yaml"))
