@@ -41,7 +41,7 @@ def find_baseline(run: Run, modality: str, pool: list[Run]) -> Run | None:
     for cand in reversed(pool):
         cs = cand.spec
         m = cs.get("model", {})
-        if (cand.finished and not m.get(other) and _encoder_key(m.get(modality)) == want
+        if (cand.finished and not m.get(other) and not cs.get("teacher") and _encoder_key(m.get(modality)) == want
                 and (cs["data"]["fingerprint"], cs["data"]["label_set"]) == data):
             return cand
     return None
@@ -65,5 +65,12 @@ def compare_runs(selected: list[Run], root: Path | None = None) -> list[dict]:
                 if base is not None:
                     row[f"{modality}_baseline"] = base.name
                     row[f"gain_vs_{modality}"] = row["accuracy"] - base.metrics["test"]["accuracy"]
+        if spec.get("teacher"):
+            from mmzoo.distill import gap_closed
+
+            gap = gap_closed(run)
+            if gap is not None:
+                row["teacher"] = gap["teacher"]
+                row["teacher_gap_closed"] = gap["gap_closed"]
         rows.append(row)
     return rows

@@ -28,6 +28,8 @@ TRAIN_PARAMS = (
     Param("seed", "int", 0, "random seed; the same seed gives the same metrics on CPU"),
     Param("precision", "str", "auto", "auto: bf16 autocast where supported; fp32 to disable",
           choices=("auto", "fp32", "bf16", "fp16")),
+    Param("threads", "int", None, "torch CPU threads (at least 1); null: 1 for a head over cached features, every "
+          "allowed CPU when an encoder runs", nullable=True),
 )
 
 ENCODER_KEYS = ("encoder", "freeze")  # keys of a text:/image: entry besides the encoder's own params

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mmzoo import atomic, checkpoint, distributed, runs
+from mmzoo import atomic, checkpoint, distributed, runs, threads
 from mmzoo.errors import TrainingError
 from mmzoo.featurecache import SplitInputs, prepare
 from mmzoo.metrics import classification_metrics
@@ -45,6 +45,8 @@ class Options:
     run_name: str | None = None  # folder name under out/, defaults to the model name
     quiet: bool = False
     extra_spec: dict = field(default_factory=dict)  # recorded in spec.yaml (e.g. recipe details)
+    threads: int | None = None  # torch CPU threads; None: the train section's `threads`, else chosen from the work
+    loss_hook: Callable | None = None  # (out, idx, loss) -> the loss to minimise (distillation: mmzoo.distill)
 
 
 def pick_device(name: str) -> torch.device:
@@ -132,7 +134,7 @@ def train(spec: dict, options: Options | None = None):
     Under torchrun every rank calls this and trains with DDP (see mmzoo.distributed).
     """
     options = options or Options()
-    with distributed.session(pick_device(options.device)) as ctx:
+    with distributed.session(pick_device(options.device)) as ctx, threads.restored():
         if not ctx.is_main:  # rank 0 alone prints, shows progress and reports events
             options = replace(options, quiet=True, on_event=None)
         return _train(spec, options, ctx)
@@ -159,7 +161,8 @@ def _train(spec: dict, options: Options, ctx: distributed.Context):
     dataset = open_dataset(task["dataset"])
     label_set = task["label_set"] or dataset.default_label_set
     classes = dataset.classes(label_set)
-    model = create_model(spec, num_classes=len(classes)).to(device)
+    # frozen encoders are built only if a feature is missing from the cache (see mmzoo.deferred)
+    model = create_model(spec, num_classes=len(classes), defer_frozen=True).to(device)
     full_spec = {"model": spec, "data": {"dataset": dataset.name, "source": dataset.source, "label_set": label_set,
                                          "fingerprint": dataset.fingerprint, "classes": classes},
                  "device": str(device), "mmzoo_version": _version(), **ctx.describe(), **options.extra_spec}
@@ -169,9 +172,13 @@ def _train(spec: dict, options: Options, ctx: distributed.Context):
     emit({"type": "start", "run": run.name, "path": str(run.path)})
 
     amp = autocast_dtype(tcfg["precision"], device)
+    wanted = threads.requested(options.threads, tcfg.get("threads"))
+    threads.use(threads.choose(threads.ENCODER, wanted))  # encoding missing features runs encoders
     with ctx.main_first():  # rank 0 fills the feature cache; the other ranks then read it
         data = prepare(model, dataset, label_set, device, amp, show=not options.quiet)
     train_data = data["train"]
+    # a head over cached features gains nothing from more threads, and loses much on a busy machine
+    threads.use(threads.choose(threads.ENCODER if train_data.preprocessors else threads.HEAD, wanted))
     rows = np.arange(len(train_data)) if options.train_rows is None else np.asarray(options.train_rows)
     weights = torch.ones(len(train_data)) if options.sample_weights is None else torch.as_tensor(
         options.sample_weights, dtype=torch.float32)
@@ -218,6 +225,8 @@ def _train(spec: dict, options: Options, ctx: distributed.Context):
                 uniform = options.sample_weights is None and total is None
                 loss = joint_loss(out, y_all[idx].to(device), None if uniform else batch_weights.to(device), tcfg,
                                   total)
+                if options.loss_hook is not None:
+                    loss = options.loss_hook(out, idx, loss)
                 # the global batch's loss, the same on every rank; one host sync per step, read once
                 seen = ctx.mean(loss.detach()).item()
                 if not math.isfinite(seen):
@@ -267,10 +276,9 @@ def _train(spec: dict, options: Options, ctx: distributed.Context):
 def finish(run, model, data: dict[str, SplitInputs], classes: list[str], progress: dict, device):
     """Evaluate the best weights on val and test, then write the run's result files."""
     atomic.save_tensors(run.path / "model.safetensors", checkpoint.trained_state(model))
+    parameters, trainable = model.parameter_counts()
     metrics = {"best_epoch": progress["best_epoch"], "epochs": progress["epoch"],
-               "train_seconds": progress["seconds"],
-               "parameters": sum(p.numel() for p in model.parameters()),
-               "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+               "train_seconds": progress["seconds"], "parameters": parameters, "trainable_parameters": trainable}
     for split in ("val", "test"):
         probs = predict(model, data[split], device)
         labels = data[split].targets.numpy()
