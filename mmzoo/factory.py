@@ -98,6 +98,9 @@ def _num_classes(spec: dict) -> int:
     return len(dataset.classes(spec["task"]["label_set"]))
 
 
+_OPENED: dict[tuple, Any] = {}  # registered datasets already built in this process
+
+
 def open_dataset(name_or_path: str, **params: Any):
     """A registered dataset by name, or a user folder holding manifest.jsonl/.csv."""
     from pathlib import Path
@@ -106,7 +109,12 @@ def open_dataset(name_or_path: str, **params: Any):
 
     part = get_zoo().get("dataset", name_or_path)
     if part is not None:
-        return part.build(**params)
+        # Registered datasets are built once per process: a zoo opens the same one for every model
+        # (emoji decodes its sprite sheets in about 2 s). Folders are read afresh, as users edit them.
+        key = (name_or_path, part.plugin, str(part.factory), repr(sorted(params.items())))
+        if key not in _OPENED:
+            _OPENED[key] = part.build(**params)
+        return _OPENED[key]
     if Path(name_or_path).is_dir():
         from mmzoo.data.manifest import load_manifest
 
