@@ -17,8 +17,8 @@ import os
 import time
 
 TASKS = {
-    # members, combiner
-    "digits": (["digits_concat", "digits_gated", "digits_late"], "weighted"),
+    # members (model or model@seed), combiner
+    "digits": (["digits_concat@0", "digits_concat@1", "digits_concat@2", "digits_gated@0"], "mean"),
     "emoji": (["emoji_text", "emoji_image", "emoji_concat", "emoji_late", "emoji_gated", "emoji_bilinear",
                "emoji_cross_attention", "emoji_film"], "weighted"),
 }
@@ -32,23 +32,24 @@ def run_task(task: str, epochs: int | None, out: str) -> dict:
     from mmzoo.trainer import Options, train
 
     names, combiner = TASKS[task]
-    specs = {}
+    started = time.perf_counter()
+    members = []
     for name in names:
-        spec = resolve_spec(name)
+        model, _, seed = name.partition("@")
+        spec = resolve_spec(model)
         if epochs:
             spec["train"]["epochs"] = min(spec["train"]["epochs"], epochs)
-        specs[name] = spec
-    started = time.perf_counter()
-    members = [train(specs[name], Options(out=out, quiet=True)) for name in names]
+        spec["train"]["seed"] = int(seed or 0)
+        members.append(train(spec, Options(out=out, quiet=True, run_name=name.replace("@", "_seed"))))
     teacher = build_ensemble({"name": f"{task}_teacher", "kind": "ensemble", "recipe": {"members": names},
                               "combiner": combiner_spec(combiner)}, members, root=out)
-    best = teacher.metrics["best_member"]
-    student_model = next(m.model for m in members if m.name == best)
-    students = [distill(teacher, specs[student_model], temperature=t, alpha=a, out=out, quiet=True,
-                        run_name=f"{student_model}_T{t:g}_a{a:g}") for t, a in GRID]
+    best = next(m for m in members if m.name == teacher.metrics["best_member"])
+    # the student is the best member's exact spec (model, seed, epochs): only the loss differs
+    students = [distill(teacher, best.spec["model"], temperature=t, alpha=a, out=out, quiet=True,
+                        run_name=f"{best.model}_T{t:g}_a{a:g}") for t, a in GRID]
     chosen = max(students, key=lambda r: r.metrics["val"]["accuracy"])  # on val, never test
     gap = gap_closed(chosen)
-    return {"task": task, "members": len(names), "combiner": combiner, "best_member": best,
+    return {"task": task, "members": len(names), "combiner": combiner, "best_member": best.name,
             "best_member_test": gap["best_member_accuracy"], "teacher_test": gap["teacher_accuracy"],
             "students": [(r.spec["teacher"]["temperature"], r.spec["teacher"]["alpha"], r.metrics["val"]["accuracy"],
                           r.metrics["test"]["accuracy"]) for r in students],
@@ -60,7 +61,7 @@ def run_task(task: str, epochs: int | None, out: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", nargs="+", default=["digits", "emoji"], choices=sorted(TASKS))
-    parser.add_argument("--epochs", type=int, default=10, help="cap on each model's epochs (0: the registry's)")
+    parser.add_argument("--epochs", type=int, default=0, help="cap on each model's epochs (0: the registry's)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import tempfile

@@ -211,7 +211,6 @@ def test_soft_labels_come_from_train_only(teacher):
 
 
 def test_temperature_one_alpha_zero_is_an_ordinary_run(teacher, registry_file, tmp_path):
-    from mmzoo.checkpoint import trained_state  # noqa: F401 - the weights files are compared below
     from mmzoo.distill import distill
 
     ensemble, _, _ = teacher
