@@ -22,7 +22,7 @@ TASKS = {
     "emoji": (["emoji_text", "emoji_image", "emoji_concat", "emoji_late", "emoji_gated", "emoji_bilinear",
                "emoji_cross_attention", "emoji_film"], "weighted"),
 }
-GRID = ((2.0, 0.5), (4.0, 0.9))
+GRID = ((1.0, 0.5), (2.0, 0.5), (4.0, 0.9))
 
 
 def run_task(task: str, epochs: int | None, out: str) -> dict:
