@@ -6,7 +6,7 @@ PLUGIN_FILES := $(shell find plugins -name pyproject.toml -o -name '*.py' | grep
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench gpu-check lint clean
 
 $(STAMP): pyproject.toml $(PLUGIN_FILES)
 	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
@@ -21,10 +21,13 @@ test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q
 
 bench: $(STAMP)
-	for b in benchmarks/*.py; do $(VENV)/bin/python $$b || exit 1; done
+	for b in benchmarks/*.py; do echo "== $$b"; $(VENV)/bin/python $$b || exit 1; done
+
+gpu-check: $(STAMP)
+	$(VENV)/bin/python scripts/gpu_check.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check mmzoo tests plugins benchmarks
+	$(VENV)/bin/ruff check mmzoo tests plugins benchmarks scripts
 
 clean:
 	rm -rf $(VENV)

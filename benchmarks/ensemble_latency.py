@@ -53,8 +53,8 @@ def _cli(*args: str) -> dict:
 
 def obtain(model: str, root: Path, registry: str | None = None) -> str:
     """A finished run of ``model``'s current spec under ``root``: reused, or trained now."""
-    from mmzoo.train.factory import resolve_spec
     from mmzoo.runs.folders import find_finished
+    from mmzoo.train.factory import resolve_spec
 
     run = find_finished(resolve_spec(model, registry), root)
     if run is not None:

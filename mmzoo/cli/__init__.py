@@ -7,8 +7,8 @@ import sys
 
 from mmzoo.errors import MmzooError
 
-COMMAND_MODULES = ("mmzoo.cli.zoo", "mmzoo.cli.train", "mmzoo.cli.demo", "mmzoo.cli.ensemble", "mmzoo.cli.export",
-                   "mmzoo.cli.tui")
+COMMAND_MODULES = ("mmzoo.cli.zoo", "mmzoo.cli.train", "mmzoo.cli.demo", "mmzoo.cli.ensemble", "mmzoo.cli.distill",
+                   "mmzoo.cli.export", "mmzoo.cli.tui")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
         from mmzoo.cli.tui import cmd_tui  # a bare `mmzoo` in a terminal opens the TUI
 
         args.handler = cmd_tui
+    from mmzoo.train.threads import prefer_passive_wait
+
+    prefer_passive_wait()  # before any command imports torch: idle OpenMP threads sleep, not spin
     try:
         return args.handler(args) or 0
     except MmzooError as exc:

@@ -19,10 +19,13 @@ DEMO_SEEDS = "emoji_gated_seeds"
 
 
 def add_parsers(sub) -> None:
+    from mmzoo.cli.train import add_threads_flag
+
     p = sub.add_parser("demo", help="train text-only, image-only and every fusion on emoji, ensemble them, compare")
     p.add_argument("--out", type=Path, help="runs folder (default: runs/)")
     p.add_argument("--retrain", action="store_true", help="train again even when a finished run matches")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    add_threads_flag(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_demo)
 
@@ -44,10 +47,11 @@ def train_or_reuse(name: str, args, step: str):
 def cmd_demo(args) -> int:
     from mmzoo.app.ensemble import ensemble_from_registry
     from mmzoo.cli.output import emit_json
-    from mmzoo.cli.train import render_compare
+    from mmzoo.cli.train import apply_threads, render_compare
     from mmzoo.ensemble.build import build_ensemble, combiner_spec
     from mmzoo.runs.compare import compare_runs
 
+    apply_threads(args)
     started = time.perf_counter()
     total = len(DEMO_MODELS) + 3
     runs = [train_or_reuse(name, args, f"[{i}/{total}]") for i, name in enumerate(DEMO_MODELS, 1)]

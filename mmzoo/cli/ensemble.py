@@ -11,6 +11,8 @@ from mmzoo.errors import RegistryError
 
 
 def add_parsers(sub) -> None:
+    from mmzoo.cli.train import add_threads_flag
+
     p = sub.add_parser("ensemble", help="train or reuse an ensemble's members, fit its combiner on val, score on test",
                        description="mmzoo ensemble NAME [--combiner C]  |  mmzoo ensemble --runs RUN1 RUN2 ... "
                                    "--combiner C [--name NAME]")
@@ -28,17 +30,20 @@ def add_parsers(sub) -> None:
     p.add_argument("--cpus-per-member", type=float, help="with --executor ray: CPUs per member task (default 1)")
     p.add_argument("--gpus-per-member", type=float, help="with --executor ray: GPUs per member task (default 0)")
     p.add_argument("--out", type=Path, help="runs folder (default: runs/ or MMZOO_RUNS)")
+    add_threads_flag(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_ensemble)
 
 
 def cmd_ensemble(args) -> int:
     from mmzoo.app.ensemble import ensemble_from_registry, ensemble_from_runs, summarise
+    from mmzoo.cli.train import apply_threads
 
     if bool(args.ensemble) == bool(args.runs):
         raise RegistryError("give an ensemble name or --runs RUN1 RUN2 ..., not both" if args.ensemble else
                             "name an ensemble, or pass --runs RUN1 RUN2 ...",
                             hint="see `mmzoo list ensembles` and `mmzoo runs`")
+    apply_threads(args)
     if args.runs:
         check_runs_flags(args)
         result = ensemble_from_runs(args.runs, args.combiner, args.name, out=args.out)

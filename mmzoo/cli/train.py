@@ -9,6 +9,26 @@ from mmzoo.cli.output import emit_json, err, table
 from mmzoo.errors import TrainingError
 
 
+def positive_int(text: str) -> int:
+    import argparse
+
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
+def add_threads_flag(p) -> None:
+    p.add_argument("--threads", type=positive_int, metavar="N",
+                   help="torch CPU threads for training (default: 1 for a head over cached features, every allowed "
+                        "CPU when an encoder runs; overrides the model's train.threads)")
+
+
+def apply_threads(args) -> None:
+    from mmzoo.train.threads import set_override
+
+    set_override(getattr(args, "threads", None))
+
+
 def add_parsers(sub) -> None:
     p = sub.add_parser("train", help="train a model from the registry")
     p.add_argument("model", nargs="?", help="model name in registry.yaml (omit with --resume)")
@@ -21,6 +41,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--out", type=Path, help="runs folder (default: runs/ or MMZOO_RUNS)")
     p.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its last checkpoint")
+    add_threads_flag(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_train)
 
@@ -54,6 +75,7 @@ def cmd_train(args) -> int:
     from mmzoo.app.train import Overrides, train_model
     from mmzoo.train.distributed import is_main_process
 
+    apply_threads(args)
     run = train_model(args.model, Overrides.from_object(args), registry=args.registry, out=args.out,
                       device=args.device, resume=args.resume)
     if not is_main_process():
@@ -134,12 +156,24 @@ def render_compare(rows: list[dict]) -> str:
     def pct(v):
         return "" if v is None else f"{100 * v:+.1f}"
 
+    distilled = any("teacher" in r for r in rows)
     body = [(r["run"], r["kind"], f"{r['accuracy']:.4f}", f"{r['macro_f1']:.4f}", f"{r['parameters'] / 1e6:.2f}M",
              f"{r['trainable_parameters'] / 1e6:.3f}M", f"{r['train_seconds']:.1f}", pct(r.get("gain_vs_text")),
-             pct(r.get("gain_vs_image"))) for r in rows]
-    return table(body, ("run", "kind", "test acc", "macro-F1", "params", "trained", "train s", "vs text",
-                        "vs image"), "llrrrrrrr") + "\n(vs text / vs image: accuracy gain in points over the " \
+             pct(r.get("gain_vs_image"))) + ((_closed(r),) if distilled else ()) for r in rows]
+    text = table(body, ("run", "kind", "test acc", "macro-F1", "params", "trained", "train s", "vs text",
+                        "vs image") + (("teacher gap closed",) if distilled else ()),
+                 "llrrrrrrr" + ("r" if distilled else "")) + "\n(vs text / vs image: accuracy gain in points over the " \
         "text-only and image-only run with the same encoder and data)"
+    if distilled:
+        text += ("\n(teacher gap closed: a distilled run's share of its teacher ensemble's test-accuracy gain over "
+                 "the ensemble's best member, picked on val)")
+    return text
+
+
+def _closed(row: dict) -> str:
+    if "teacher" not in row:
+        return ""
+    return "n/a" if row["teacher_gap_closed"] is None else f"{100 * row['teacher_gap_closed']:.0f}%"
 
 
 def cmd_data_check(args) -> int:

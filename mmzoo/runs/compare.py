@@ -49,7 +49,7 @@ def find_baseline(run: Run, modality: str, pool: list[Run]) -> Run | None:
     for cand in reversed(pool):
         cs = cand.spec
         m = cs.get("model", {})
-        if (cand.finished and not m.get(other) and _encoder_key(m.get(modality)) == want
+        if (cand.finished and not m.get(other) and not cs.get("teacher") and _encoder_key(m.get(modality)) == want
                 and (cs["data"]["fingerprint"], cs["data"]["label_set"]) == data):
             return cand
     return None
@@ -77,5 +77,27 @@ def compare_runs(selected: list[Run], root: Path | None = None) -> list[dict]:
                 if base is not None:
                     row[f"{modality}_baseline"] = base.name
                     row[f"gain_vs_{modality}"] = row["accuracy"] - base.metrics.get("test", {}).get("accuracy", float("nan"))
+        if spec.get("teacher"):
+            gap = gap_closed(run)
+            if gap is not None:
+                row["teacher"] = gap["teacher"]
+                row["teacher_gap_closed"] = gap["gap_closed"]
         rows.append(row)
     return rows
+
+
+def gap_closed(run: Run) -> dict | None:
+    """For a distilled run: its teacher's test gain over the best member, and the share of it the student got."""
+    teacher = run.spec.get("teacher")
+    if not teacher or not run.finished:
+        return None
+    ensemble = Run(Path(teacher["path"]))
+    if not ensemble.finished:
+        return None
+    metrics = ensemble.metrics
+    best = metrics["members"][metrics["best_member"]]["test_accuracy"]  # best member picked on val
+    gain = metrics["test"]["accuracy"] - best
+    student = run.metrics["test"]["accuracy"]
+    return {"teacher": ensemble.name, "teacher_accuracy": metrics["test"]["accuracy"], "best_member":
+            metrics["best_member"], "best_member_accuracy": best,
+            "gap_closed": (student - best) / gain if gain > 0 else None}

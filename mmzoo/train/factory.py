@@ -42,22 +42,48 @@ def _build_part(kind: str, name: str, *args: Any, **params: Any) -> Any:
 
 def build_encoder(entry: dict):
     params = {k: v for k, v in entry.items() if k not in ("encoder", "freeze")}
-    encoder = _build_part("encoder", entry["encoder"], **params)
-    if entry.get("freeze"):
-        encoder.freeze()
+    if not entry.get("freeze"):
+        return _build_part("encoder", entry["encoder"], **params)
+    # A frozen encoder's weights are never saved, so any random init must come back the same on every
+    # rebuild (cache refill, export): it is seeded from the entry itself, on a forked random stream,
+    # so whether it is built or read from the cache never shifts the head's initialisation.
+    import hashlib
+    import json
+
+    import torch
+
+    described = {k: v for k, v in entry.items() if k != "freeze"}
+    seed = int(hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()[:8], 16)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        encoder = _build_part("encoder", entry["encoder"], **params)
+    encoder.freeze()
     return encoder
 
 
-def create_model(name_or_spec: str | dict, num_classes: int | None = None, registry_file: str | None = None):
-    """Build a MultimodalClassifier from a registry name or a resolved spec."""
+def create_model(name_or_spec: str | dict, num_classes: int | None = None, registry_file: str | None = None,
+                 defer_frozen: bool = False):
+    """Build a MultimodalClassifier from a registry name or a resolved spec.
+
+    ``defer_frozen``: frozen encoders stand in by their cached description and are built
+    only when run (see mmzoo.train.deferred); the trainer uses it, so heads over cached features
+    skip the encoders' imports and weight loading.
+    """
     from mmzoo.fusions.base import mlp_head
     from mmzoo.train.model import MultimodalClassifier
 
     spec = resolve_spec(name_or_spec, registry_file)
     if num_classes is None:
         num_classes = spec.get("num_classes") or _num_classes(spec)
-    text = build_encoder(spec["text"]) if spec.get("text") else None
-    image = build_encoder(spec["image"]) if spec.get("image") else None
+    def encoder(entry):
+        if defer_frozen and entry.get("freeze"):
+            from mmzoo.train.deferred import frozen_encoder
+
+            return frozen_encoder(entry)
+        return build_encoder(entry)
+
+    text = encoder(spec["text"]) if spec.get("text") else None
+    image = encoder(spec["image"]) if spec.get("image") else None
     fusion = None
     if spec.get("fusion"):
         params = {k: v for k, v in spec["fusion"].items() if k != "name"}
@@ -72,6 +98,9 @@ def _num_classes(spec: dict) -> int:
     return len(dataset.classes(spec["task"]["label_set"]))
 
 
+_OPENED: dict[tuple, Any] = {}  # registered datasets already built in this process
+
+
 def open_dataset(name_or_path: str, **params: Any):
     """A registered dataset by name, or a user folder holding manifest.jsonl/.csv."""
     from pathlib import Path
@@ -80,7 +109,12 @@ def open_dataset(name_or_path: str, **params: Any):
 
     part = get_zoo().get("dataset", name_or_path)
     if part is not None:
-        return part.create(**params)
+        # Registered datasets are built once per process: a zoo opens the same one for every model
+        # (emoji decodes its sprite sheets in about 2 s). Folders are read afresh, as users edit them.
+        key = (name_or_path, part.plugin, str(part.factory), repr(sorted(params.items())))
+        if key not in _OPENED:
+            _OPENED[key] = part.create(**params)
+        return _OPENED[key]
     if Path(name_or_path).is_dir():
         from mmzoo.data.manifest import load_manifest
 

@@ -34,6 +34,52 @@ def cache_key(dataset, encoder_spec: dict, preprocessor_config: dict, amp) -> st
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
+def _path_stamps(entry: dict) -> dict:
+    """Modification times of local files or folders an encoder entry names (a changed folder is a new encoder)."""
+    stamps = {}
+    for key, value in entry.items():
+        if isinstance(value, str) and value.startswith(("/", "./", "../", "~")):
+            path = Path(value).expanduser()
+            if path.exists():
+                files = [path, *path.iterdir()] if path.is_dir() else [path]
+                stamps[key] = max(f.stat().st_mtime_ns for f in files)
+    return stamps
+
+
+def descriptor_path(entry: dict) -> Path:
+    """Where a frozen encoder's description (output width, preprocessing, size) is kept."""
+    from mmzoo import __version__
+    from mmzoo.zoo.plugins import get_zoo
+
+    part = get_zoo().get("encoder", entry["encoder"])
+    origin = (str(part.factory), part.plugin) if part is not None else None
+    blob = json.dumps({"format": CACHE_FORMAT, "mmzoo": __version__, "part": origin,
+                       "encoder": {k: v for k, v in entry.items() if k != "freeze"}, "files": _path_stamps(entry)},
+                      sort_keys=True, default=str)
+    return cache_root() / "encoders" / f"{entry['encoder']}-{hashlib.sha256(blob.encode()).hexdigest()[:24]}.json"
+
+
+def describe(encoder) -> dict:
+    """What a model needs from a frozen encoder whose outputs come from the cache."""
+    return {"modality": encoder.modality, "output_dim": int(encoder.output_dim),
+            "parameters": sum(p.numel() for p in encoder.parameters()), "preprocessor": encoder.preprocessor.config}
+
+
+def read_descriptor(entry: dict) -> dict | None:
+    path = descriptor_path(entry)
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None  # never described, or a damaged file: the encoder is built and described again
+    return found if set(found) == {"modality", "output_dim", "parameters", "preprocessor"} else None
+
+
+def write_descriptor(entry: dict, encoder) -> dict:
+    description = describe(encoder)
+    atomic.write_json(descriptor_path(entry), description)
+    return description
+
+
 def raw_inputs(preprocessor, samples) -> dict[str, torch.Tensor]:
     """Preprocess samples into the tensors an encoder's forward takes."""
     items = [s.text for s in samples] if preprocessor.kind == "text" else [s.image for s in samples]
@@ -78,7 +124,12 @@ def cached_features(encoder, encoder_spec: dict, dataset, samples, tokens: bool,
     key = cache_key(dataset, encoder_spec, encoder.preprocessor.config, amp)
     path = cache_root() / f"{dataset.name}-{encoder_spec['encoder']}-{key}.safetensors"
     if not path.exists():
-        feats = encode_all(encoder, samples, device, label, amp, show)
+        if hasattr(encoder, "materialize"):  # a deferred frozen encoder: build it now, a feature is missing
+            built = encoder.materialize()
+            if built.preprocessor.config != encoder.preprocessor.config:
+                return cached_features(built, encoder_spec, dataset, samples, tokens, device, label, amp, show)
+            encoder = built
+        feats = encode_all(encoder.to(device), samples, device, label, amp, show)
         atomic.save_tensors(path, {"pooled": feats.pooled, "tokens": feats.tokens, "mask": feats.mask})
     with safe_open(str(path), "pt") as fh:
         pooled = fh.get_tensor("pooled")

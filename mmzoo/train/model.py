@@ -62,6 +62,15 @@ class MultimodalClassifier(nn.Module):
     def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return self.head(self.encode(inputs))
 
+    def parameter_counts(self) -> tuple[int, int]:
+        """(all, trainable) parameters of the full model, counting deferred frozen encoders' real weights."""
+        from mmzoo.train.deferred import DeferredEncoder
+
+        total = sum(p.numel() for p in self.parameters())
+        total += sum(enc.num_parameters for enc in (self.text_encoder, self.image_encoder)
+                     if isinstance(enc, DeferredEncoder))
+        return total, sum(p.numel() for p in self.parameters() if p.requires_grad)
+
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
 

@@ -26,7 +26,7 @@ from mmzoo import atomic
 from mmzoo.errors import TrainingError
 from mmzoo.runs import folders as runs
 from mmzoo.runs import lock as runlock
-from mmzoo.train import checkpoint, distributed
+from mmzoo.train import checkpoint, distributed, threads
 from mmzoo.train.inputs import SplitInputs, prepare
 from mmzoo.train.metrics import classification_metrics
 from mmzoo.train.progress import progress_bar
@@ -48,6 +48,8 @@ class Options:
     run_name: str | None = None  # folder name under out/, defaults to the model name
     quiet: bool = False
     extra_spec: dict = field(default_factory=dict)  # recorded in spec.yaml (e.g. recipe details)
+    threads: int | None = None  # torch CPU threads; None: the train section's `threads`, else chosen from the work
+    loss_hook: Callable | None = None  # (out, idx, loss) -> the loss to minimise (distillation: mmzoo.ensemble.distill)
 
 
 def pick_device(name: str) -> torch.device:
@@ -135,7 +137,8 @@ def train(spec: dict, options: Options | None = None):
     Under torchrun every rank calls this and trains with DDP (see mmzoo.train.distributed).
     """
     options = options or Options()
-    with distributed.session(pick_device(options.device)) as ctx, contextlib.ExitStack() as held:
+    with distributed.session(pick_device(options.device)) as ctx, contextlib.ExitStack() as held, \
+            threads.restored():
         if not ctx.is_main:  # rank 0 alone prints, shows progress and reports events
             options = replace(options, quiet=True, on_event=None)
         return _train(spec, options, ctx, held)
@@ -173,7 +176,8 @@ def _train(spec: dict, options: Options, ctx: distributed.Context, held: context
     label_set = task["label_set"] or dataset.default_label_set
     require_trainable(dataset, label_set)  # one class, or no val/test rows: nothing honest to report
     classes = dataset.classes(label_set)
-    model = create_model(spec, num_classes=len(classes)).to(device)
+    # frozen encoders are built only if a feature is missing from the cache (see mmzoo.train.deferred)
+    model = create_model(spec, num_classes=len(classes), defer_frozen=True).to(device)
     full_spec = {"model": spec, "data": {"dataset": dataset.name, "source": dataset.source, "label_set": label_set,
                                          "fingerprint": dataset.fingerprint, "classes": classes},
                  "device": str(device), "mmzoo_version": _version(),
@@ -185,9 +189,13 @@ def _train(spec: dict, options: Options, ctx: distributed.Context, held: context
     emit({"type": "start", "run": run.name, "path": str(run.path)})
 
     amp = autocast_dtype(tcfg["precision"], device)
+    wanted = threads.requested(options.threads, tcfg.get("threads"))
+    threads.use(threads.choose(threads.ENCODER, wanted))  # encoding missing features runs encoders
     with ctx.main_first():  # rank 0 fills the feature cache; the other ranks then read it
         data = prepare(model, dataset, label_set, device, amp, show=not options.quiet)
     train_data = data["train"]
+    # a head over cached features gains nothing from more threads, and loses much on a busy machine
+    threads.use(threads.choose(threads.ENCODER if train_data.preprocessors else threads.HEAD, wanted))
     rows = np.arange(len(train_data)) if options.train_rows is None else np.asarray(options.train_rows)
     weights = torch.ones(len(train_data)) if options.sample_weights is None else torch.as_tensor(
         options.sample_weights, dtype=torch.float32)
@@ -238,6 +246,8 @@ def _train(spec: dict, options: Options, ctx: distributed.Context, held: context
                 uniform = options.sample_weights is None and total is None
                 loss = joint_loss(out, y_all[idx].to(device), None if uniform else batch_weights.to(device), tcfg,
                                   total)
+                if options.loss_hook is not None:
+                    loss = options.loss_hook(out, idx, loss)
                 # the global batch's loss, the same on every rank; one host sync per step, read once
                 seen = ctx.mean(loss.detach()).item()
                 if not math.isfinite(seen):
@@ -287,10 +297,9 @@ def _train(spec: dict, options: Options, ctx: distributed.Context, held: context
 def finish(run, model, data: dict[str, SplitInputs], classes: list[str], progress: dict, device):
     """Evaluate the best weights on val and test, then write the run's result files."""
     atomic.save_tensors(run.path / "model.safetensors", checkpoint.trained_state(model))
+    parameters, trainable = model.parameter_counts()
     metrics = {"best_epoch": progress["best_epoch"], "epochs": progress["epoch"],
-               "train_seconds": progress["seconds"],
-               "parameters": sum(p.numel() for p in model.parameters()),
-               "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+               "train_seconds": progress["seconds"], "parameters": parameters, "trainable_parameters": trainable}
     for split in ("val", "test"):
         probs = predict(model, data[split], device)
         labels = data[split].targets.numpy()

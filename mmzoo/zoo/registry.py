@@ -176,6 +176,9 @@ class _Checker:
                 self.problem(entry, path + (section,), f"{section}: expected a mapping, got {type(value).__name__}")
                 value = {}
             spec[section] = self.params(entry, path + (section,), value, params, section)
+        threads = spec["train"].get("threads")
+        if isinstance(threads, int) and not isinstance(threads, bool) and threads < 1:
+            self.problem(entry, path + ("train", "threads"), f"train: 'threads' must be at least 1, got {threads}")
         dataset = spec["task"].get("dataset")
         if isinstance(dataset, str) and self.zoo.get("dataset", dataset) is None and not _looks_like_path(dataset):
             self.problem(entry, path + ("task", "dataset"), f"dataset {dataset!r} is not registered and is not a folder; "

@@ -27,6 +27,8 @@ TRAIN_PARAMS = (
     Param("aux_text", "float", 0.0, "weight of the auxiliary text-only loss in the joint objective", min=0, max=100),
     Param("aux_image", "float", 0.0, "weight of the auxiliary image-only loss in the joint objective", min=0, max=100),
     Param("seed", "int", 0, "random seed; the same seed gives the same metrics on CPU", min=0, max=2**32 - 1),
+    Param("threads", "int", None, "torch CPU threads (at least 1); null: 1 for a head over cached features, every "
+          "allowed CPU when an encoder runs", nullable=True, min=1, max=4096),
     Param("precision", "str", "auto", "auto: bf16 autocast where supported; fp32 to disable",
           choices=("auto", "fp32", "bf16", "fp16")),
 )

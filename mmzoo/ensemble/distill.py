@@ -1,0 +1,148 @@
+"""Provides distillation: one student model trained on an ensemble's soft labels.
+
+The teacher is a finished ensemble run. Its soft labels are the ensemble's own
+probabilities on the TRAIN split: each member predicts train (members over frozen
+encoders read the feature cache), and the ensemble's fitted combiner combines them.
+Validation and test predictions are never read, so early stopping and the final
+scores stay as honest as for any run.
+
+The student minimises ``(1 - alpha) * hard + alpha * T^2 * KL(teacher_T || student_T)``,
+where ``hard`` is the usual joint cross-entropy, ``teacher_T`` the teacher's probabilities
+tempered as ``softmax(log p / T)`` and ``student_T`` = ``softmax(logits / T)``. With
+``alpha = 0`` the loss is exactly the ordinary one. The result is an ordinary run
+(folder ``<student>_distilled``) whose spec.yaml records its teacher.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from mmzoo import atomic
+from mmzoo.errors import RunError, TrainingError
+from mmzoo.runs.folders import Run
+
+DEFAULT_TEMPERATURE = 2.0
+DEFAULT_ALPHA = 0.5
+
+
+def member_train_probabilities(run: Run, dataset, device) -> tuple[np.ndarray, list]:
+    """A finished member's (probs (N, C), ids) on the train split; computed once, then kept in the run folder.
+
+    Frozen encoders are not built when their features are cached (see mmzoo.train.deferred).
+    """
+    import torch
+
+    from mmzoo.train.checkpoint import load_trained_state
+    from mmzoo.train.factory import create_model
+    from mmzoo.train.inputs import prepare
+    from mmzoo.train.trainer import predict
+
+    stored = run.path / "probs_train.safetensors"
+    if stored.exists():
+        probs, _, ids = run.probabilities("train")
+        return probs, ids
+    spec = run.spec
+    if dataset.fingerprint != spec["data"]["fingerprint"]:
+        raise RunError(f"member {run.name} was trained on other data than {dataset.name!r} holds now",
+                       hint="retrain the member, or restore the dataset it was trained on")
+    model = create_model(spec["model"], num_classes=len(spec["data"]["classes"]), defer_frozen=True)
+    load_trained_state(model, run.path / "model.safetensors")
+    model = model.to(device).eval()
+    with torch.no_grad():
+        data = prepare(model, dataset, spec["data"]["label_set"], device, show=False)["train"]
+        probs = predict(model, data, device)  # (N, C)
+    ids = [s.id for s in data.samples]
+    atomic.save_arrays(stored, {"probs": probs, "labels": data.targets.numpy().astype(np.int64)},
+                       metadata={"ids": json.dumps(ids), "classes": json.dumps(spec["data"]["classes"])})
+    return probs, ids
+
+
+def teacher_soft_labels(ensemble: Run, dataset, device) -> tuple[np.ndarray, list]:
+    """The ensemble's probabilities (N, C) on the train split of ``dataset``, with the sample ids, in split order."""
+    from mmzoo.combiners.base import Combiner
+
+    spec = ensemble.spec
+    if spec.get("kind") != "ensemble":
+        raise RunError(f"{ensemble.name} is a single-model run; a teacher must be an ensemble run",
+                       hint="build one with `mmzoo ensemble`, then distill it")
+    if not ensemble.finished:
+        raise RunError(f"{ensemble.name} is {ensemble.status.get('state')}, not finished")
+    if dataset.fingerprint != spec["data"]["fingerprint"]:
+        raise RunError(f"ensemble {ensemble.name} was built on other data than {dataset.name!r} holds now")
+    train_ids = [s.id for s in dataset.split("train")]
+    columns = []
+    for entry in spec["members"]:
+        member = Run(Path(entry["path"]))
+        if not member.finished:
+            raise RunError(f"ensemble {ensemble.name}: member {entry['name']} is missing or unfinished "
+                           f"({entry['path']})", hint="rebuild the ensemble with `mmzoo ensemble`")
+        probs, ids = member_train_probabilities(member, dataset, device)
+        if ids != train_ids:
+            order = {sample: i for i, sample in enumerate(ids)}
+            if set(order) != set(train_ids):
+                raise RunError(f"member {member.name} predicted other train samples than {dataset.name!r} holds",
+                               hint="retrain the member on the current dataset")
+            probs = probs[[order[i] for i in train_ids]]
+        columns.append(probs)
+    combiner = Combiner.load(ensemble.path / "combiner.safetensors")
+    if combiner.params.get("feature_dim"):
+        raise TrainingError(f"{ensemble.name}: combiner {combiner.name!r} gates on member features, which "
+                            "distillation does not compute", hint="distill an ensemble that combines probabilities")
+    return combiner.predict(np.stack(columns, axis=1)), train_ids  # (N, M, C) -> (N, C)
+
+
+def soften(probs, temperature: float):
+    """Tempered probabilities softmax(log p / T), as float32 torch (N, C)."""
+    import torch
+
+    logp = torch.log(torch.as_tensor(np.asarray(probs), dtype=torch.float32).clamp_min(1e-12))
+    return torch.softmax(logp / temperature, dim=-1)
+
+
+def distillation_loss(soft, temperature: float, alpha: float):
+    """The trainer's loss hook: mixes the hard loss with T^2 * KL to the tempered teacher rows ``soft[idx]``."""
+    import torch
+    import torch.nn.functional as F
+
+    def loss(out: dict, idx, hard):
+        log_student = F.log_softmax(out["logits"].float() / temperature, dim=-1)  # (B, C)
+        target = soft[idx.cpu()].to(log_student.device)  # (B, C)
+        kl = (torch.special.xlogy(target, target) - target * log_student).sum(dim=-1).mean()
+        return (1.0 - alpha) * hard + alpha * temperature ** 2 * kl
+
+    return loss
+
+
+def check_settings(temperature: float, alpha: float) -> None:
+    if not temperature > 0:
+        raise TrainingError(f"--temperature must be positive, got {temperature}")
+    if not 0.0 <= alpha <= 1.0:
+        raise TrainingError(f"--alpha must be between 0 and 1, got {alpha}")
+
+
+def distill(ensemble: Run, student_spec: dict, *, temperature: float = DEFAULT_TEMPERATURE,
+            alpha: float = DEFAULT_ALPHA, out=None, device: str = "auto", quiet: bool = False,
+            run_name: str | None = None) -> Run:
+    """Train ``student_spec`` on ``ensemble``'s train-split soft labels; returns the finished run."""
+    from mmzoo.train.factory import open_dataset
+    from mmzoo.train.trainer import Options, pick_device, train
+
+    check_settings(temperature, alpha)
+    data = ensemble.spec.get("data", {})
+    dataset = open_dataset(student_spec["task"]["dataset"])
+    label_set = student_spec["task"]["label_set"] or dataset.default_label_set
+    if (dataset.name, label_set, dataset.classes(label_set)) != (data.get("dataset"), data.get("label_set"),
+                                                                  data.get("classes")):
+        raise TrainingError(f"student {student_spec['name']!r} learns {dataset.name!r} (label set {label_set!r}); "
+                            f"teacher {ensemble.name} predicts {data.get('dataset')!r} (label set "
+                            f"{data.get('label_set')!r})", hint="pick a student trained on the teacher's data")
+    probs, _ = teacher_soft_labels(ensemble, dataset, pick_device(device))
+    teacher = {"run": ensemble.name, "path": str(ensemble.path.resolve()), "temperature": temperature,
+               "alpha": alpha, "soft_labels": "train"}
+    options = Options(out=out, device=device, quiet=quiet, run_name=run_name or f"{student_spec['name']}_distilled",
+                      extra_spec={"teacher": teacher},
+                      loss_hook=distillation_loss(soften(probs, temperature), temperature, alpha))
+    return train(student_spec, options)

@@ -1,0 +1,97 @@
+"""Provides torch's CPU thread count, chosen from the work rather than from the core count.
+
+A head over cached features is a few small matrix products per step: extra threads
+only add synchronisation, and on a busy machine each OpenMP barrier waits for a
+thread the scheduler has parked elsewhere (measured here: 10.5 s with one thread,
+49-79 s with torch's default, next to one busy process). So:
+
+- head over cached features: 1 thread;
+- encoder forward or fine-tuning: every CPU this process may run on
+  (``os.sched_getaffinity``), capped by ``OMP_NUM_THREADS`` when the user set it;
+- an explicit request (``--threads``, or ``threads:`` in a model's train section)
+  wins, capped at the CPUs the process may use.
+
+This module is torch-free so the CLI can call :func:`prefer_passive_wait` before torch
+is imported: OpenMP reads ``OMP_WAIT_POLICY`` once, when its runtime starts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+HEAD, ENCODER = "head", "encoder"
+_override: int | None = None  # set by the CLI's --threads for every model this process trains
+
+
+def set_override(count: int | None) -> None:
+    """The process-wide thread request (``--threads``); it wins over a model's ``threads:`` setting."""
+    global _override
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
+        raise ValueError(f"threads must be a positive integer, got {count!r}")
+    _override = count
+
+
+def requested(option: int | None, setting: int | None) -> int | None:
+    """The request that applies: trainer Options, then ``--threads``, then the model's train section."""
+    return next((v for v in (option, _override, setting) if v is not None), None)
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on: its affinity mask where the OS has one, else the core count."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # macOS and Windows have no affinity mask
+        return max(1, os.cpu_count() or 1)
+
+
+def _env_cap() -> int | None:
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
+def choose(work: str, requested: int | None = None) -> int:
+    """Threads for ``work`` (HEAD or ENCODER); ``requested`` (>= 1) overrides the choice."""
+    cpus = available_cpus()
+    if requested is not None:
+        if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
+            raise ValueError(f"threads must be a positive integer, got {requested!r}")
+        return min(requested, cpus)
+    if work == HEAD:
+        return 1
+    if work != ENCODER:
+        raise ValueError(f"work must be {HEAD!r} or {ENCODER!r}, got {work!r}")
+    cap = _env_cap()
+    return min(cpus, cap) if cap else cpus
+
+
+def use(count: int) -> int:
+    """Set torch's intra-op thread count (a no-op when it is already ``count``)."""
+    import torch
+
+    if torch.get_num_threads() != count:
+        torch.set_num_threads(count)
+    return count
+
+
+@contextmanager
+def restored() -> Iterator[None]:
+    """Whatever the block sets with :func:`use`, torch's thread count is put back afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        use(before)
+
+
+def prefer_passive_wait() -> None:
+    """Idle OpenMP threads sleep instead of spinning (unless the user chose a policy).
+
+    Call before torch is imported; it matters when several threads share cores with
+    other busy processes. Only process entry points (the CLI) call it: a library must
+    not change the environment of the program that imports it.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
