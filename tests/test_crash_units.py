@@ -12,7 +12,8 @@ import pytest
 import torch
 from crashkit import dead_pid
 
-from mmzoo import checkpoint, runlock
+from mmzoo.runs import lock as runlock
+from mmzoo.train import checkpoint
 from mmzoo.errors import RunError
 from mmzoo.runs.folders import Run, find_run, spec_problem
 

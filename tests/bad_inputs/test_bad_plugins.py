@@ -233,7 +233,7 @@ def test_ray_resources_are_range_checked_before_ray_is_needed(cpus, gpus):
 def test_a_local_ray_instance_binds_to_localhost():
     import inspect
 
-    from mmzoo import executors
+    from mmzoo.ensemble import executors
 
     source = inspect.getsource(executors._RaySession.__enter__)
     assert "_node_ip_address=LOCAL_HOST" in source and executors.LOCAL_HOST == "127.0.0.1"
