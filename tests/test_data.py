@@ -18,7 +18,6 @@ from mmzoo.data.emoji import load_emoji
 from mmzoo.data.manifest import check_folder, format_problems, load_manifest
 from mmzoo.errors import DataError
 
-
 # ---------------------------------------------------------------- user manifests
 
 def _png(path, colour):
@@ -192,6 +191,17 @@ def test_emoji_splits_are_70_15_15_and_keep_groups_whole(emoji):
         splits_of_group[s.group].add(s.split)
     assert all(len(v) == 1 for v in splits_of_group.values())
     assert len(splits_of_group) < n  # skin-tone variants really are grouped
+
+
+def test_emoji_gender_and_person_variants_share_a_group(emoji):
+    by_id = {s.id: s for s in emoji.samples}
+    runners = ["1f3c3", "1f3c3-200d-2642-fe0f", "1f3c3-200d-2640-fe0f", "1f3c3-1f3fd-200d-2640-fe0f"]
+    assert {by_id[i].group for i in runners} == {by_id["1f3c3"].group}  # runner, man/woman running, a skin tone
+    technologists = ["1f9d1-200d-1f4bb", "1f468-200d-1f4bb", "1f469-1f3ff-200d-1f4bb"]
+    assert len({by_id[i].group for i in technologists}) == 1
+    assert by_id["1f934"].group == by_id["1f478"].group  # prince and princess are separate characters
+    # Grouping stays specific: unrelated people are not lumped together.
+    assert by_id["1f3c3"].group != by_id["1f9d1-200d-1f4bb"].group
 
 
 def test_emoji_images_and_texts(emoji):
