@@ -189,10 +189,22 @@ class _Checker:
                 value = {}
             spec[section] = self.params(entry, path + (section,), value, params, section)
         dataset = spec["task"].get("dataset")
-        if isinstance(dataset, str) and self.zoo.get("dataset", dataset) is None and not _looks_like_path(dataset):
-            self.problem(entry, path + ("task", "dataset"), f"dataset {dataset!r} is not registered and is not a folder; "
-                         f"{_suggest(dataset, self.zoo.names('dataset'))}")
+        if isinstance(dataset, str) and self.zoo.get("dataset", dataset) is None:
+            spec["task"]["dataset"] = self.dataset_folder(entry, path + ("task", "dataset"), dataset)
         entry.spec = spec if entry.ok else None
+
+    def dataset_folder(self, entry: Entry, path: tuple, dataset: str) -> str:
+        """A dataset folder, resolved against the folder of the registry file that names it; must exist."""
+        folder = (Path(self.file).resolve().parent / Path(dataset).expanduser()).resolve()
+        if folder.is_dir():
+            return str(folder)
+        if not _looks_like_path(dataset):
+            self.problem(entry, path, f"dataset {dataset!r} is not registered and is not a folder; "
+                         f"{_suggest(dataset, self.zoo.names('dataset'))}")
+        else:
+            self.problem(entry, path, f"dataset folder {dataset!r} not found (looked in {folder}; relative paths "
+                         f"resolve against the folder of {Path(self.file).name}, not the working directory)")
+        return str(folder)
 
     def ensemble(self, entry: Entry, models: set[str]) -> None:
         raw, path = entry.raw, ("ensembles", entry.name)
@@ -235,7 +247,7 @@ class _Checker:
 
 
 def _looks_like_path(value: str) -> bool:
-    return "/" in value or value.startswith(".") or Path(value).is_dir()
+    return "/" in value or "\\" in value or value.startswith((".", "~"))
 
 
 def _read(path: Path, zoo: Zoo, registry: Registry, origin: str, checkers: dict) -> None:

@@ -292,3 +292,37 @@ def test_digits_match_needs_both_modalities(digits):
     assert accuracy["text"] < 0.60, accuracy
     assert accuracy["image"] < 0.60, accuracy
     assert accuracy["both"] > 0.85, accuracy
+
+
+# ---------------------------------------------------------------- manifest groups and counts
+
+def test_manifest_group_keeps_near_duplicates_in_one_split(tmp_path):
+    lines = [dict(_good(i, "cat" if i % 2 else "dog", "abc"[i % 3] + ".png"), group=f"g{i // 4}") for i in range(80)]
+    data = load_manifest(_folder(tmp_path, lines))
+    splits_of = defaultdict(set)
+    for s in data.samples:
+        splits_of[s.group].add(s.split)
+    assert all(len(v) == 1 for v in splits_of.values()) and len(splits_of) == 20
+    assert {s.split for s in data.samples} == set(SPLITS)
+    # A group with one explicit split pulls its other rows along.
+    lines[0]["split"] = "test"
+    data = load_manifest(_folder(tmp_path, lines))
+    assert {s.split for s in data.samples if s.group == "g0"} == {"test"}
+
+
+def test_manifest_group_with_two_explicit_splits_is_a_problem(tmp_path):
+    lines = [dict(_good(1), group="g", split="train"), dict(_good(2), group="g", split="test")]
+    problems = check_folder(_folder(tmp_path, lines))
+    assert len(problems) == 1 and problems[0].line == 2 and "group 'g'" in problems[0].message
+
+
+def test_summary_counts_rows_classes_splits_and_groups(tmp_path):
+    from mmzoo.data.summary import summarise
+
+    lines = [dict(_good(i, "cat" if i < 30 else "dog"), group=f"g{i // 3}") for i in range(40)]
+    summary = summarise(load_manifest(_folder(tmp_path, lines)))
+    assert summary["rows"] == 40 and summary["classes"] == 2 and summary["groups"] == 14
+    assert sum(summary["splits"].values()) == 40 and summary["groups_across_splits"] == 0
+    assert summary["per_class"]["dog"]["train"] + summary["per_class"]["dog"]["val"] \
+        + summary["per_class"]["dog"]["test"] == 10
+    assert summary["imbalance"] == 3.0 and summary["largest_group"] == 3

@@ -115,3 +115,14 @@ def test_ensemble_resources_are_validated(tmp_path):
     registry, problems = problems_of(tmp_path, GOOD + "ensembles:\n  ens:\n    members: [tiny]\n"
                                      "    resources: {cpus: 2}\n")
     assert problems == [] and registry.get("ens").spec["resources"] == {"cpus": 2, "gpus": 0.0}
+
+
+def test_dataset_folder_resolves_against_the_registry_file_not_the_cwd(tmp_path, monkeypatch):
+    (tmp_path / "data" / "pets").mkdir(parents=True)
+    monkeypatch.chdir("/")
+    registry, problems = problems_of(tmp_path, GOOD.replace("digits-match", "data/pets"))
+    assert problems == []
+    assert registry.get("tiny").spec["task"]["dataset"] == str((tmp_path / "data" / "pets").resolve())
+    _, problems = problems_of(tmp_path, GOOD.replace("digits-match", "./data/cats"))
+    (line, message), = problems
+    assert line == 6 and "not found" in message and str(tmp_path / "data" / "cats") in message

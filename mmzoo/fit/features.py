@@ -1,0 +1,45 @@
+"""Provides frozen encoder features for fit: computed once per dataset and encoder, then read from disk."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mmzoo.plugins import get_zoo
+
+
+def encoder_spec(name: str, **params) -> dict:
+    """A frozen encoder entry with every default filled in, exactly as the registry resolves it."""
+    from mmzoo.errors import RegistryError
+
+    part = get_zoo().get("encoder", name)
+    if part is None:
+        raise RegistryError(f"encoder {name!r} is not registered",
+                            hint=f"installed: {', '.join(get_zoo().names('encoder'))}")
+    unknown = set(params) - {p.name for p in part.params}
+    if unknown:
+        raise RegistryError(f"encoder {name!r} has no params {', '.join(sorted(unknown))}",
+                            hint=f"its params: {', '.join(p.name for p in part.params) or 'none'}")
+    return {"encoder": name, **part.defaults(), **params, "freeze": True}
+
+
+def training_amp():
+    """The autocast dtype the trainer uses here, so fit and `mmzoo train` share one feature cache."""
+    import torch
+
+    from mmzoo.trainer import autocast_dtype
+
+    return autocast_dtype("auto", torch.device("cpu"))
+
+
+def pooled_features(dataset, spec: dict, show: bool = True) -> np.ndarray:
+    """Pooled features (N, D) float32 of every sample of ``dataset`` in order, from the shared cache."""
+    import torch
+
+    from mmzoo.factory import build_encoder
+    from mmzoo.featurecache import cached_features
+
+    encoder = build_encoder(spec)
+    modality = encoder.modality
+    feats = cached_features(encoder, spec, dataset, dataset.samples, False, torch.device("cpu"),
+                            f"{modality} with {spec['encoder']}", training_amp(), show)
+    return feats.pooled.float().numpy()
