@@ -172,6 +172,8 @@ def _train(spec: dict, options: Options, ctx: distributed.Context):
     with ctx.main_first():  # rank 0 fills the feature cache; the other ranks then read it
         data = prepare(model, dataset, label_set, device, amp, show=not options.quiet)
     train_data = data["train"]
+    if ckpt is None:  # on resume the checkpoint restores the standardisation with the weights
+        model.fit_standardizers({m: f.pooled for m, f in train_data.cached.items()})
     rows = np.arange(len(train_data)) if options.train_rows is None else np.asarray(options.train_rows)
     weights = torch.ones(len(train_data)) if options.sample_weights is None else torch.as_tensor(
         options.sample_weights, dtype=torch.float32)

@@ -251,12 +251,14 @@ def log_probs(probs: torch.Tensor) -> torch.Tensor:
 def stratified_folds(labels: torch.Tensor, folds: int, seed: int, groups: torch.Tensor | None = None) -> torch.Tensor:
     """Assign each sample a fold id in [0, folds), spreading every class evenly; seeded.
 
-    With ``groups``, whole groups are dealt to folds (each by its first sample's label), so
-    near-duplicates never sit on both sides of a fold and the out-of-fold score stays honest.
+    With ``groups``, whole groups are dealt to folds (largest first, each to the fold with the
+    fewest samples of its majority class), so near-duplicates never sit on both sides of a fold
+    and the out-of-fold score stays honest (see mmzoo.fit.folds).
     """
     if groups is not None:
-        unique, first, inverse = _group_index(groups)
-        return stratified_folds(labels[first], folds, seed)[inverse]
+        from mmzoo.fit.folds import stratified_group_folds
+
+        return torch.as_tensor(stratified_group_folds(labels.numpy(), folds, seed, groups.numpy()))
     generator = torch.Generator().manual_seed(seed)
     shuffled = torch.randperm(len(labels), generator=generator)  # (N,)
     # A stable sort by label keeps the random order within each class; dealing the sorted
@@ -265,14 +267,6 @@ def stratified_folds(labels: torch.Tensor, folds: int, seed: int, groups: torch.
     fold = torch.empty_like(labels)
     fold[order] = torch.arange(len(labels)) % folds
     return fold
-
-
-def _group_index(groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(unique groups, index of each group's first sample, each sample's group position)."""
-    unique, inverse = torch.unique(groups, return_inverse=True)
-    first = torch.full((len(unique),), len(groups), dtype=torch.int64)
-    first = first.scatter_reduce(0, inverse, torch.arange(len(groups)), reduce="amin")
-    return unique, first, inverse
 
 
 def check_int(combiner: str, name: str, value: Any, minimum: int) -> None:
