@@ -42,9 +42,20 @@ def _build_part(kind: str, name: str, *args: Any, **params: Any) -> Any:
 
 def build_encoder(entry: dict):
     params = {k: v for k, v in entry.items() if k not in ("encoder", "freeze")}
-    encoder = _build_part("encoder", entry["encoder"], **params)
-    if entry.get("freeze"):
-        encoder.freeze()
+    if not entry.get("freeze"):
+        return _build_part("encoder", entry["encoder"], **params)
+    # A frozen encoder is rebuilt from its spec (never saved) and its features are cached by spec,
+    # so any random initialisation must follow from the spec alone, not from the global RNG state.
+    import hashlib
+    import json
+
+    import torch
+
+    seed = int(hashlib.sha256(json.dumps(entry, sort_keys=True, default=str).encode()).hexdigest()[:8], 16)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        encoder = _build_part("encoder", entry["encoder"], **params)
+    encoder.freeze()
     return encoder
 
 

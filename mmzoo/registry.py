@@ -54,7 +54,8 @@ class Entry:
 class Registry:
     entries: dict[tuple[str, str], Entry]  # (kind, name) -> entry
     files: list[str]
-    problems: list[Problem]  # file-level problems (malformed YAML, unknown top-level keys)
+    problems: list[Problem]  # file-level problems (malformed YAML, unknown top-level keys, bad presets)
+    presets: dict[str, tuple[dict, str, int]] = field(default_factory=dict)  # `mmzoo fit` presets: raw, file, line
 
     def models(self) -> list[Entry]:
         return [e for (k, _), e in sorted(self.entries.items()) if k == "model"]
@@ -277,9 +278,10 @@ def _read(path: Path, zoo: Zoo, registry: Registry, origin: str, checkers: dict)
         return
     checker = _Checker(name, lines, zoo)
     for key in data:
-        if key not in ("models", "ensembles"):
+        if key not in ("models", "ensembles", "presets"):
             registry.problems.append(Problem(name, lines.get((key,), 1),
-                                             f"unknown top-level key {key!r} (allowed: models, ensembles)"))
+                                             f"unknown top-level key {key!r} (allowed: models, ensembles, presets)"))
+    _read_presets(data.get("presets"), name, lines, zoo, registry)
     for section, kind in (("models", "model"), ("ensembles", "ensemble")):
         block = data.get(section) or {}
         if not isinstance(block, dict):
@@ -293,6 +295,24 @@ def _read(path: Path, zoo: Zoo, registry: Registry, origin: str, checkers: dict)
             # A later file's entry replaces an earlier one of the same name: user layers win.
             registry.entries[(kind, str(entry_name))] = entry
             checkers[(kind, str(entry_name))] = checker
+
+
+def _read_presets(block, name: str, lines: dict, zoo: Zoo, registry: Registry) -> None:
+    """`presets:` of one file (search spaces for `mmzoo fit`, see mmzoo.fit.preset); later files win."""
+    from mmzoo.fit.preset import check_preset
+
+    if block is None:
+        return
+    if not isinstance(block, dict):
+        registry.problems.append(Problem(name, lines.get(("presets",), 1), "presets: expected a mapping of names"))
+        return
+    for preset, raw in block.items():
+        registry.presets[str(preset)] = (raw, name, lines.get(("presets", preset), 1))
+        for path, message in check_preset(str(preset), raw, zoo):
+            full = ("presets", preset, *path)
+            while full not in lines and len(full) > 1:
+                full = full[:-1]
+            registry.problems.append(Problem(name, lines.get(full, 1), message))
 
 
 def registry_files(user_file: str | Path | None = None) -> list[Path]:

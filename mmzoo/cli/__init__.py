@@ -8,7 +8,7 @@ import sys
 from mmzoo.errors import MmzooError
 
 COMMAND_MODULES = ("mmzoo.cli.zoo", "mmzoo.cli.train", "mmzoo.cli.demo", "mmzoo.cli.ensemble", "mmzoo.cli.export",
-                   "mmzoo.cli.tui")
+                   "mmzoo.cli.fit", "mmzoo.cli.tui")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -31,15 +31,19 @@ def training_amp():
     return autocast_dtype("auto", torch.device("cpu"))
 
 
-def pooled_features(dataset, spec: dict, show: bool = True) -> np.ndarray:
-    """Pooled features (N, D) float32 of every sample of ``dataset`` in order, from the shared cache."""
+def encoder_and_features(dataset, spec: dict, show: bool = True):
+    """(frozen encoder, pooled features (N, D) float32 of every sample of ``dataset``), via the shared cache."""
     import torch
 
     from mmzoo.factory import build_encoder
     from mmzoo.featurecache import cached_features
 
     encoder = build_encoder(spec)
-    modality = encoder.modality
     feats = cached_features(encoder, spec, dataset, dataset.samples, False, torch.device("cpu"),
-                            f"{modality} with {spec['encoder']}", training_amp(), show)
-    return feats.pooled.float().numpy()
+                            f"{encoder.modality} with {spec['encoder']}", training_amp(), show)
+    return encoder, feats.pooled.float().numpy()
+
+
+def pooled_features(dataset, spec: dict, show: bool = True) -> np.ndarray:
+    """Pooled features (N, D) float32 of every sample of ``dataset`` in order, from the shared cache."""
+    return encoder_and_features(dataset, spec, show)[1]
