@@ -118,8 +118,37 @@ def list_runs(root: Path | None = None) -> list[Run]:
     return sorted(runs, key=lambda r: (r.model, r.id))
 
 
+def run_kind(spec: dict) -> str:
+    """``text-only``, ``image-only``, ``fusion:NAME`` or ``ensemble:COMBINER[:params]`` of a run's spec.yaml."""
+    if spec.get("kind") == "ensemble":
+        combiner = spec.get("combiner") or {}
+        label = ",".join(f"{k}={v}" for k, v in sorted(combiner.items()) if k != "name" and k in _changed(combiner))
+        return f"ensemble:{combiner.get('name', '?')}" + (f":{label}" if label else "")
+    model = spec.get("model", {})
+    if model.get("fusion"):
+        return f"fusion:{model['fusion']['name']}"
+    return "text-only" if model.get("text") else "image-only"
+
+
+def _changed(params: dict) -> set[str]:
+    """Combiner params that differ from the installed combiner's defaults (all of them if it is unknown)."""
+    try:
+        from mmzoo.plugins import get_zoo
+
+        part = get_zoo().get("combiner", params.get("name", ""))
+    except Exception:  # listing runs must not fail on a broken plugin
+        part = None
+    defaults = part.defaults() if part is not None else {}
+    return {k for k, v in params.items() if defaults.get(k, object()) != v}
+
+
 def find_run(ref: str, root: Path | None = None) -> Run:
-    """A run by folder path, ``model/id``, ``model`` (its latest run) or a unique id."""
+    """A run by folder path, ``model/id``, ``model`` (its latest run) or a unique id.
+
+    A bare model name whose runs were made from different specs (e.g. an ensemble refit with
+    another combiner under the same name) is ambiguous: the error lists them instead of
+    silently taking the newest.
+    """
     path = Path(ref)
     if (path / "spec.yaml").exists():
         return Run(path)
@@ -127,6 +156,11 @@ def find_run(ref: str, root: Path | None = None) -> Run:
     hits = [r for r in runs if r.name == ref or r.id == ref]
     if not hits:
         hits = [r for r in runs if r.model == ref]
+        kinds = {run_kind(r.spec) for r in hits}
+        if len(kinds) > 1:
+            listing = ", ".join(f"{r.name} ({run_kind(r.spec)})" for r in hits[-6:])
+            raise RunError(f"{ref!r} names {len(hits)} runs of different kinds: {listing}",
+                           hint="name one as model/run-id")
         hits = hits[-1:]  # a model name means its newest run
     if len(hits) == 1:
         return hits[0]

@@ -133,13 +133,14 @@ def cmd_eval(args) -> int:
 
 
 def cmd_runs(args) -> int:
-    from mmzoo.runs import list_runs
+    from mmzoo.runs import list_runs, run_kind
 
     rows = []
     for run in list_runs(args.out):
         metrics = run.metrics if run.finished else {}
         test = metrics.get("test", {})
-        rows.append({"run": run.name, "state": run.status.get("state"), "dataset": run.spec["data"]["dataset"],
+        rows.append({"run": run.name, "kind": run_kind(run.spec), "state": run.status.get("state"),
+                     "dataset": run.spec["data"]["dataset"],
                      "test_accuracy": test.get("accuracy"), "test_macro_f1": test.get("macro_f1"),
                      "train_seconds": metrics.get("train_seconds")})
     if args.json:
@@ -149,9 +150,9 @@ def cmd_runs(args) -> int:
         err(f"no runs under {args.out or 'runs/'}; train one with `mmzoo train MODEL`")
         return 0
     fmt = lambda v, f: "" if v is None else format(v, f)  # noqa: E731
-    print(table([(r["run"], r["state"], r["dataset"], fmt(r["test_accuracy"], ".4f"), fmt(r["test_macro_f1"], ".4f"),
-                  fmt(r["train_seconds"], ".1f")) for r in rows],
-                ("run", "state", "dataset", "test acc", "macro-F1", "train s"), "lllrrr"))
+    print(table([(r["run"], r["kind"], r["state"], r["dataset"], fmt(r["test_accuracy"], ".4f"),
+                  fmt(r["test_macro_f1"], ".4f"), fmt(r["train_seconds"], ".1f")) for r in rows],
+                ("run", "kind", "state", "dataset", "test acc", "macro-F1", "train s"), "llllrrr"))
     return 0
 
 
