@@ -326,3 +326,15 @@ def test_summary_counts_rows_classes_splits_and_groups(tmp_path):
     assert summary["per_class"]["dog"]["train"] + summary["per_class"]["dog"]["val"] \
         + summary["per_class"]["dog"]["test"] == 10
     assert summary["imbalance"] == 3.0 and summary["largest_group"] == 3
+
+
+def test_flags_dataset_is_a_checked_manifest_with_grouped_shared_flags():
+    from mmzoo.data.flags import FOLDER, load_flags
+
+    assert check_folder(FOLDER) == []
+    flags = load_flags()
+    assert flags.name == "flags" and len(flags.samples) == 253 and len(flags.classes()) == 6
+    by_id = {s.id: s for s in flags.samples}
+    assert by_id["us"].group == by_id["um"].group and by_id["us"].split == by_id["um"].split  # one flag, one split
+    assert {s.split for s in flags.samples} == set(SPLITS)
+    assert "MIT" in (FOLDER / "ATTRIBUTION.md").read_text(encoding="utf-8")
