@@ -248,4 +248,5 @@ def _interval(probs: np.ndarray, labels: np.ndarray, metric: str, num_classes: i
              for i in (rng.integers(0, len(labels), len(labels)) for _ in range(draws))]
     low, high = np.percentile(boots, [2.5, 97.5])
     return {"score": point, "low": float(low), "high": float(high),
-            "accuracy": float((probs.argmax(1) == labels).mean())}
+            "accuracy": float((probs.argmax(1) == labels).mean()),
+            "macro_f1": score(probs, labels, "macro_f1", num_classes)}
