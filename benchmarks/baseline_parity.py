@@ -14,6 +14,7 @@ Nothing on either side is chosen on test. Both read the same feature cache.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -70,7 +71,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("datasets", nargs="*", default=["emoji", "digits-match", "flags"])
     parser.add_argument("--preset", default="fast")
     parser.add_argument("--out", type=Path, help="also write the markdown table here")
+    parser.add_argument("--save", type=Path, help="also write the rows as JSON here (to render several runs)")
+    parser.add_argument("--render", type=Path, nargs="+", metavar="JSON", help="only render saved rows together")
     args = parser.parse_args(argv)
+    if args.render:
+        rows = [row for path in args.render for row in json.loads(path.read_text())]
+        print(render(rows))
+        if args.out:
+            args.out.write_text(render(rows) + "\n")
+        return
 
     from mmzoo.factory import open_dataset
     from mmzoo.fit.features import encoder_spec, pooled_features
@@ -99,6 +108,8 @@ def main(argv: list[str] | None = None) -> None:
                      "sklearn": base, "mmzoo": ours, "fit_seconds": report["seconds"],
                      "sklearn_seconds": base_seconds})
         print(render([rows[-1]]), flush=True)
+        if args.save:
+            args.save.write_text(json.dumps(rows, indent=1))
     table = render(rows)
     print("\n" + table)
     if args.out:
