@@ -106,11 +106,9 @@ def fit(data: str, options: FitOptions | None = None) -> dict:
         results.append(result)
         say(f"[{i}/{len(pool)}] {candidate.label}: CV {metric} {result.mean:.4f} +- {result.std:.4f}"
             + (f" (epochs {result.epochs})" if candidate.family == "mlp" else "") + f", {result.seconds:.1f}s")
-    per_kind = {}
-    for r in results:
-        if r.candidate.kind not in per_kind or r.mean > per_kind[r.candidate.kind].mean:
-            per_kind[r.candidate.kind] = r
-    members = list(per_kind.values())
+    # Each kind's configuration is chosen by the same rule: the simplest within a standard error of its best.
+    kinds = list(dict.fromkeys(r.candidate.kind for r in results))
+    members = [one_standard_error([r for r in results if r.candidate.kind == kind])[0] for kind in kinds]
     ensembles = []
     for name in preset.combiners:
         ensembles.append(cross_fit_combiner(name, members, y, fold, groups, metric, len(classes)))

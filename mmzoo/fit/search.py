@@ -98,7 +98,13 @@ def candidates(preset, rng: random.Random) -> list[Candidate]:
 
 
 def complexity(candidate: Candidate) -> tuple:
-    return (0, KIND_ORDER.get(candidate.kind, 9), 0 if candidate.family == "linear" else 1)
+    """Kind, then linear before MLP, then (within a family) stronger regularisation and smaller heads first."""
+    p = candidate.p
+    if candidate.family == "linear":
+        detail = (float(p["C"]),)
+    else:
+        detail = (int(p["hidden"]), -float(p["weight_decay"]), -float(p["dropout"]), float(p.get("aux", 0.0)))
+    return (0, KIND_ORDER.get(candidate.kind, 9), 0 if candidate.family == "linear" else 1, detail)
 
 
 def cross_validate(candidate: Candidate, make_spec: Callable[[Candidate], dict], encoders: dict,
