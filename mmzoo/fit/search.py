@@ -164,7 +164,7 @@ def cross_fit_combiner(name: str, members: list[Result], y: np.ndarray, fold: np
 
 def one_standard_error(results: list[Result]) -> tuple[Result, Result]:
     """(chosen, best): the simplest result whose mean is within one standard error of the best mean."""
-    best = max(results, key=lambda r: (r.mean, [-c for c in r.complexity]))
+    best = max(sorted(results, key=lambda r: r.complexity), key=lambda r: r.mean)  # ties: the simpler
     threshold = best.mean - best.se
     within = [r for r in results if r.mean >= threshold]
     chosen = min(within, key=lambda r: (r.complexity, -r.mean))
