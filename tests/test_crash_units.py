@@ -12,10 +12,10 @@ import pytest
 import torch
 from crashkit import dead_pid
 
-from mmzoo.runs import lock as runlock
-from mmzoo.train import checkpoint
 from mmzoo.errors import RunError
+from mmzoo.runs import lock as runlock
 from mmzoo.runs.folders import Run, find_run, spec_problem
+from mmzoo.train import checkpoint
 
 
 def tiny():

@@ -193,6 +193,17 @@ def test_emoji_splits_are_70_15_15_and_keep_groups_whole(emoji):
     assert len(splits_of_group) < n  # skin-tone variants really are grouped
 
 
+def test_emoji_gender_and_person_variants_share_a_group(emoji):
+    by_id = {s.id: s for s in emoji.samples}
+    runners = ["1f3c3", "1f3c3-200d-2642-fe0f", "1f3c3-200d-2640-fe0f", "1f3c3-1f3fd-200d-2640-fe0f"]
+    assert {by_id[i].group for i in runners} == {by_id["1f3c3"].group}  # runner, man/woman running, a skin tone
+    technologists = ["1f9d1-200d-1f4bb", "1f468-200d-1f4bb", "1f469-1f3ff-200d-1f4bb"]
+    assert len({by_id[i].group for i in technologists}) == 1
+    assert by_id["1f934"].group == by_id["1f478"].group  # prince and princess are separate characters
+    # Grouping stays specific: unrelated people are not lumped together.
+    assert by_id["1f3c3"].group != by_id["1f9d1-200d-1f4bb"].group
+
+
 def test_emoji_images_and_texts(emoji):
     for s in emoji.samples:
         assert s.image.shape == (64, 64, 4) and s.image.dtype == np.uint8
@@ -281,3 +292,49 @@ def test_digits_match_needs_both_modalities(digits):
     assert accuracy["text"] < 0.60, accuracy
     assert accuracy["image"] < 0.60, accuracy
     assert accuracy["both"] > 0.85, accuracy
+
+
+# ---------------------------------------------------------------- manifest groups and counts
+
+def test_manifest_group_keeps_near_duplicates_in_one_split(tmp_path):
+    lines = [dict(_good(i, "cat" if i % 2 else "dog", "abc"[i % 3] + ".png"), group=f"g{i // 4}") for i in range(80)]
+    data = load_manifest(_folder(tmp_path, lines))
+    splits_of = defaultdict(set)
+    for s in data.samples:
+        splits_of[s.group].add(s.split)
+    assert all(len(v) == 1 for v in splits_of.values()) and len(splits_of) == 20
+    assert {s.split for s in data.samples} == set(SPLITS)
+    # A group with one explicit split pulls its other rows along.
+    lines[0]["split"] = "test"
+    data = load_manifest(_folder(tmp_path, lines))
+    assert {s.split for s in data.samples if s.group == "g0"} == {"test"}
+
+
+def test_manifest_group_with_two_explicit_splits_is_a_problem(tmp_path):
+    lines = [dict(_good(1), group="g", split="train"), dict(_good(2), group="g", split="test")]
+    problems = check_folder(_folder(tmp_path, lines))
+    assert len(problems) == 1 and problems[0].line == 2 and "group 'g'" in problems[0].message
+
+
+def test_summary_counts_rows_classes_splits_and_groups(tmp_path):
+    from mmzoo.data.summary import summarise
+
+    lines = [dict(_good(i, "cat" if i < 30 else "dog"), group=f"g{i // 3}") for i in range(40)]
+    summary = summarise(load_manifest(_folder(tmp_path, lines)))
+    assert summary["rows"] == 40 and summary["classes"] == 2 and summary["groups"] == 14
+    assert sum(summary["splits"].values()) == 40 and summary["groups_across_splits"] == 0
+    assert summary["per_class"]["dog"]["train"] + summary["per_class"]["dog"]["val"] \
+        + summary["per_class"]["dog"]["test"] == 10
+    assert summary["imbalance"] == 3.0 and summary["largest_group"] == 3
+
+
+def test_flags_dataset_is_a_checked_manifest_with_grouped_shared_flags():
+    from mmzoo.data.flags import FOLDER, load_flags
+
+    assert check_folder(FOLDER) == []
+    flags = load_flags()
+    assert flags.name == "flags" and len(flags.samples) == 253 and len(flags.classes()) == 6
+    by_id = {s.id: s for s in flags.samples}
+    assert by_id["us"].group == by_id["um"].group and by_id["us"].split == by_id["um"].split  # one flag, one split
+    assert {s.split for s in flags.samples} == set(SPLITS)
+    assert "MIT" in (FOLDER / "ATTRIBUTION.md").read_text(encoding="utf-8")

@@ -302,3 +302,37 @@ def test_seeds_and_bagging_recipes(boosted, tiny):
     assert specs[0]["resample"] != specs[1]["resample"]  # each member draws its own bootstrap
     again = json.loads(ok(run_cli(*registry, "ensemble", "tiny_bag", "--out", str(tiny / "runs"), "--json")).stdout)
     assert again["trained"] == [] and again["reused"] == [m["name"] for m in bag["members"]]
+
+
+def test_combiner_takes_params_and_refits_get_their_own_name():
+    from mmzoo.cli.ensemble import refit_name
+    from mmzoo.ensemble.build import combiner_label, combiner_spec
+    from mmzoo.errors import RegistryError
+
+    spec = combiner_spec("stacking:weight_decay=0.1, folds=3")
+    assert spec["name"] == "stacking" and spec["weight_decay"] == 0.1 and spec["folds"] == 3
+    assert combiner_label(spec) == "stacking:weight_decay=0.1,folds=3"
+    assert combiner_label(combiner_spec("stacking")) == "stacking"
+    for bad in ("stacking:C=0.1", "stacking:folds", "stacking:folds=many"):
+        with pytest.raises(RegistryError):
+            combiner_spec(bad)
+    assert refit_name("emoji_all", combiner_spec("stacking")) == "emoji_all.stacking"
+    tuned = refit_name("emoji_all", spec)
+    assert tuned.startswith("emoji_all.stacking-") and tuned != refit_name("emoji_all", combiner_spec("stacking:folds=4"))
+
+
+def test_a_name_with_runs_of_different_kinds_is_ambiguous(tmp_path):
+    import yaml
+
+    from mmzoo.errors import RunError
+    from mmzoo.runs.folders import find_run, run_kind
+
+    for stamp, combiner in (("20260101-000000", "mean"), ("20260102-000000", "stacking")):
+        folder = tmp_path / "pair" / stamp
+        folder.mkdir(parents=True)
+        (folder / "spec.yaml").write_text(yaml.safe_dump({"kind": "ensemble", "combiner": {"name": combiner},
+                                                          "data": {"dataset": "x"}}))
+    assert run_kind(yaml.safe_load((folder / "spec.yaml").read_text())) == "ensemble:stacking"
+    with pytest.raises(RunError, match="different kinds"):
+        find_run("pair", tmp_path)
+    assert find_run("pair/20260101-000000", tmp_path).id == "20260101-000000"

@@ -134,3 +134,14 @@ def test_the_catalog_ships_inside_the_package():
 
     packaged = Path(mmzoo.__file__).parent / "registry.yaml"
     assert packaged.is_file() and packaged.resolve() == PROJECT_REGISTRY
+
+
+def test_dataset_folder_resolves_against_the_registry_file_not_the_cwd(tmp_path, monkeypatch):
+    (tmp_path / "data" / "pets").mkdir(parents=True)
+    monkeypatch.chdir("/")
+    registry, problems = problems_of(tmp_path, GOOD.replace("digits-match", "data/pets"))
+    assert problems == []
+    assert registry.get("tiny").spec["task"]["dataset"] == str((tmp_path / "data" / "pets").resolve())
+    _, problems = problems_of(tmp_path, GOOD.replace("digits-match", "./data/cats"))
+    (line, message), = problems
+    assert line == 6 and "not found" in message and str(tmp_path / "data" / "cats") in message

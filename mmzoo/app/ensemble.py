@@ -63,10 +63,15 @@ def ensemble_from_registry(name: str, overrides: Overrides | None = None, execut
         raise RegistryError(f"ensemble {entry.name!r} is invalid:\n" + "\n".join(f"  {p}" for p in entry.problems))
     spec = copy.deepcopy(entry.spec)
     if combiner:
-        spec["combiner"] = combiner_spec(combiner)
+        spec["combiner"] = combiner_spec(combiner)  # NAME or NAME:key=value,...
+        if spec["combiner"] != entry.spec["combiner"]:
+            # A refit with another combiner is another ensemble: its runs live apart from the registry's own.
+            spec["name"] = refit_name(entry.name, spec["combiner"])
+    overrides = overrides or Overrides()
+    if overrides.dataset:
+        spec["name"] = f"{spec['name']}.{re.sub(r'[^A-Za-z0-9_.-]+', '-', Path(overrides.dataset).name).strip('-.')}"
     if "boosting" not in spec["recipe"]:
         _check_recipe_weights(spec["combiner"], f"ensemble {entry.name!r}")
-    overrides = overrides or Overrides()
     checked: set[str] = set()
 
     def resolve(model: str) -> dict:
@@ -82,6 +87,18 @@ def ensemble_from_registry(name: str, overrides: Overrides | None = None, execut
     control.check_stop("fitting the combiner")
     run = build_ensemble(spec, obtained.runs, root=out, notes=obtained.notes, boosting=obtained.boosting)
     return EnsembleResult(run, obtained)
+
+
+def refit_name(ensemble: str, combiner: dict) -> str:
+    """Run folder name of a refit: ``NAME.COMBINER``, plus a short hash when params differ from defaults."""
+    import hashlib
+
+    from mmzoo.ensemble.build import combiner_label
+
+    label = combiner_label(combiner)
+    if label == combiner["name"]:
+        return f"{ensemble}.{combiner['name']}"
+    return f"{ensemble}.{combiner['name']}-{hashlib.sha256(label.encode()).hexdigest()[:6]}"
 
 
 def ensemble_from_runs(refs: list[str], combiner: str | None = None, name: str | None = None, *,

@@ -8,7 +8,8 @@ import sys
 from mmzoo.errors import MmzooError
 
 COMMAND_MODULES = ("mmzoo.cli.zoo", "mmzoo.cli.train", "mmzoo.cli.demo", "mmzoo.cli.ensemble", "mmzoo.cli.distill",
-                   "mmzoo.cli.export", "mmzoo.cli.tui")
+                   "mmzoo.cli.export", "mmzoo.cli.fit",
+                   "mmzoo.cli.tui")
 
 
 def build_parser() -> argparse.ArgumentParser:

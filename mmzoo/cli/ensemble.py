@@ -19,8 +19,13 @@ def add_parsers(sub) -> None:
     p.add_argument("ensemble", nargs="?", metavar="NAME", help="ensemble name in registry.yaml")
     p.add_argument("--runs", nargs="+", metavar="RUN", help="combine these finished runs instead (same dataset and "
                    "label set)")
-    p.add_argument("--combiner", help="override the combiner, with its default params (default with --runs: mean)")
+    p.add_argument("--combiner", metavar="NAME[:K=V,...]",
+                   help="override the combiner, e.g. stacking or stacking:weight_decay=0.1,folds=3 (default with "
+                        "--runs: mean); a registry ensemble refit this way runs as NAME.COMBINER")
     p.add_argument("--name", type=safe_name, help="name of a --runs ensemble's run folder (default: adhoc-<combiner>)")
+    p.add_argument("--dataset", help="train and combine the members on this registered dataset or manifest folder "
+                   "instead of their own (the run is named NAME.DATASET)")
+    p.add_argument("--label-set", help="with --dataset: the label set to predict (default: the dataset's)")
     p.add_argument("--epochs", type=schema_value("train", "epochs"), help="train members that need training for this many epochs")
     p.add_argument("--batch-size", type=schema_value("train", "batch_size"), help="batch size of members that need training")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -63,8 +68,9 @@ def cmd_ensemble(args) -> int:
 
 def check_runs_flags(args) -> None:
     """--runs combines finished runs, so the flags that say how members train make no sense with it."""
-    if args.epochs is not None or args.batch_size is not None:
-        raise RegistryError("--epochs and --batch-size set how members train; --runs combines finished runs only")
+    if args.epochs is not None or args.batch_size is not None or args.dataset or args.label_set:
+        raise RegistryError("--epochs, --batch-size, --dataset and --label-set set how members train; --runs "
+                            "combines finished runs only")
     if args.executor != "local" or any(v is not None for v in (args.address, args.cpus_per_member,
                                                               args.gpus_per_member)):
         raise RegistryError("--executor, --address and --cpus/--gpus-per-member set how members train; --runs "
@@ -83,6 +89,8 @@ def make_executor_from(args):
 
 
 def render(report: dict) -> str:
+    from mmzoo.ensemble.build import combiner_label
+
     rows = [(m["name"], "reused" if m["reused"] else "trained", f"{m['val_accuracy']:.4f}",
              f"{m['test_accuracy']:.4f}", f"{m['test_macro_f1']:.4f}", m["note"]) for m in report["members"]]
     rows.append((f"= {report['run']}", report["combiner"]["name"], f"{report['val']['accuracy']:.4f}*",
@@ -94,7 +102,7 @@ def render(report: dict) -> str:
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
     lines = [
         f"ensemble {report['ensemble']} on {report['dataset']} (label set {report['label_set']}), combiner "
-        f"{report['combiner']['name']}: {len(report['trained'])} member(s) trained, {len(report['reused'])} reused",
+        f"{combiner_label(report['combiner'])}: {len(report['trained'])} member(s) trained, {len(report['reused'])} reused",
         "",
         table(rows, ("run", "member", "val acc", "test acc", "macro-F1", "note"), "llrrrl"),
         f"* ensemble val accuracy is {report['val_note']}",

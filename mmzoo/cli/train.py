@@ -65,8 +65,9 @@ def add_parsers(sub) -> None:
 
     p = sub.add_parser("data", help="dataset tools")
     data_sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
-    c = data_sub.add_parser("check", help="report every bad row of a manifest folder")
-    c.add_argument("path")
+    c = data_sub.add_parser("check", help="report every bad row of a manifest folder, then row, class, split and "
+                                            "group counts")
+    c.add_argument("path", help="a folder with manifest.jsonl/.csv, or a registered dataset name")
     c.add_argument("--json", action="store_true")
     c.set_defaults(handler=cmd_data_check)
 
@@ -129,9 +130,9 @@ def cmd_runs(args) -> int:
         err(f"no runs under {args.out or 'runs/'}; train one with `mmzoo train MODEL`")
         return 0
     fmt = lambda v, f: "" if v is None else format(v, f)  # noqa: E731
-    print(table([(r["run"], r["state"], r["dataset"], fmt(r["test_accuracy"], ".4f"), fmt(r["test_macro_f1"], ".4f"),
-                  fmt(r["train_seconds"], ".1f")) for r in rows],
-                ("run", "state", "dataset", "test acc", "macro-F1", "train s"), "lllrrr"))
+    print(table([(r["run"], r["kind"], r["state"], r["dataset"], fmt(r["test_accuracy"], ".4f"),
+                  fmt(r["test_macro_f1"], ".4f"), fmt(r["train_seconds"], ".1f")) for r in rows],
+                ("run", "kind", "state", "dataset", "test acc", "macro-F1", "train s"), "llllrrr"))
     for r in rows:
         if r["state"] == "broken":
             err(f"broken: {r['path']}: {r['error']}")
@@ -178,15 +179,37 @@ def _closed(row: dict) -> str:
 
 def cmd_data_check(args) -> int:
     from mmzoo.data.manifest import check_folder, format_problems
+    from mmzoo.data.summary import summarise
+    from mmzoo.train.factory import open_dataset
+    from mmzoo.zoo.plugins import get_zoo
 
-    problems = check_folder(args.path)
+    registered = get_zoo().get("dataset", args.path) is not None
+    problems = [] if registered else check_folder(args.path)
     errors = [p for p in problems if p.severity == "error"]
+    summary = None if errors else summarise(open_dataset(args.path))
     if args.json:
-        emit_json([p.__dict__ if hasattr(p, "__dict__") else p for p in problems])
+        emit_json({"problems": [p.__dict__ for p in problems], "summary": summary})
     elif problems:
         print(format_problems(problems))
         warnings = len(problems) - len(errors)
         err(f"{len(errors)} problem(s)" + (f" and {warnings} warning(s)" if warnings else "") + f" in {args.path}")
     else:
         print(f"{args.path}: ok")
+        print(render_summary(summary))
     return 1 if errors else 0
+
+
+def render_summary(summary: dict) -> str:
+    """Row, class, split and group counts, then a per-class table."""
+    splits = summary["splits"]
+    lines = [
+        f"{summary['rows']} rows, {summary['classes']} classes (label set {summary['label_set']!r}; largest class "
+        f"{summary['imbalance']:.1f}x the smallest)",
+        "splits: " + ", ".join(f"{k} {v}" for k, v in splits.items()),
+        f"groups: {summary['groups']} ({summary['grouped_rows']} rows share a group with another row, largest "
+        f"{summary['largest_group']}; {summary['groups_across_splits']} groups straddle splits)",
+        "",
+    ]
+    rows = [(c[:30], *(n[split] for split in splits), sum(n.values())) for c, n in summary["per_class"].items()]
+    lines.append(table(rows, ("class", *splits, "total"), "l" + "r" * (len(splits) + 1)))
+    return "\n".join(lines)

@@ -292,12 +292,14 @@ def log_probs(probs: torch.Tensor) -> torch.Tensor:
 def stratified_folds(labels: torch.Tensor, folds: int, seed: int, groups: torch.Tensor | None = None) -> torch.Tensor:
     """Assign each sample a fold id in [0, folds), spreading every class evenly; seeded.
 
-    With ``groups``, whole groups are dealt to folds (each by its first sample's label), so
-    near-duplicates never sit on both sides of a fold and the out-of-fold score stays honest.
+    With ``groups``, whole groups are dealt to folds (largest first, each to the fold with the
+    fewest samples of its majority class), so near-duplicates never sit on both sides of a fold
+    and the out-of-fold score stays honest (see mmzoo.data.folds).
     """
     if groups is not None:
-        unique, first, inverse = _group_index(groups)
-        return stratified_folds(labels[first], folds, seed)[inverse]
+        from mmzoo.data.folds import stratified_group_folds
+
+        return torch.as_tensor(stratified_group_folds(labels.numpy(), folds, seed, groups.numpy()))
     generator = torch.Generator().manual_seed(seed)
     shuffled = torch.randperm(len(labels), generator=generator)  # (N,)
     # A stable sort by label keeps the random order within each class; dealing the sorted

@@ -1,4 +1,8 @@
-"""Provides user datasets: a folder with manifest.jsonl or manifest.csv, checked row by row."""
+"""Provides user datasets: a folder with manifest.jsonl or manifest.csv, checked row by row.
+
+The format is documented in docs/data.md: required ``text``, ``image``, ``label``; optional
+``id``, ``split`` and ``group`` (rows sharing a group are near-duplicates and are never split apart).
+"""
 
 from __future__ import annotations
 
@@ -46,6 +50,7 @@ class _Row:
     image: Path
     label: str
     split: str  # "" means: assign one automatically
+    group: str = ""  # "" means: the row is its own group
 
 
 def format_problems(problems: list[Problem]) -> str:
@@ -226,8 +231,10 @@ def _scan(folder: Path) -> tuple[list[_Row], list[str], list[Problem], Path]:
                                                            f"{seen[sample_id]})"))
             else:
                 seen[sample_id] = line
+        group = _text_value(record, "group", name, line, problems) if record.get("group", "") != "" else ""
         if len(problems) == bad:
-            rows.append(_Row(line, sample_id, text, image_path, label, split))
+            rows.append(_Row(line, sample_id, text, image_path, label, split, group or ""))
+    _check_group_splits(rows, name, problems)
     if not problems and not rows:
         problems.append(Problem(name, 0, "", "the manifest has no rows"))
     classes = allowed if allowed is not None else sorted({r.label for r in rows})
@@ -241,24 +248,50 @@ def _scan(folder: Path) -> tuple[list[_Row], list[str], list[Problem], Path]:
     return rows, classes, problems, folder
 
 
+def _check_group_splits(rows: list[_Row], name: str, problems: list[Problem]) -> None:
+    """A group's explicit splits must agree: near-duplicates on both sides of a split leak."""
+    first: dict[str, _Row] = {}
+    for r in rows:
+        if not r.group or not r.split:
+            continue
+        seen = first.setdefault(r.group, r)
+        if seen.split != r.split:
+            problems.append(Problem(name, r.line, "split", f"group '{r.group}' is in split '{seen.split}' on line "
+                                                           f"{seen.line} but in '{r.split}' here; give every row of "
+                                                           "a group the same split, or leave split empty"))
+
+
 def check_folder(path: str | Path) -> list[Problem]:
     """Every problem in a user dataset folder, in file order; empty when it is ready to use."""
     return _scan(Path(path))[2]
 
 
 def _assign_splits(rows: list[_Row]) -> dict[str, str]:
-    """70/15/15 per label, ordered by a hash of the id so the split survives reordering and additions."""
-    by_label: dict[str, list[_Row]] = {}
+    """70/15/15 per label, whole groups at a time, ordered by a hash of the group (or id).
+
+    The hash order makes the split survive reordering and additions. A group goes where the
+    running count of its label's rows stands when the group starts, so rows without a group
+    split exactly as 70/15/15 of each label. A group with an explicit split on any row keeps it.
+    """
+    explicit = {r.group: r.split for r in rows if r.group and r.split}
+    out = {r.id: explicit[r.group] for r in rows if not r.split and r.group in explicit}
+    groups: dict[str, list[_Row]] = {}
     for r in rows:
-        if not r.split:
-            by_label.setdefault(r.label, []).append(r)
-    out = {}
-    for members in by_label.values():
-        members.sort(key=lambda r: hashlib.sha256(r.id.encode()).hexdigest())
-        n_train = round(FRACTIONS[0] * len(members))
-        n_val = round(FRACTIONS[1] * len(members))
-        for k, r in enumerate(members):
-            out[r.id] = "train" if k < n_train else "val" if k < n_train + n_val else "test"
+        if not r.split and r.id not in out:
+            groups.setdefault(r.group or "\0id:" + r.id, []).append(r)
+    by_label: dict[str, list[tuple[str, list[_Row]]]] = {}
+    for key, members in groups.items():  # a group is counted under its first row's label
+        by_label.setdefault(members[0].label, []).append((key, members))
+    for entries in by_label.values():
+        entries.sort(key=lambda e: hashlib.sha256(e[0].removeprefix("\0id:").encode()).hexdigest())
+        total = sum(len(members) for _, members in entries)
+        n_train = round(FRACTIONS[0] * total)
+        n_val = round(FRACTIONS[1] * total)
+        start = 0
+        for _, members in entries:
+            split = "train" if start < n_train else "val" if start < n_train + n_val else "test"
+            out.update({r.id: split for r in members})
+            start += len(members)
     return out
 
 
@@ -280,8 +313,10 @@ def load_manifest(path: str | Path) -> Dataset:
     for r in rows:
         split = r.split or auto[r.id]
         image_hash = hashlib.sha256(r.image.read_bytes()).hexdigest()
-        digest.update(json.dumps([r.id, r.text, r.label, split, image_hash]).encode() + b"\n")
-        samples.append(Sample(id=r.id, text=r.text, image=str(r.image), labels={"label": r.label}, split=split))
+        fields = [r.id, r.text, r.label, split, image_hash] + ([r.group] if r.group else [])
+        digest.update(json.dumps(fields).encode() + b"\n")
+        samples.append(Sample(id=r.id, text=r.text, image=str(r.image), labels={"label": r.label}, split=split,
+                              group=r.group))
     return Dataset(
         name=folder.name,
         samples=samples,

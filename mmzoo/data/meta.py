@@ -17,6 +17,11 @@ def register_all(register) -> None:
         ),
     )
     register(
+        "flags",
+        "mmzoo.data.flags:load_flags",
+        description="253 country and territory flags (flag-icons, MIT) with name and capital; 6 continents",
+    )
+    register(
         "digits-match",
         "mmzoo.data.digits_match:load_digits_match",
         description="does the text name the handwritten 8x8 digit? match/no_match, needs both modalities",

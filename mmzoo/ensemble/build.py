@@ -25,9 +25,14 @@ SPLITS = ("val", "test")
 
 
 def combiner_spec(name: str) -> dict:
-    """``{"name": name, ...default params}`` of a registered combiner; suggests on a typo."""
+    """``{"name": name, ...params}`` of a registered combiner; suggests on a typo.
+
+    ``name`` may carry params as ``NAME:key=value,key=value`` (values read as YAML scalars),
+    e.g. ``stacking:weight_decay=0.1,folds=3``; each is checked against the combiner's params.
+    """
     from mmzoo.zoo.plugins import get_zoo
 
+    name, _, text = name.partition(":")
     zoo = get_zoo()
     part = zoo.get("combiner", name)
     if part is None:
@@ -35,7 +40,34 @@ def combiner_spec(name: str) -> dict:
         close = difflib.get_close_matches(name, known, n=1)
         raise RegistryError(f"no combiner named {name!r}", hint=(f"did you mean {close[0]!r}? " if close else "")
                             + f"(installed: {', '.join(known)})")
-    return {"name": name, **part.defaults()}
+    spec = {"name": name, **part.defaults()}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        key, eq, raw = item.partition("=")
+        param = part.param(key.strip())
+        if not eq or param is None:
+            allowed = ", ".join(p.name for p in part.params) or "none"
+            raise RegistryError(f"combiner {name!r}: {item!r} is not KEY=VALUE with a known param",
+                                hint=f"write --combiner {name}:KEY=VALUE,...; its params: {allowed}")
+        import yaml
+
+        value = yaml.safe_load(raw.strip())
+        if param.type == "float" and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        complaint = param.check(value)
+        if complaint:
+            raise RegistryError(f"combiner {name!r}: {key.strip()} {complaint}")
+        spec[param.name] = value
+    return spec
+
+
+def combiner_label(spec: dict) -> str:
+    """``name`` or ``name:key=value,...`` for the params that differ from the combiner's defaults."""
+    from mmzoo.zoo.plugins import get_zoo
+
+    part = get_zoo().get("combiner", spec["name"])
+    defaults = part.defaults() if part is not None else {}
+    changed = [f"{k}={v}" for k, v in spec.items() if k != "name" and defaults.get(k, object()) != v]
+    return spec["name"] + (":" + ",".join(changed) if changed else "")
 
 
 def build_combiner(spec: dict, num_members: int, num_classes: int):

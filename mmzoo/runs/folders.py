@@ -271,16 +271,41 @@ def resume_hint(run: Run) -> str:
     return f"resume it with `mmzoo train --resume {run.path}`"
 
 
+def run_kind(spec: dict) -> str:
+    """``text-only``, ``image-only``, ``fusion:NAME`` or ``ensemble:COMBINER[:params]`` of a run's spec.yaml."""
+    if spec.get("kind") == "ensemble":
+        combiner = spec.get("combiner") or {}
+        label = ",".join(f"{k}={v}" for k, v in sorted(combiner.items()) if k != "name" and k in _changed(combiner))
+        return f"ensemble:{combiner.get('name', '?')}" + (f":{label}" if label else "")
+    model = spec.get("model", {})
+    if model.get("fusion"):
+        return f"fusion:{model['fusion']['name']}"
+    return "text-only" if model.get("text") else "image-only"
+
+
+def _changed(params: dict) -> set[str]:
+    """Combiner params that differ from the installed combiner's defaults (all of them if it is unknown)."""
+    try:
+        from mmzoo.zoo.plugins import get_zoo
+
+        part = get_zoo().get("combiner", params.get("name", ""))
+    except Exception:  # listing runs must not fail on a broken plugin
+        part = None
+    defaults = part.defaults() if part is not None else {}
+    return {k for k, v in params.items() if defaults.get(k, object()) != v}
+
+
 def summary_row(run: Run) -> dict:
     """One line of `mmzoo runs`: a broken folder is a row with its path and reason, not an exception."""
     problem = run.problem
     if problem:
-        return {"run": run.name, "state": "broken", "dataset": "", "test_accuracy": None, "test_macro_f1": None,
+        return {"run": run.name, "kind": "", "state": "broken", "dataset": "", "test_accuracy": None, "test_macro_f1": None,
                 "train_seconds": None, "path": str(run.path), "error": problem}
     status = run.status
     metrics = run.metrics if run.finished else {}
     test = metrics.get("test", {}) if isinstance(metrics.get("test"), dict) else {}
-    row = {"run": run.name, "state": status.get("state"), "dataset": run.spec["data"]["dataset"],
+    row = {"run": run.name, "kind": run_kind(run.spec), "state": status.get("state"),
+           "dataset": run.spec["data"]["dataset"],
            "test_accuracy": test.get("accuracy"), "test_macro_f1": test.get("macro_f1"),
            "train_seconds": metrics.get("train_seconds")}
     if row["state"] == "interrupted":
@@ -334,6 +359,13 @@ def find_run(ref: str, root: Path | None = None, newest: str = "finished") -> Ru
     hits = [r for r in runs if r.name == ref or r.id == ref]
     if not hits:
         hits = [r for r in runs if r.model == ref]
+        # Runs of one name made from different specs (an ensemble refit with another combiner) are
+        # ambiguous: say so rather than silently take the newest.
+        kinds = {run_kind(r.spec) for r in hits if not r.problem}
+        if len(kinds) > 1:
+            listing = ", ".join(f"{r.name} ({run_kind(r.spec)})" for r in hits[-6:] if not r.problem)
+            raise RunError(f"{ref!r} names {len(hits)} runs of different kinds: {listing}",
+                           hint="name one as model/run-id")
         wanted = [r for r in hits if r.finished == (newest == "finished")]
         hits = (wanted or hits)[-1:]
     if len(hits) == 1:

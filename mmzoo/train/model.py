@@ -7,6 +7,7 @@ from torch import nn
 
 from mmzoo.encoders.base import Encoder, Features
 from mmzoo.fusions.base import mlp_head
+from mmzoo.train.standardize import Standardizer
 
 
 class MultimodalClassifier(nn.Module):
@@ -33,6 +34,11 @@ class MultimodalClassifier(nn.Module):
         self.aux_text = nn.Linear(text.output_dim, num_classes) if fusion is not None and train["aux_text"] > 0 else None
         self.aux_image = (nn.Linear(image.output_dim, num_classes)
                           if fusion is not None and train["aux_image"] > 0 else None)
+        # Per-modality feature standardisation (identity until fit_standardizers sees training features).
+        self.standardizers = None
+        if head.get("standardize", False):
+            self.standardizers = nn.ModuleDict({m: Standardizer(enc.output_dim) for m, enc in
+                                                (("text", text), ("image", image)) if enc is not None})
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -49,6 +55,8 @@ class MultimodalClassifier(nn.Module):
 
     def head(self, feats: dict[str, Features]) -> dict[str, torch.Tensor]:
         """Features -> {"logits": (B, C)} plus auxiliary unimodal logits when they are trained."""
+        if self.standardizers is not None:
+            feats = {m: self.standardizers[m](f) for m, f in feats.items()}
         if self.fusion is None:
             (only,) = feats.values()
             return {"logits": self.single_head(only.pooled)}
@@ -70,6 +78,13 @@ class MultimodalClassifier(nn.Module):
         total += sum(enc.num_parameters for enc in (self.text_encoder, self.image_encoder)
                      if isinstance(enc, DeferredEncoder))
         return total, sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def fit_standardizers(self, pooled: dict[str, torch.Tensor]) -> None:
+        """Set each modality's standardisation from its training features (N, D); no-op when off."""
+        if self.standardizers is None:
+            return
+        for modality, x in pooled.items():
+            self.standardizers[modality].fit(x)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]

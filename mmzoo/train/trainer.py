@@ -196,6 +196,8 @@ def _train(spec: dict, options: Options, ctx: distributed.Context, held: context
     train_data = data["train"]
     # a head over cached features gains nothing from more threads, and loses much on a busy machine
     threads.use(threads.choose(threads.ENCODER if train_data.preprocessors else threads.HEAD, wanted))
+    if ckpt is None:  # on resume the checkpoint restores the standardisation with the weights
+        model.fit_standardizers({m: f.pooled for m, f in train_data.cached.items()})
     rows = np.arange(len(train_data)) if options.train_rows is None else np.asarray(options.train_rows)
     weights = torch.ones(len(train_data)) if options.sample_weights is None else torch.as_tensor(
         options.sample_weights, dtype=torch.float32)

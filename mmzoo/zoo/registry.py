@@ -56,7 +56,8 @@ class Entry:
 class Registry:
     entries: dict[tuple[str, str], Entry]  # (kind, name) -> entry
     files: list[str]
-    problems: list[Problem]  # file-level problems (malformed YAML, unknown top-level keys)
+    problems: list[Problem]  # file-level problems (malformed YAML, unknown top-level keys, bad presets)
+    presets: dict[str, tuple[dict, str, int]] = field(default_factory=dict)  # `mmzoo fit` presets: raw, file, line
 
     def models(self) -> list[Entry]:
         return [e for (k, _), e in sorted(self.entries.items()) if k == "model"]
@@ -180,10 +181,22 @@ class _Checker:
         if isinstance(threads, int) and not isinstance(threads, bool) and threads < 1:
             self.problem(entry, path + ("train", "threads"), f"train: 'threads' must be at least 1, got {threads}")
         dataset = spec["task"].get("dataset")
-        if isinstance(dataset, str) and self.zoo.get("dataset", dataset) is None and not _looks_like_path(dataset):
-            self.problem(entry, path + ("task", "dataset"), f"dataset {dataset!r} is not registered and is not a folder; "
-                         f"{_suggest(dataset, self.zoo.names('dataset'))}")
+        if isinstance(dataset, str) and self.zoo.get("dataset", dataset) is None:
+            spec["task"]["dataset"] = self.dataset_folder(entry, path + ("task", "dataset"), dataset)
         entry.spec = spec if entry.ok else None
+
+    def dataset_folder(self, entry: Entry, path: tuple, dataset: str) -> str:
+        """A dataset folder, resolved against the folder of the registry file that names it; must exist."""
+        folder = (Path(self.file).resolve().parent / Path(dataset).expanduser()).resolve()
+        if folder.is_dir():
+            return str(folder)
+        if not _looks_like_path(dataset):
+            self.problem(entry, path, f"dataset {dataset!r} is not registered and is not a folder; "
+                         f"{_suggest(dataset, self.zoo.names('dataset'))}")
+        else:
+            self.problem(entry, path, f"dataset folder {dataset!r} not found (looked in {folder}; relative paths "
+                         f"resolve against the folder of {Path(self.file).name}, not the working directory)")
+        return str(folder)
 
     def ensemble(self, entry: Entry, models: set[str]) -> None:
         raw, path = entry.raw, ("ensembles", entry.name)
@@ -233,7 +246,7 @@ class _Checker:
 
 def _looks_like_path(value: str) -> bool:
     try:
-        return "/" in value or value.startswith(".") or Path(value).is_dir()
+        return "/" in value or "\\" in value or value.startswith((".", "~")) or Path(value).is_dir()
     except (ValueError, OSError):  # a NUL byte or an over-long name is no folder
         return False
 
@@ -253,9 +266,10 @@ def _read(path: Path, zoo: Zoo, registry: Registry, origin: str, checkers: dict)
         return
     checker = _Checker(name, lines, zoo)
     for key in data:
-        if key not in ("models", "ensembles"):
+        if key not in ("models", "ensembles", "presets"):
             registry.problems.append(Problem(name, lines.get((key,), 1),
-                                             f"unknown top-level key {key!r} (allowed: models, ensembles)"))
+                                             f"unknown top-level key {key!r} (allowed: models, ensembles, presets)"))
+    _read_presets(data.get("presets"), name, lines, zoo, registry)
     for section, kind in (("models", "model"), ("ensembles", "ensemble")):
         block = data.get(section) or {}
         if not isinstance(block, dict):
@@ -277,6 +291,24 @@ def _read(path: Path, zoo: Zoo, registry: Registry, origin: str, checkers: dict)
             # A later file's entry replaces an earlier one of the same name: user layers win.
             registry.entries[(kind, str(entry_name))] = entry
             checkers[(kind, str(entry_name))] = checker
+
+
+def _read_presets(block, name: str, lines: dict, zoo: Zoo, registry: Registry) -> None:
+    """`presets:` of one file (search spaces for `mmzoo fit`, see mmzoo.zoo.presets); later files win."""
+    from mmzoo.zoo.presets import check_preset
+
+    if block is None:
+        return
+    if not isinstance(block, dict):
+        registry.problems.append(Problem(name, lines.get(("presets",), 1), "presets: expected a mapping of names"))
+        return
+    for preset, raw in block.items():
+        registry.presets[str(preset)] = (raw, name, lines.get(("presets", preset), 1))
+        for path, message in check_preset(str(preset), raw, zoo):
+            full = ("presets", preset, *path)
+            while full not in lines and len(full) > 1:
+                full = full[:-1]
+            registry.problems.append(Problem(name, lines.get(full, 1), message))
 
 
 def registry_files(user_file: str | Path | None = None) -> list[Path]:

@@ -7,6 +7,8 @@ from mmzoo.zoo.parts import Param
 HEAD_PARAMS = (
     Param("hidden", "int", 256, "hidden width of the MLP head; 0 means a single linear layer", min=0, max=65536),
     Param("dropout", "float", 0.1, "dropout before the head's output layer", min=0, max=0.99),
+    Param("standardize", "bool", False, "standardise frozen features with the training split's mean and std "
+                                        "(stored in the model, so exports apply it too)"),
 )
 
 TASK_PARAMS = (

@@ -395,10 +395,9 @@ def test_grouped_folds_keep_near_duplicates_together_and_stay_stratified():
     fold = stratified_folds(labels, 5, seed=0, groups=groups)
     for g in groups.unique():
         assert len(fold[groups == g].unique()) == 1  # a group never straddles folds
-    group_fold = {int(g): int(f) for g, f in zip(groups, fold, strict=True)}
     for c in range(3):
-        per_fold = np.bincount([group_fold[g] for g in range(60) if g % 3 == c], minlength=5)
-        assert per_fold.max() - per_fold.min() <= 1  # groups of each class dealt evenly
+        per_fold = np.bincount(fold[labels == c].numpy(), minlength=5)
+        assert per_fold.max() - per_fold.min() <= 5  # samples of each class spread within one group's size
 
 
 def test_stacking_cross_fit_with_groups_is_not_flattered_by_duplicates():

@@ -1,0 +1,141 @@
+"""Provides `mmzoo fit` presets: search spaces written as data in registry.yaml, checked torch-free.
+
+A preset names the encoders, the fusions to try, each head family's hyperparameter grid, the
+number of cross-validation folds and the combiners to try. `mmzoo validate` reports a bad
+preset by file and line, like any model entry.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+HEAD_FAMILIES = ("linear", "mlp")
+# Grid keys of each head family, with the type every listed value must have.
+GRID_KEYS = {
+    "linear": {"C": (int, float)},
+    "mlp": {"hidden": (int,), "dropout": (int, float), "lr": (int, float), "weight_decay": (int, float),
+            "aux": (int, float)},
+}
+# Scalar keys, their types and defaults.
+SCALARS = {
+    "description": (str, ""),
+    "epochs": (int, 30),
+    "batch_size": (int, 64),
+    "folds": (int, 5),
+    "trials": (int, 4),  # MLP configurations sampled from the grid per model kind
+    "seed": (int, 0),
+    "metric": (str, "auto"),
+}
+METRICS = ("auto", "accuracy", "macro_f1")
+LIST_KEYS = ("fusions", "combiners")
+ENCODER_KEYS = ("text", "image")
+PRESET_KEYS = (*SCALARS, *LIST_KEYS, *ENCODER_KEYS, "heads")
+
+
+@dataclass
+class Preset:
+    """A checked preset with defaults filled in."""
+
+    name: str
+    text: dict
+    image: dict
+    fusions: list[str]
+    heads: dict[str, dict[str, list]]
+    combiners: list[str]
+    epochs: int = 30
+    batch_size: int = 64
+    folds: int = 5
+    trials: int = 4
+    seed: int = 0
+    metric: str = "auto"
+    description: str = ""
+    source: str = ""  # FILE:LINE it came from
+    raw: dict = field(default_factory=dict)
+
+
+def check_preset(name: str, raw, zoo=None) -> list[tuple[tuple, str]]:
+    """Every problem of one preset as (key path, message); empty when it is usable."""
+    out: list[tuple[tuple, str]] = []
+    if not isinstance(raw, dict):
+        return [((), f"preset {name!r}: expected a mapping")]
+    for key in raw:
+        if key not in PRESET_KEYS:
+            out.append(((key,), f"preset {name!r}: unknown key {key!r} (allowed: {', '.join(PRESET_KEYS)})"))
+    for key, (kind, _) in SCALARS.items():
+        value = raw.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
+            out.append(((key,), f"preset {name!r}: {key} must be a {kind.__name__}, got {value!r}"))
+    for key, low in (("epochs", 1), ("batch_size", 1), ("folds", 2), ("trials", 1)):
+        value = raw.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value < low:
+            out.append(((key,), f"preset {name!r}: {key} must be at least {low}, got {value}"))
+    if raw.get("metric", "auto") not in METRICS:
+        out.append((("metric",), f"preset {name!r}: metric must be one of {', '.join(METRICS)}"))
+    for modality in ENCODER_KEYS:
+        value = raw.get(modality)
+        if not isinstance(value, dict) or not isinstance(value.get("encoder"), str):
+            out.append(((modality,), f"preset {name!r}: {modality} must be a mapping with 'encoder: NAME'"))
+        elif zoo is not None:
+            part = zoo.get("encoder", value["encoder"])
+            if part is None or part.modality != modality:
+                out.append(((modality, "encoder"), f"preset {name!r}: {value['encoder']!r} is not an installed "
+                                                    f"{modality} encoder"))
+    for key, kind in (("fusions", "fusion"), ("combiners", "combiner")):
+        value = raw.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            out.append(((key,), f"preset {name!r}: {key} must be a list of names"))
+        elif zoo is not None:
+            for i, v in enumerate(value):
+                if zoo.get(kind, v) is None:
+                    out.append(((key, i), f"preset {name!r}: {kind} {v!r} is not installed "
+                                          f"(installed: {', '.join(zoo.names(kind))})"))
+    heads = raw.get("heads")
+    if not isinstance(heads, dict) or not heads:
+        out.append((("heads",), f"preset {name!r}: heads must map linear and/or mlp to their grids"))
+        return out
+    for family, grid in heads.items():
+        if family not in HEAD_FAMILIES:
+            out.append((("heads", family), f"preset {name!r}: unknown head family {family!r} "
+                                           f"(allowed: {', '.join(HEAD_FAMILIES)})"))
+            continue
+        if not isinstance(grid, dict):
+            out.append((("heads", family), f"preset {name!r}: heads.{family} must map keys to lists of values"))
+            continue
+        for key, values in grid.items():
+            kinds = GRID_KEYS[family].get(key)
+            if kinds is None:
+                out.append((("heads", family, key), f"preset {name!r}: heads.{family} has no key {key!r} "
+                                                    f"(allowed: {', '.join(GRID_KEYS[family])})"))
+            elif not isinstance(values, list) or not values or not all(
+                    isinstance(v, kinds) and not isinstance(v, bool) and v >= 0 for v in values):
+                out.append((("heads", family, key), f"preset {name!r}: heads.{family}.{key} must be a non-empty "
+                                                    "list of non-negative numbers"))
+        missing = [k for k in GRID_KEYS[family] if k not in grid]
+        if missing:
+            out.append((("heads", family), f"preset {name!r}: heads.{family} needs {', '.join(missing)}"))
+    return out
+
+
+def build_preset(name: str, raw: dict, source: str = "") -> Preset:
+    """A Preset from a raw mapping that passed check_preset."""
+    values = {key: raw.get(key, default) for key, (_, default) in SCALARS.items()}
+    return Preset(name=name, text=dict(raw["text"]), image=dict(raw["image"]), fusions=list(raw.get("fusions", [])),
+                  heads=copy.deepcopy(raw["heads"]), combiners=list(raw.get("combiners", [])), source=source,
+                  raw=copy.deepcopy(raw), **values)
+
+
+def load_preset(name: str, registry_file=None) -> Preset:
+    """The named preset from the layered registry; raises RegistryError with its problems."""
+    from mmzoo.errors import RegistryError
+    from mmzoo.zoo.registry import _suggest, load_registry
+
+    registry = load_registry(registry_file)
+    if name not in registry.presets:
+        raise RegistryError(f"no preset named {name!r} in {', '.join(registry.files)}",
+                            hint=_suggest(name, sorted(registry.presets)))
+    raw, file, line = registry.presets[name]
+    problems = [p for p in registry.problems if p.file == file and p.message.startswith(f"preset {name!r}")]
+    if problems:
+        raise RegistryError(f"preset {name!r} is invalid:\n" + "\n".join(f"  {p}" for p in problems))
+    return build_preset(name, raw, f"{file}:{line}")
