@@ -70,7 +70,7 @@ def load_digits_match(seed: int = 0, pairs_per_image: int = 2, image_size: int =
     half = pairs_per_image // 2
     samples: list[Sample] = []
     digest = hashlib.sha256(f"digits-match\0{seed}\0{pairs_per_image}\0{image_size}\0".encode())
-    for i, (pixels, digit) in enumerate(zip(images, targets)):
+    for i, (pixels, digit) in enumerate(zip(images, targets, strict=True)):
         digit = int(digit)
         image = to_rgb(pixels, image_size)  # (S, S, 3) uint8, shared by this image's pairs
         digest.update(image.tobytes())

@@ -18,7 +18,7 @@ def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, bins: int 
     correct = probs.argmax(axis=1) == y_true
     edges = np.linspace(0.0, 1.0, bins + 1)
     ece = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
         in_bin = (conf > lo) & (conf <= hi)
         if in_bin.any():
             ece += in_bin.mean() * abs(correct[in_bin].mean() - conf[in_bin].mean())
