@@ -54,6 +54,10 @@ def create_model(name_or_spec: str | dict, num_classes: int | None = None, regis
     from mmzoo.model import MultimodalClassifier
 
     spec = resolve_spec(name_or_spec, registry_file)
+    if spec["task"].get("type") == "tokens":  # a tag per word: mmzoo.tokens.model.TokenTagger
+        from mmzoo.tokens.model import create_tagger
+
+        return create_tagger(spec, open_dataset(spec["task"]["dataset"]).labels)
     if num_classes is None:
         num_classes = spec.get("num_classes") or _num_classes(spec)
     text = build_encoder(spec["text"]) if spec.get("text") else None

@@ -82,6 +82,7 @@ class Part:
     params: tuple[Param, ...] = ()
     modality: str | None = None
     plugin: str = ""
+    task: str | None = None  # datasets: "classification" (one label per sample) or "tokens" (a tag per token)
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
@@ -105,6 +106,7 @@ class Part:
             "kind": self.kind,
             "name": self.name,
             "modality": self.modality,
+            **({"task": self.task} if self.kind == "dataset" else {}),
             "description": self.description,
             "plugin": self.plugin,
             "params": [p.to_dict() for p in self.params],

@@ -76,13 +76,15 @@ def _wanted() -> set[str] | None:
 
 
 def _make_register(kind: str, info: PluginInfo, zoo: Zoo, owners: dict):
-    def register(name, factory, *, description, params=(), modality=None):
+    def register(name, factory, *, description, params=(), modality=None, task=None):
         if not isinstance(name, str) or not name:
             raise TypeError(f"{kind} name must be a non-empty string, got {name!r}")
         if kind == "encoder" and modality not in ("text", "image"):
             raise ValueError(f"encoder {name!r}: modality must be 'text' or 'image', got {modality!r}")
         if not all(isinstance(p, Param) for p in params):
             raise TypeError(f"{kind} {name!r}: params must be mmzoo.parts.Param instances")
+        if task not in (None, "classification", "tokens") or (task is not None and kind != "dataset"):
+            raise ValueError(f"{kind} {name!r}: task is for datasets only, 'classification' or 'tokens', not {task!r}")
         previous = owners.get((kind, name))
         if previous is not None:
             # Keep the first and report both, so neither package silently shadows the other.
@@ -94,7 +96,9 @@ def _make_register(kind: str, info: PluginInfo, zoo: Zoo, owners: dict):
             info.errors.append(message)
             warn(message)
             return
-        part = Part(kind, name, factory, description, tuple(params), modality, info.name)
+        if kind == "dataset":
+            task = task or "classification"
+        part = Part(kind, name, factory, description, tuple(params), modality, info.name, task)
         zoo.parts[kind][name] = part
         owners[(kind, name)] = info
         info.registered.setdefault(kind, []).append(name)

@@ -19,6 +19,7 @@ from mmzoo import schema
 from mmzoo.errors import RegistryError
 from mmzoo.parts import Param
 from mmzoo.plugins import Zoo, get_zoo
+from mmzoo.tokens import spec as token_spec
 
 PROJECT_REGISTRY = Path(__file__).resolve().parent.parent / "registry.yaml"
 
@@ -181,8 +182,10 @@ class _Checker:
             if not has_both:
                 self.problem(entry, path + ("fusion",), f"model {entry.name!r}: 'fusion' needs both a text and an image encoder")
             spec["fusion"] = self.part(entry, path + ("fusion",), raw["fusion"], "fusion", "name", schema.FUSION_KEYS)
-        for section, params in (("head", schema.HEAD_PARAMS), ("task", schema.TASK_PARAMS),
-                                ("train", schema.TRAIN_PARAMS)):
+        tokens = token_spec.is_token_entry(raw)
+        for section, params in (("head", token_spec.HEAD_PARAMS if tokens else schema.HEAD_PARAMS),
+                                ("task", schema.TASK_PARAMS),
+                                ("train", token_spec.TRAIN_PARAMS if tokens else schema.TRAIN_PARAMS)):
             value = raw.get(section) or {}
             if not isinstance(value, dict):
                 self.problem(entry, path + (section,), f"{section}: expected a mapping, got {type(value).__name__}")
@@ -192,6 +195,10 @@ class _Checker:
         if isinstance(dataset, str) and self.zoo.get("dataset", dataset) is None and not _looks_like_path(dataset):
             self.problem(entry, path + ("task", "dataset"), f"dataset {dataset!r} is not registered and is not a folder; "
                          f"{_suggest(dataset, self.zoo.names('dataset'))}")
+        if tokens:
+            token_spec.check(self, entry, path, raw, spec)
+        else:
+            token_spec.check_classification(self, entry, path, spec)
         entry.spec = spec if entry.ok else None
 
     def ensemble(self, entry: Entry, models: set[str]) -> None:

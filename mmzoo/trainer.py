@@ -132,6 +132,10 @@ def train(spec: dict, options: Options | None = None):
     Under torchrun every rank calls this and trains with DDP (see mmzoo.distributed).
     """
     options = options or Options()
+    from mmzoo.tokens.train import is_token_run, train_tokens
+
+    if is_token_run(spec, options):  # a tag per word: mmzoo.tokens has its own loop (single process)
+        return train_tokens(spec, options)
     with distributed.session(pick_device(options.device)) as ctx:
         if not ctx.is_main:  # rank 0 alone prints, shows progress and reports events
             options = replace(options, quiet=True, on_event=None)
