@@ -172,10 +172,9 @@ def cmd_runs(args) -> int:
 
 
 def cmd_compare(args) -> int:
+    from mmzoo.cli import tokens
     from mmzoo.compare import compare_runs
     from mmzoo.runs import find_run
-
-    from mmzoo.cli import tokens
 
     selected = [find_run(r, args.out) for r in args.runs]
     token_runs = [tokens.is_token_run(r) for r in selected]

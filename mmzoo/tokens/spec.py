@@ -7,8 +7,6 @@ encoder (fine-tuned unless ``freeze: true``), a per-token head, and a training s
 
 from __future__ import annotations
 
-
-
 from mmzoo import schema
 from mmzoo.parts import Param
 from mmzoo.tokens import TASK
