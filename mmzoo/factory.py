@@ -87,6 +87,10 @@ def open_dataset(name_or_path: str, **params: Any):
         return part.build(**params)
     if Path(name_or_path).is_dir():
         from mmzoo.data.manifest import load_manifest
+        from mmzoo.tokens.data import is_token_folder, load_token_folder
+
+        if is_token_folder(name_or_path):  # CoNLL files, or manifest.jsonl rows of tokens and tags
+            return load_token_folder(name_or_path)
 
         return load_manifest(name_or_path)
     raise DataError(f"dataset {name_or_path!r} is neither a registered dataset nor a folder",

@@ -40,6 +40,15 @@ def cmd_ensemble(args) -> int:
                             "name an ensemble, or pass --runs RUN1 RUN2 ...",
                             hint="see `mmzoo list ensembles` and `mmzoo runs`")
     spec, obtained = from_runs(args) if args.runs else from_registry(args)
+    from mmzoo.cli import tokens
+
+    if any(tokens.is_token_run(r) for r in obtained.runs):  # NER runs: word-level combiners
+        from mmzoo.tokens.ensemble import build_token_ensemble
+
+        run = build_token_ensemble(spec, obtained.runs, root=args.out, notes=obtained.notes)
+        report = tokens.ensemble_report(run, obtained.reused)
+        emit_json(report) if args.json else print(tokens.render_ensemble(report))
+        return 0
     run = build_ensemble(spec, obtained.runs, root=args.out, notes=obtained.notes, boosting=obtained.boosting)
     report = summarise(run, obtained)
     if args.json:

@@ -73,3 +73,68 @@ def data_check(path, as_json: bool) -> int:
         print(f"{path}: ok (token dataset, types: {', '.join(types)})"
               + (f"; {len(notes)} orphan I- tag(s) repaired to B-" if notes else ""))
     return 1 if problems else 0
+
+
+def ensemble_report(run, reused: list[bool]) -> dict:
+    spec, m = run.spec, run.metrics
+    members = [{"name": e["name"], "path": e["path"], "weight": e["weight"], "reused": r, **m["members"][e["name"]]}
+               for e, r in zip(spec["members"], reused, strict=True)]
+    return {"run": run.name, "path": str(run.path), "task": "tokens", "combiner": spec["combiner"],
+            "dataset": spec["data"]["dataset"], "members": members, "best_member": m["best_member"],
+            "beat_best_member": m["beat_best_member"], "val_note": m["val_note"],
+            **{split: m[split] for split in ("val", "test")}}
+
+
+def render_ensemble(report: dict) -> str:
+    from mmzoo.tokens.metrics import render_table
+
+    rows = [(x["name"], "reused" if x["reused"] else "trained", f"{x['weight']:.3f}", f"{x['val_f1']:.4f}",
+             f"{x['test_f1']:.4f}") for x in report["members"]]
+    rows.append((f"= {report['run']}", report["combiner"]["name"], "", f"{report['val']['f1']:.4f}*",
+                 f"{report['test']['f1']:.4f}"))
+    best = next(x for x in report["members"] if x["name"] == report["best_member"])
+    gain = 100 * (report["test"]["f1"] - best["test_f1"])
+    verdict = "matched or beat" if report["beat_best_member"] else "did NOT beat"
+    return "\n".join([
+        f"token ensemble on {report['dataset']}, combiner {report['combiner']['name']} (per word, then BIO decoding)",
+        "",
+        table(rows, ("run", "member", "weight", "val F1", "test F1"), "llrrr"),
+        f"* {report['val_note']}; F1 is entity-level exact match",
+        f"best member (by val F1): {best['name']}, test F1 {best['test_f1']:.4f}; the ensemble {verdict} it "
+        f"({gain:+.1f} points)",
+        "",
+        "ensemble on test:",
+        render_table(report["test"]),
+        f"-> {report['path']}",
+    ])
+
+
+def render_export(result: dict) -> str:
+    figures = result["parity"]["fp32"]
+    return (f"{result['path']}: token {result['kind']} {result['run']}, fp32, opset {result['opset']}, "
+            f"{result['bytes'] / 1e6:.1f} MB, inputs {', '.join(result['inputs'])} -> word probabilities\n"
+            f"  parity fp32 on {figures['sentences']} val sentences: entity F1 {figures['onnx_f1']:.4f} (torch "
+            f"{figures['torch_f1']:.4f}), max |diff| {figures['max_abs_diff']:.1e}, argmax agreement "
+            f"{100 * figures['argmax_agreement']:.2f}%")
+
+
+def predict(args) -> int:
+    from mmzoo.errors import DataError
+    from mmzoo.tokens.runtime import TokenPredictor
+
+    if args.manifest or args.image is not None:
+        raise DataError(f"{args.file.name} is a token (NER) model: give --text '...' only",
+                        hint="score a token dataset with `mmzoo eval` on its run instead of --manifest")
+    if args.text is None:
+        raise DataError("nothing to tag", hint="give --text '...'")
+    predictor = TokenPredictor(args.file, device=args.device)
+    entities = predictor.entities([args.text])[0]
+    if args.json:
+        emit_json({"file": str(args.file), "text": args.text, "entities": entities})
+        return 0
+    if not entities:
+        print("no entities found")
+        return 0
+    print(table([(e["type"], e["text"], e["start"], e["end"], f"{e['score']:.3f}") for e in entities],
+                ("type", "text", "start", "end", "score"), "llrrr"))
+    return 0

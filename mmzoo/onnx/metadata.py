@@ -16,7 +16,7 @@ from mmzoo.errors import ExportError
 FORMAT_VERSION = 1
 PREFIX = "mmzoo."
 # Keys holding JSON; the rest are plain strings.
-JSON_KEYS = ("labels", "inputs", "outputs", "preprocessing", "members", "spec", "parity")
+JSON_KEYS = ("labels", "inputs", "outputs", "preprocessing", "members", "spec", "parity", "tokens")
 REQUIRED = ("format_version", "version", "kind", "precision", "labels", "inputs", "outputs", "preprocessing")
 
 

@@ -236,6 +236,7 @@ def scan(path: str | Path) -> tuple[list[_Raw], list[str], list[Problem], list[P
         good.append(raw)
     if not problems and not good:
         problems.append(Problem(folder.name, 0, "", "the dataset has no sentences"))
+    problems.sort(key=lambda p: (p.file, p.line))  # file order, whichever pass found them
     return good, (types if declared is not None else sorted(types)), problems, notes
 
 
