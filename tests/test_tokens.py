@@ -43,7 +43,7 @@ def test_decode_always_emits_valid_bio(rows):
 @given(tag_lists)
 def test_spans_cover_disjoint_ranges(tags):
     spans = bio.spans(tags)
-    for (_, s1, e1), (_, s2, _) in zip(spans, spans[1:]):
+    for (_, s1, e1), (_, s2, _) in zip(spans, spans[1:], strict=False):
         assert s1 < e1 <= s2
     assert all(tags[s].endswith(t) for t, s, _ in spans)
 
@@ -186,7 +186,7 @@ def test_long_sentences_use_sliding_windows_not_truncation(minilm_tokenizer):
     owned = sorted(w for win in windows for w in win.words)
     assert owned == list(range(len(words)))  # the tail keeps its tags
     for win in windows:
-        for word, pos in zip(win.words, win.positions):
+        for word, pos in zip(win.words, win.positions, strict=True):
             assert win.ids[pos] == aligner.pieces(words)[word][0]
 
 

@@ -10,7 +10,6 @@ import textwrap
 from types import SimpleNamespace
 
 import pytest
-
 from conftest import ROOT
 
 NAMES = ["alice", "bob", "carol", "dave", "erin", "frank", "gina", "hugo"]
