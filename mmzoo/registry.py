@@ -201,7 +201,7 @@ class _Checker:
             token_spec.check_classification(self, entry, path, spec)
         entry.spec = spec if entry.ok else None
 
-    def ensemble(self, entry: Entry, models: set[str]) -> None:
+    def ensemble(self, entry: Entry, models: set[str], token_models: frozenset = frozenset()) -> None:
         raw, path = entry.raw, ("ensembles", entry.name)
         for key in raw:
             if key not in schema.ENSEMBLE_KEYS:
@@ -238,6 +238,8 @@ class _Checker:
         if "resources" in raw:
             value = raw["resources"] if isinstance(raw["resources"], dict) else {}
             spec["resources"] = self.params(entry, path + ("resources",), value, schema.RESOURCE_PARAMS, "resources")
+        if spec.get("combiner") is not None:
+            token_spec.check_ensemble(self, entry, path, spec, token_models)
         entry.spec = spec if entry.ok else None
 
 
@@ -314,10 +316,12 @@ def load_registry(user_file: str | Path | None = None, zoo: Zoo | None = None,
     for path in files:
         _read(Path(path), zoo, registry, "registry", checkers)
     models = {name for kind, name in registry.entries if kind == "model"}
+    token_models = frozenset(name for (kind, name), e in registry.entries.items()
+                             if kind == "model" and token_spec.is_token_entry(e.raw))
     for key, entry in registry.entries.items():
         checker = checkers[key]
         if entry.kind == "model":
             checker.model(entry)
         else:
-            checker.ensemble(entry, models)
+            checker.ensemble(entry, models, token_models)
     return registry

@@ -38,6 +38,11 @@ REGISTRY = textwrap.dedent("""
         description: a classifier on a token dataset
         text: {{encoder: small_text}}
         task: {{dataset: wnut17}}
+    ensembles:
+      toy_stack:
+        description: stacking is refused for token models
+        members: [toy_tagger, toy_tagger_b]
+        combiner: stacking
 """)
 
 
@@ -94,6 +99,8 @@ def test_registry_validates_token_models(toy):
     assert "token models read text only" in bad and "registry.yaml:" in bad
     wrong = " ".join(str(p) for p in registry.get("bad_classifier").problems)
     assert "add `type: tokens`" in wrong
+    stack = " ".join(str(p) for p in registry.get("toy_stack").problems)
+    assert "combiner 'stacking' does not apply to token models" in stack
 
 
 def test_tiny_tagger_learns_the_toy_task(trained):

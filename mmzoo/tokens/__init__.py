@@ -4,3 +4,4 @@ Torch-free modules: data, bio, metrics, align, runtime. The rest import torch wh
 """
 
 TASK = "tokens"  # the value of a registry model's `task.type` (and a token dataset's `task`)
+COMBINERS = ("mean", "weighted", "vote")  # per-word combiners; the others learn from one label per sample

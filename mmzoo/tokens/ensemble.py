@@ -20,10 +20,9 @@ import numpy as np
 from mmzoo import atomic
 from mmzoo.errors import RegistryError, RunError
 from mmzoo.runs import Run, new_run
-from mmzoo.tokens import TASK, bio
+from mmzoo.tokens import COMBINERS, TASK, bio
 from mmzoo.tokens.metrics import entity_metrics
 
-COMBINERS = ("mean", "weighted", "vote")
 SPLITS = ("val", "test")
 
 

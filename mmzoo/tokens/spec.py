@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from mmzoo import schema
 from mmzoo.parts import Param
-from mmzoo.tokens import TASK
+from mmzoo.tokens import COMBINERS, TASK
 
 HEAD_PARAMS = (
     Param("hidden", "int", 0, "hidden width of the per-token MLP head; 0 means a single linear layer"),
@@ -68,3 +68,23 @@ def check_classification(checker, entry, path: tuple, spec: dict) -> None:
 
 
 
+
+
+def check_ensemble(checker, entry, path: tuple, spec: dict, token_models: set[str]) -> None:
+    """An ensemble of token models: word-level combiners only, members or seeds recipes, no mixing."""
+    recipe = spec.get("recipe") or {}
+    names = set(recipe.get("members", [])) | {v["model"] for v in recipe.values() if isinstance(v, dict)
+                                              and isinstance(v.get("model"), str)}
+    tokens = names & token_models
+    if not tokens:
+        return
+    if tokens != names:
+        checker.problem(entry, path, f"ensemble {entry.name!r} mixes token models ({', '.join(sorted(tokens))}) "
+                        f"with classifiers ({', '.join(sorted(names - tokens))}); their outputs cannot be combined")
+    if "bagging" in recipe or "boosting" in recipe:
+        checker.problem(entry, path, f"ensemble {entry.name!r}: bagging and boosting are not supported for token "
+                        "models; use members or seeds")
+    combiner = spec.get("combiner") or {}
+    if combiner.get("name") not in COMBINERS:
+        checker.problem(entry, path + ("combiner",), f"ensemble {entry.name!r}: combiner {combiner.get('name')!r} "
+                        f"does not apply to token models; use one of {', '.join(COMBINERS)}")
