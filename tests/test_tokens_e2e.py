@@ -204,3 +204,15 @@ def test_predict_refuses_images_for_token_models(exported, capsys):
 
     assert main(["predict", exported["model"]["path"], "--text", "alice", "--image", "x.png"]) == 1
     assert "token (NER) model" in capsys.readouterr().err
+
+
+def test_demo_token_part_reuses_runs_and_prints_the_entity_table(trained, toy, monkeypatch):
+    from mmzoo.cli import demo, demo_tokens
+
+    monkeypatch.setattr(demo_tokens, "TOKEN_MODELS", ("toy_tagger", "toy_tagger_b"))
+    args = SimpleNamespace(registry=str(toy.registry), out=toy.runs, retrain=False, device="cpu")
+    report = demo_tokens.token_demo(args, demo.train_or_reuse)
+    assert [r["run"] for r in report["rows"][:2]] == [r.name for r in trained]  # reused, not retrained
+    assert report["chosen"]["combiner"]["name"] in ("mean", "weighted", "vote")
+    text = demo_tokens.render_token_demo(report)
+    assert "chosen on val" in text and "micro avg" in text and "PER" in text
