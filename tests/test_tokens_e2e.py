@@ -39,6 +39,10 @@ REGISTRY = textwrap.dedent("""
         text: {{encoder: small_text}}
         task: {{dataset: wnut17}}
     ensembles:
+      toy_pair:
+        description: the two toy taggers, averaged per word
+        members: [toy_tagger, toy_tagger_b]
+        combiner: mean
       toy_stack:
         description: stacking is refused for token models
         members: [toy_tagger, toy_tagger_b]
@@ -216,3 +220,13 @@ def test_demo_token_part_reuses_runs_and_prints_the_entity_table(trained, toy, m
     assert report["chosen"]["combiner"]["name"] in ("mean", "weighted", "vote")
     text = demo_tokens.render_token_demo(report)
     assert "chosen on val" in text and "micro avg" in text and "PER" in text
+
+
+def test_registry_token_ensemble_reuses_members(trained, toy, capsys):
+    from mmzoo.cli import main
+
+    assert main(["--registry", str(toy.registry), "ensemble", "toy_pair", "--combiner", "weighted", "--json",
+                 "--out", str(toy.runs)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["task"] == "tokens" and report["combiner"]["name"] == "weighted"
+    assert all(m["reused"] for m in report["members"]) and report["test"]["f1"] >= 0.9
