@@ -77,7 +77,8 @@ def collect(kind: str | None, pattern: str | None, registry_file: str | None):
             for name in zoo.names(part_kind):
                 part = zoo.get(part_kind, name)
                 if _matches(name, pattern):
-                    rows.append({"kind": part_kind, "name": name, "detail": part.modality or "",
+                    detail = part.modality or ("tokens" if part.task == "tokens" else "")  # NER datasets say so
+                    rows.append({"kind": part_kind, "name": name, "detail": detail,
                                  "description": part.description, "plugin": part.plugin, "ok": True})
     return rows
 
@@ -92,7 +93,8 @@ def _entry_detail(entry) -> str:
     name = lambda v, key: (v.get(key) if isinstance(v, dict) else v) if v else None  # noqa: E731
     parts = [name(raw.get("text"), "encoder"), name(raw.get("image"), "encoder")]
     fusion = name(raw.get("fusion"), "name")
-    return " + ".join(p for p in parts if p) + (f" ({fusion})" if fusion else "")
+    tokens = isinstance(raw.get("task"), dict) and raw["task"].get("type") == "tokens"
+    return " + ".join(p for p in parts if p) + (f" ({fusion})" if fusion else "") + (" (tokens)" if tokens else "")
 
 
 def cmd_list(args) -> int:
