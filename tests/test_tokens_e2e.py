@@ -230,3 +230,23 @@ def test_registry_token_ensemble_reuses_members(trained, toy, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["task"] == "tokens" and report["combiner"]["name"] == "weighted"
     assert all(m["reused"] for m in report["members"]) and report["test"]["f1"] >= 0.9
+
+
+def test_cancelled_token_run_resumes_to_the_same_result(toy):
+    from mmzoo.factory import resolve_spec
+    from mmzoo.trainer import Cancelled, Options, train
+
+    spec = resolve_spec("toy_tagger", str(toy.registry))
+    spec["train"]["epochs"] = 3
+    whole = train(spec, Options(out=toy.root / "resume", quiet=True, run_name="whole"))
+    calls = {"n": 0}
+
+    def stop() -> bool:  # cancel during the second epoch (after 19 + 1 steps of 19 per epoch)
+        calls["n"] += 1
+        return calls["n"] > 20
+
+    with pytest.raises(Cancelled):
+        train(spec, Options(out=toy.root / "resume", quiet=True, run_name="cut", should_stop=stop))
+    cut = next((toy.root / "resume" / "cut").iterdir())
+    resumed = train(None, Options(out=toy.root / "resume", quiet=True, resume=str(cut)))
+    assert resumed.metrics["val"] == whole.metrics["val"] and resumed.metrics["test"] == whole.metrics["test"]

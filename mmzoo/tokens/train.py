@@ -82,7 +82,7 @@ def train_tokens(spec: dict | None, options):
     """Train one token tagger (``options`` is a :class:`mmzoo.trainer.Options`); returns the finished Run."""
     from mmzoo.factory import open_dataset
     from mmzoo.tokens.model import create_tagger
-    from mmzoo.trainer import autocast_dtype, lr_at, pick_device, seed_everything
+    from mmzoo.trainer import Cancelled, autocast_dtype, lr_at, pick_device, seed_everything
 
     say = (lambda msg: None) if options.quiet else (lambda msg: print(msg, file=sys.stderr))
     emit = options.on_event or (lambda event: None)
@@ -151,8 +151,8 @@ def train_tokens(spec: dict | None, options):
             for b, idx in enumerate(plan):
                 if options.should_stop and options.should_stop():
                     run.set_status("cancelled", epoch=progress["epoch"])
-                    raise TrainingError(f"cancelled during epoch {epoch}; {run.name} keeps the checkpoint of "
-                                        f"epoch {progress['epoch']}")
+                    raise Cancelled(f"cancelled during epoch {epoch}; {run.name} keeps the checkpoint of "
+                                    f"epoch {progress['epoch']}", hint=f"resume with `mmzoo train --resume {run.path}`")
                 for group in optimizer.param_groups:
                     group["lr"] = lr_at(progress["step"], total_steps, group["peak"], tcfg["warmup"])
                 t = _tensors([train_rows[i] for i in idx], aligner.pad_id, device)
