@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mmzoo.errors import DataError
+from mmzoo.errors import DataError, PluginError
 from mmzoo.tokens import bio
 from mmzoo.tokens.align import IGNORE, WordAligner, _window_spans, split_words
 from mmzoo.tokens.data import is_token_folder, load_token_folder, load_wnut17, scan
@@ -86,6 +86,17 @@ def test_wnut17_ships_with_mmzoo():
     assert [len(d.split(s)) for s in ("train", "val", "test")] == [3394, 1009, 1287]
     assert sum(len(s.tokens) for s in d.split("test")) == 23394
     assert d.labels[0] == "O" and len(d.labels) == 13
+
+
+def test_contract_check_accepts_wnut17_and_catches_bad_tags():
+    from mmzoo.testing import check_dataset
+    from mmzoo.tokens.data import Sentence, TokenDataset
+
+    assert check_dataset("wnut17").task == "tokens"
+    bad = TokenDataset("bad", [Sentence("a", ("x",), ("I-PER",), "train"), Sentence("b", ("y",), ("O",), "val")],
+                       ["PER"], fingerprint="f")
+    with pytest.raises(PluginError, match="valid BIO"):
+        check_dataset(bad)
 
 
 def _write(folder, name, text):
