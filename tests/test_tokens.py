@@ -40,6 +40,17 @@ def test_decode_always_emits_valid_bio(rows):
         assert 0.0 <= span["score"] <= 1.0 and span["start_word"] < span["end_word"]
 
 
+@given(st.lists(st.lists(st.floats(0.01, 1), min_size=len(TAGS), max_size=len(TAGS)), max_size=20),
+       st.sampled_from(bio.OUTSIDE_SCALES))
+def test_outside_scale_only_trades_o_for_entities(rows, scale):
+    probs = np.array(rows, dtype=np.float32).reshape(-1, len(TAGS))
+    plain, scaled = bio.decode(probs, TAGS), bio.decode(probs, TAGS, scale)
+    assert bio.orphans(scaled) == []
+    # scaling P(O) down can only turn O into a tag, never a tag into O or into another tag
+    for a, b in zip(plain, scaled, strict=True):
+        assert a == b or a == "O" or a[2:] == b[2:]
+
+
 @given(tag_lists)
 def test_spans_cover_disjoint_ranges(tags):
     spans = bio.spans(tags)

@@ -28,7 +28,9 @@ def render_eval(run, split: str) -> str:
 
     m = run.metrics[split]
     return (f"{run.name} on {split} ({m['sentences']} sentences, {m['words']} words, {m['entities']} entities): "
-            f"entity-level exact match, micro F1 {m['f1']:.4f}\n\n" + render_table(m))
+            f"entity-level exact match, micro F1 {m['f1']:.4f}\n"
+            f"decoding: P(O) x {run.metrics.get('outside_scale', 1.0):g} (chosen on val), argmax, BIO repair\n\n"
+            + render_table(m))
 
 
 def compare_rows(runs: list) -> list[dict]:

@@ -61,10 +61,17 @@ def split_sentences(flat: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
     return np.split(flat, np.cumsum(lengths)[:-1]) if len(lengths) else []
 
 
-def f1_of(flat_probs: np.ndarray, gold: np.ndarray, lengths: np.ndarray, labels: list[str]) -> dict:
+def f1_of(flat_probs: np.ndarray, gold: np.ndarray, lengths: np.ndarray, labels: list[str],
+          outside_scale: float = 1.0) -> dict:
     true = [[labels[i] for i in s] for s in split_sentences(gold, lengths)]
-    pred = [bio.decode(p, labels) for p in split_sentences(flat_probs, lengths)]
+    pred = [bio.decode(p, labels, outside_scale) for p in split_sentences(flat_probs, lengths)]
     return entity_metrics(true, pred)
+
+
+def choose_outside_scale(flat_probs: np.ndarray, gold, lengths, labels: list[str]) -> float:
+    """The P(O) multiplier with the best VALIDATION entity F1 (ties: the one closest to plain argmax)."""
+    scores = [(f1_of(flat_probs, gold, lengths, labels, s)["f1"], s) for s in bio.OUTSIDE_SCALES]
+    return max(scores, key=lambda fs: (fs[0], fs[1]))[1]
 
 
 def fit_weights(member: np.ndarray, gold, lengths, labels, rounds: int = 2) -> np.ndarray:
@@ -113,14 +120,16 @@ def build_token_ensemble(spec: dict, runs: list[Run], *, root=None, notes: list[
     metrics: dict = {"task": TASK, "combiner": name, "weights": weights.tolist(),
                      "val_note": "in-sample: the weights were chosen on val" if name == "weighted" else
                      "not fitted on val"}
-    combined = {}
+    combined = {split: combine(stacked[split], weights, vote) for split in SPLITS}
+    scale = choose_outside_scale(combined["val"], gold["val"], lengths["val"], labels)
+    metrics["outside_scale"] = scale
     for split in SPLITS:
-        combined[split] = combine(stacked[split], weights, vote)
-        metrics[split] = f1_of(combined[split], gold[split], lengths[split], labels)
+        metrics[split] = f1_of(combined[split], gold[split], lengths[split], labels, scale)
     members = {}
     for k, run in enumerate(runs):
-        members[run.name] = {f"{split}_f1": f1_of(stacked[split][:, k], gold[split], lengths[split], labels)["f1"]
-                             for split in SPLITS}
+        own = run.metrics.get("outside_scale", 1.0)  # each member decoded as its own run is
+        members[run.name] = {f"{split}_f1": f1_of(stacked[split][:, k], gold[split], lengths[split], labels,
+                                                  own)["f1"] for split in SPLITS}
     best = max(members, key=lambda n: (members[n]["val_f1"], -list(members).index(n)))  # chosen on val
     metrics.update(members=members, best_member=best,
                    beat_best_member=metrics["test"]["f1"] >= members[best]["test_f1"],
@@ -130,7 +139,7 @@ def build_token_ensemble(spec: dict, runs: list[Run], *, root=None, notes: list[
     notes = list(notes or [""] * m)
     entries = [{"name": r.name, "path": str(r.path.resolve()), "weight": float(w),
                 **({"weight_note": note} if note else {})} for r, w, note in zip(runs, weights, notes, strict=True)]
-    combiner = {**spec["combiner"], "weights": weights.tolist()}
+    combiner = {**spec["combiner"], "weights": weights.tolist(), "outside_scale": scale}
     from mmzoo.trainer import _version
 
     atomic.write_yaml(run.path / "spec.yaml", {"kind": "ensemble", "ensemble": spec, "members": entries,

@@ -91,6 +91,7 @@ def export_token_run(run: Run, out_dir: str | Path, opset: int = 17, precision: 
     model = _trace(module, tuple(torch.from_numpy(example[k]) for k in INPUTS), list(INPUTS), axes, opset,
                    f"token {run.spec.get('kind', 'model')} {run.name}")
     meta = describe(run, members, tokenizer, labels, weights, vote, opset, aligner)
+    meta["tokens"]["outside_scale"] = float(run.metrics.get("outside_scale", 1.0))
     out_dir = Path(out_dir).absolute()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -148,8 +149,9 @@ def describe(run, members, tokenizer: dict, labels, weights, vote, opset, aligne
                        "the next starting about half a window before the previous one ends; each word is owned "
                        "by the window where it sits farthest from a cut (mmzoo.tokens.align._window_spans)",
             "empty_words": "a word with no sub-token is tagged O with probability 1",
-            "decoding": "argmax per word, then an I-X that continues no X entity becomes B-X; entities are "
-                        "maximal B-X I-X* runs; score = mean probability of the chosen tags",
+            "decoding": "multiply each word's P(O) by outside_scale (chosen on val), argmax per word, then an "
+                        "I-X that continues no X entity becomes B-X; entities are maximal B-X I-X* runs; "
+                        "score = mean (unscaled) probability of the chosen tags",
         },
         "members": [{"index": k, "run": m.name, "weight": w} for k, (m, w) in enumerate(zip(members, weights,
                                                                                               strict=True))],
@@ -166,6 +168,7 @@ def parity(path: Path, run: Run, labels: list[str]) -> dict:
     from mmzoo.tokens.runtime import TokenPredictor
 
     torch_probs, gold, lengths, ids = word_probs(run, "val")
+    scale = float(run.metrics.get("outside_scale", 1.0))
     dataset = open_dataset(run.spec["data"]["source"] if Path(run.spec["data"]["source"]).is_dir()
                            else run.spec["data"]["dataset"])
     by_id = {s.id: s for s in dataset.split("val")}
@@ -174,5 +177,5 @@ def parity(path: Path, run: Run, labels: list[str]) -> dict:
     return {"sentences": len(sentences), "words": int(len(gold)),
             "max_abs_diff": float(np.abs(onnx_probs - torch_probs).max()) if len(gold) else 0.0,
             "argmax_agreement": float((onnx_probs.argmax(-1) == torch_probs.argmax(-1)).mean()) if len(gold) else 1.0,
-            "onnx_f1": f1_of(onnx_probs, gold, lengths, labels)["f1"],
-            "torch_f1": f1_of(torch_probs, gold, lengths, labels)["f1"]}
+            "onnx_f1": f1_of(onnx_probs, gold, lengths, labels, scale)["f1"],
+            "torch_f1": f1_of(torch_probs, gold, lengths, labels, scale)["f1"]}

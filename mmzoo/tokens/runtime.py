@@ -33,6 +33,7 @@ class TokenPredictor:
         if not is_token_export(self.meta):
             raise ExportError(f"{self.path} is not a token (NER) export", hint="use mmzoo.onnx.runtime.Predictor")
         self.labels: list[str] = list(self.meta["labels"])
+        self.outside_scale = float(self.meta.get("tokens", {}).get("outside_scale", 1.0))
         config = self.meta["preprocessing"][0]["config"]
         try:
             self.aligner = WordAligner(config["tokenizer_json"], config["max_length"], config["pad_id"])
@@ -69,7 +70,7 @@ class TokenPredictor:
         out = []
         for text, ws, p in zip(texts, words, probs, strict=True):
             found = []
-            for span in bio.scored_spans(p, self.labels):
+            for span in bio.scored_spans(p, self.labels, self.outside_scale):
                 start, end = ws[span["start_word"]][1], ws[span["end_word"] - 1][2]
                 found.append({"type": span["type"], "text": text[start:end], "start": start, "end": end,
                               "words": [span["start_word"], span["end_word"]], "score": span["score"]})

@@ -74,8 +74,8 @@ def predict_words(model, aligner: WordAligner, sentences: list, device, batch_si
     return scatter(rows, row_probs, [len(s.tokens) for s in sentences], model.num_classes)
 
 
-def score(probs: list[np.ndarray], sentences: list, labels: list[str]) -> dict:
-    return entity_metrics([s.tags for s in sentences], [bio.decode(p, labels) for p in probs])
+def score(probs: list[np.ndarray], sentences: list, labels: list[str], outside_scale: float = 1.0) -> dict:
+    return entity_metrics([s.tags for s in sentences], [bio.decode(p, labels, outside_scale) for p in probs])
 
 
 def train_tokens(spec: dict | None, options):
@@ -214,13 +214,14 @@ def finish(run, model, aligner, splits: dict, labels: list[str], progress: dict,
                "epoch_train_seconds": [h["epoch_train_seconds"] for h in history],
                "parameters": sum(p.numel() for p in model.parameters()),
                "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+    probs = {split: predict_words(model, aligner, splits[split], device) for split in ("val", "test")}
+    # The decoding's P(O) multiplier is chosen on val, like the epoch; test only reports.
+    scale = max(bio.OUTSIDE_SCALES, key=lambda s: (score(probs["val"], splits["val"], labels, s)["f1"], s))
+    metrics["outside_scale"] = scale
     for split in ("val", "test"):
-        sentences = splits[split]
-        if not sentences:
-            continue
-        probs = predict_words(model, aligner, sentences, device)
-        save_word_probs(run, split, probs, sentences, labels)
-        metrics[split] = score(probs, sentences, labels)
+        if splits[split]:
+            save_word_probs(run, split, probs[split], splits[split], labels)
+            metrics[split] = score(probs[split], splits[split], labels, scale)
     atomic.write_json(run.path / "metrics.json", metrics)
     run.set_status("finished")
     return run
