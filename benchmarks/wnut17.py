@@ -3,8 +3,8 @@
 Run: .venv/bin/python benchmarks/wnut17.py [--out runs] [--step-ratio 20]
 
 1. Trains (or reuses finished runs of exactly these specs) the registry's ``wnut17_minilm`` and
-   ``wnut17_minilm_s1``: MiniLM fine-tuned, head lr 1e-3, encoder lr 1e-4, batch 16, 3 epochs,
-   the best epoch chosen on dev entity F1.
+   ``wnut17_minilm_1ep``: MiniLM fine-tuned, head lr 1e-3, encoder lr 1e-4, batch 16, for 3 epochs
+   and for 1, the best epoch chosen on dev entity F1. ``--runs A B`` uses these finished runs instead.
 2. Builds mean, weighted and vote ensembles and picks the one to report on dev (val) F1.
 3. With ``--step-ratio N``: times N training steps of mmzoo's loop (length-bucketed batches,
    dynamic padding, bf16 autocast where the CPU has AMX) against N steps of a plain loop
@@ -22,7 +22,7 @@ import statistics
 import time
 from pathlib import Path
 
-MEMBERS = ("wnut17_minilm", "wnut17_minilm_s1")
+MEMBERS = ("wnut17_minilm", "wnut17_minilm_1ep")
 
 
 def conditions() -> str:
@@ -106,6 +106,7 @@ def step_ratio(steps: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs"))
+    parser.add_argument("--runs", nargs="+", metavar="RUN", help="finished token runs to use as the members")
     parser.add_argument("--step-ratio", type=int, default=0, metavar="N", help="also time N steps side by side")
     args = parser.parse_args()
     from mmzoo.tokens import COMBINERS
@@ -113,9 +114,14 @@ def main() -> None:
     from mmzoo.tokens.metrics import render_table
 
     print(f"conditions: {conditions()}")
-    members = [train_or_reuse(name, args.out) for name in MEMBERS]
+    if args.runs:
+        from mmzoo.runs import find_run
+
+        members = [find_run(ref, args.out) for ref in args.runs]
+    else:
+        members = [train_or_reuse(name, args.out) for name in MEMBERS]
     ensembles = [build_token_ensemble({"name": f"wnut17_pair_{c}", "kind": "ensemble",
-                                       "recipe": {"members": list(MEMBERS)}, "combiner": {"name": c}},
+                                       "recipe": {"members": [r.name for r in members]}, "combiner": {"name": c}},
                                       members, root=args.out) for c in COMBINERS]
     print("\nentity F1 with plain argmax decoding, and with P(O) scaled by the factor chosen on val:")
     print(f"{'run':<40}{'val':>8}{'test':>8}{'scale':>7}{'val':>8}{'test':>8}  epoch train s / weights")

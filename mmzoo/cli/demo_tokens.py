@@ -1,14 +1,14 @@
 """Provides the token (NER) part of `mmzoo demo`: two WNUT-17 taggers, their ensembles, the entity table.
 
-The members are the registry's ``wnut17_minilm`` and ``wnut17_minilm_s1`` (MiniLM fine-tuned, seeds 0
-and 1); finished runs of exactly these specs are reused. The combiner to report is chosen on val.
+The members are the registry's ``wnut17_minilm`` and ``wnut17_minilm_1ep`` (MiniLM fine-tuned for 3
+epochs and for 1); finished runs of exactly these specs are reused. The combiner to report is chosen on val.
 """
 
 from __future__ import annotations
 
 from mmzoo.cli.output import err
 
-TOKEN_MODELS = ("wnut17_minilm", "wnut17_minilm_s1")
+TOKEN_MODELS = ("wnut17_minilm", "wnut17_minilm_1ep")
 
 
 def token_demo(args, train_or_reuse) -> dict:
