@@ -22,6 +22,24 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 class EnsembleResult:
     run: object  # the ensemble's Run
     obtained: object  # mmzoo.ensemble.recipes.Obtained: member runs, which were reused, notes
+    tokens: bool = False  # a token-classification (NER) ensemble: word-level combining, entity metrics
+
+
+def is_token_run(run) -> bool:
+    return run.spec.get("data", {}).get("task") == "tokens"
+
+
+def _build(spec: dict, obtained, out) -> EnsembleResult:
+    """Fit the combiner and write the ensemble run: per word for token runs, per sample otherwise."""
+    if any(is_token_run(r) for r in obtained.runs):
+        from mmzoo.tokens.ensemble import build_token_ensemble
+
+        return EnsembleResult(build_token_ensemble(spec, obtained.runs, root=out, notes=obtained.notes), obtained,
+                              tokens=True)
+    from mmzoo.ensemble.build import build_ensemble
+
+    run = build_ensemble(spec, obtained.runs, root=out, notes=obtained.notes, boosting=obtained.boosting)
+    return EnsembleResult(run, obtained)
 
 
 def combiner_needs_recipe_weights(name: str) -> bool:
@@ -48,7 +66,7 @@ def ensemble_from_registry(name: str, overrides: Overrides | None = None, execut
     Progress arrives at ``on_event`` as ``{"type": "log", "text": ...}`` lines plus the trainer's own
     events for each member; ``should_stop`` cancels between members and at any training step.
     """
-    from mmzoo.ensemble.build import build_ensemble, combiner_spec
+    from mmzoo.ensemble.build import combiner_spec
     from mmzoo.ensemble.members import Control
     from mmzoo.ensemble.recipes import obtain_members
     from mmzoo.train.factory import resolve_spec
@@ -85,8 +103,7 @@ def ensemble_from_registry(name: str, overrides: Overrides | None = None, execut
                       quiet=quiet)
     obtained = obtain_members(spec, resolve=resolve, out=out, device=device, executor=executor, control=control)
     control.check_stop("fitting the combiner")
-    run = build_ensemble(spec, obtained.runs, root=out, notes=obtained.notes, boosting=obtained.boosting)
-    return EnsembleResult(run, obtained)
+    return _build(spec, obtained, out)
 
 
 def refit_name(ensemble: str, combiner: dict) -> str:
@@ -104,7 +121,7 @@ def refit_name(ensemble: str, combiner: dict) -> str:
 def ensemble_from_runs(refs: list[str], combiner: str | None = None, name: str | None = None, *,
                        out: Path | None = None) -> EnsembleResult:
     """Combine finished runs (same dataset and label set) with a combiner fitted on their val predictions."""
-    from mmzoo.ensemble.build import build_ensemble, combiner_spec
+    from mmzoo.ensemble.build import combiner_spec
     from mmzoo.ensemble.members import Obtained
     from mmzoo.runs.folders import find_run
 
@@ -119,8 +136,7 @@ def ensemble_from_runs(refs: list[str], combiner: str | None = None, name: str |
     runs = [find_run(ref, out) for ref in refs]
     spec = {"name": name, "kind": "ensemble", "description": f"after-the-fact ensemble of {len(runs)} runs",
             "recipe": {"runs": [r.name for r in runs]}, "combiner": spec_combiner}
-    obtained = Obtained(runs, [True] * len(runs), [""] * len(runs))
-    return EnsembleResult(build_ensemble(spec, runs, root=out, notes=obtained.notes), obtained)
+    return _build(spec, Obtained(runs, [True] * len(runs), [""] * len(runs)), out)
 
 
 def _emit(on_event: Callable[[dict], None] | None, text: str) -> None:

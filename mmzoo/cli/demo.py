@@ -3,6 +3,7 @@
 Steps: train (or reuse) text-only, image-only and every built-in fusion over frozen
 MiniLM + EfficientNet-Lite0; fit mean, weighted, stacking, greedy and moe ensembles
 over them on validation; add a seeds ensemble of one fusion model; compare on test.
+Then the token task (mmzoo.cli.demo_tokens): two WNUT-17 taggers and their word-level ensembles.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ DEMO_SEEDS = "emoji_gated_seeds"
 def add_parsers(sub) -> None:
     from mmzoo.cli.train import add_threads_flag
 
-    p = sub.add_parser("demo", help="train text-only, image-only and every fusion on emoji, ensemble them, compare")
+    p = sub.add_parser("demo", help="train text-only, image-only and every fusion on emoji, ensemble them, compare; "
+                       "then two WNUT-17 NER taggers and their ensemble")
     p.add_argument("--out", type=Path, help="runs folder (default: runs/)")
     p.add_argument("--retrain", action="store_true", help="train again even when a finished run matches")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -70,8 +72,11 @@ def cmd_demo(args) -> int:
     best = max(ensembles, key=lambda r: r.metrics["val"]["accuracy"])
     err(f"[{total}/{total}] exporting {best.name} to ONNX and predicting test samples with onnxruntime")
     shipped = ship(best, args)
+    from mmzoo.cli.demo_tokens import render_token_demo, token_demo
+
+    tokens = token_demo(args, train_or_reuse)  # WNUT-17 NER: two taggers, their ensembles, the entity table
     if args.json:
-        emit_json({"comparison": rows, "export": shipped})
+        emit_json({"comparison": rows, "export": shipped, "tokens": tokens})
         return 0
     print(render_compare(rows))
     best_single = max(rows[: len(runs)], key=lambda r: r["accuracy"])
@@ -83,6 +88,7 @@ def cmd_demo(args) -> int:
     for sample in shipped["samples"]:
         top = ", ".join(f"{label} {p:.2f}" for label, p in sample["top"])
         print(f"  {sample['text'][:48]:<48} true {sample['label']:<20} -> {top}")
+    print("\n" + render_token_demo(tokens))
     err(f"demo finished in {time.perf_counter() - started:.0f}s")
     return 0
 

@@ -58,6 +58,12 @@ def cmd_ensemble(args) -> int:
         result = ensemble_from_registry(args.ensemble, Overrides.from_object(args), make_executor_from(args),
                                         registry=args.registry, out=args.out, device=args.device,
                                         combiner=args.combiner)
+    if result.tokens:  # NER runs: word-level combiners, entity metrics
+        from mmzoo.cli import tokens
+
+        report = tokens.ensemble_report(result.run, result.obtained.reused)
+        emit_json(report) if args.json else print(tokens.render_ensemble(report))
+        return 0
     report = summarise(result)
     if args.json:
         emit_json(report)

@@ -65,6 +65,15 @@ def cmd_export(args) -> int:
         raise ExportError("--quantize int8 and --fp16 are alternatives; pick one")
     precision = args.quantize or ("fp16" if args.fp16 else "fp32")
     run = find_run(args.run, args.out)
+    from mmzoo.cli import tokens
+
+    if tokens.is_token_run(run):  # a tagger or token ensemble: word probabilities, parity on val entity F1
+        from mmzoo.tokens.export import export_token_run
+
+        result = export_token_run(run, args.output, opset=args.opset, precision=precision,
+                                  say=lambda msg: err(f"{run.name}: {msg}"))
+        emit_json(result) if args.json else print(tokens.render_export(result))
+        return 0
     result = export_run(run, args.output, opset=args.opset, precision=precision, samples=args.samples,
                         say=lambda msg: err(f"{run.name}: {msg}"), raw_image=args.raw_image, sidecar=args.sidecar,
                         fixture=args.fixture)
@@ -90,6 +99,13 @@ def cmd_predict(args) -> int:
         raise DataError("give --manifest DIR, or --text/--image for one sample, not both")
     if not args.manifest and args.text is None and args.image is None:
         raise DataError("nothing to predict", hint="give --text '...' and/or --image PATH, or --manifest DIR")
+    from mmzoo.onnx import metadata as md
+    from mmzoo.tokens.runtime import is_token_export
+
+    if is_token_export(md.read(args.file)):  # NER: entities with types, character offsets and scores
+        from mmzoo.cli.tokens import predict
+
+        return predict(args)
     predictor = Predictor(args.file, device=args.device)
     if args.manifest:
         return _predict_manifest(predictor, args)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from mmzoo.cli.args import schema_value
 from mmzoo.cli.output import emit_json, err, table
-from mmzoo.errors import TrainingError
+from mmzoo.errors import DataError, TrainingError
 
 
 def positive_int(text: str) -> int:
@@ -66,7 +66,7 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("data", help="dataset tools")
     data_sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     c = data_sub.add_parser("check", help="report every bad row of a manifest folder, then row, class, split and "
-                                            "group counts")
+                                            "group counts; token (CoNLL) datasets too")
     c.add_argument("path", help="a folder with manifest.jsonl/.csv, or a registered dataset name")
     c.add_argument("--json", action="store_true")
     c.set_defaults(handler=cmd_data_check)
@@ -82,6 +82,14 @@ def cmd_train(args) -> int:
     if not is_main_process():
         return 0  # under torchrun, rank 0 reports the run
     metrics = run.metrics
+    from mmzoo.cli import tokens
+
+    if tokens.is_token_run(run):
+        if args.json:
+            emit_json({"run": run.name, "path": str(run.path), "task": "tokens", **tokens.summary(metrics)})
+        else:
+            print(tokens.train_line(run))
+        return 0
     if args.json:
         emit_json({"run": run.name, "path": str(run.path), **_summary(metrics)})
     else:
@@ -108,6 +116,11 @@ def cmd_eval(args) -> int:
     if args.json:
         emit_json({"run": run.name, "split": args.split, **m})
         return 0
+    from mmzoo.cli import tokens
+
+    if tokens.is_token_run(run):
+        print(tokens.render_eval(run, args.split))
+        return 0
     print(f"{run.name} on {args.split} ({m['n']} samples): accuracy {m['accuracy']:.4f}, macro-F1 "
           f"{m['macro_f1']:.4f}, ECE {m['ece']:.4f}\n")
     print(classification_report(m))
@@ -132,7 +145,10 @@ def cmd_runs(args) -> int:
     fmt = lambda v, f: "" if v is None else format(v, f)  # noqa: E731
     print(table([(r["run"], r["kind"], r["state"], r["dataset"], fmt(r["test_accuracy"], ".4f"),
                   fmt(r["test_macro_f1"], ".4f"), fmt(r["train_seconds"], ".1f")) for r in rows],
-                ("run", "kind", "state", "dataset", "test acc", "macro-F1", "train s"), "llllrrr"))
+                ("run", "kind", "state", "dataset", "test acc", "macro-F1", "train s"), "llllrrr")
+          + ("\n(token runs: the F1 column is entity-level F1)" if any(r["test_accuracy"] is None and
+                                                                          r["test_macro_f1"] is not None for r in rows)
+             else ""))
     for r in rows:
         if r["state"] == "broken":
             err(f"broken: {r['path']}: {r['error']}")
@@ -142,10 +158,20 @@ def cmd_runs(args) -> int:
 
 
 def cmd_compare(args) -> int:
+    from mmzoo.cli import tokens
     from mmzoo.runs.compare import compare_runs
     from mmzoo.runs.folders import find_run
 
-    rows = compare_runs([find_run(r, args.out) for r in args.runs], args.out)
+    selected = [find_run(r, args.out) for r in args.runs]
+    token_runs = [tokens.is_token_run(r) for r in selected]
+    if any(token_runs):
+        if not all(token_runs):
+            raise DataError("compare token runs (NER) with token runs only: their metrics are entity F1, not "
+                            "accuracy", hint="list them with `mmzoo runs`")
+        rows = tokens.compare_rows(selected)
+        print(tokens.render_compare(rows)) if not args.json else emit_json(rows)
+        return 0
+    rows = compare_runs(selected, args.out)
     if args.json:
         emit_json(rows)
         return 0
@@ -180,8 +206,14 @@ def _closed(row: dict) -> str:
 def cmd_data_check(args) -> int:
     from mmzoo.data.manifest import check_folder, format_problems
     from mmzoo.data.summary import summarise
+    from mmzoo.data.tokens import is_token_folder
     from mmzoo.train.factory import open_dataset
     from mmzoo.zoo.plugins import get_zoo
+
+    if is_token_folder(args.path):  # CoNLL files, or manifest.jsonl rows with tokens and tags
+        from mmzoo.cli.tokens import data_check
+
+        return data_check(args.path, args.json)
 
     registered = get_zoo().get("dataset", args.path) is not None
     problems = [] if registered else check_folder(args.path)

@@ -107,7 +107,8 @@ def cmd_show(args) -> int:
 
 def render_part(info: dict) -> str:
     """A part's card: what it is, who provides it, and its parameters as a table."""
-    kind = info["kind"] + (f", {info['modality']}" if info.get("modality") else "")
+    kind = info["kind"] + (f", {info['modality']}" if info.get("modality") else "") + (
+        ", a tag per token" if info.get("task") == "tokens" else "")
     lines = [f"{info['name']}  ({kind}; plugin {info['plugin']})", f"  {info['description']}", ""]
     rows = [(p["name"], p["type"], "required" if p["required"] else repr(p["default"]),
              p["help"] + (f" (one of: {', '.join(map(str, p['choices']))})" if p["choices"] else "")

@@ -31,3 +31,9 @@ def register_all(register) -> None:
             Param("image_size", "int", 32, help="side in pixels the 8x8 digits are scaled up to (nearest)"),
         ),
     )
+    register(
+        "wnut17",
+        "mmzoo.data.tokens:load_wnut17",
+        description="WNUT-17 emerging entities (CC-BY 4.0): 3,394/1,009/1,287 English sentences, 6 BIO entity types",
+        task="tokens",
+    )

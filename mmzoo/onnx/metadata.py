@@ -16,7 +16,7 @@ from mmzoo.errors import ExportError
 FORMAT_VERSION = 1
 PREFIX = "mmzoo."
 # Keys holding JSON; the rest are plain strings.
-JSON_KEYS = ("labels", "inputs", "outputs", "preprocessing", "members", "spec", "parity", "plugins")
+JSON_KEYS = ("labels", "inputs", "outputs", "preprocessing", "members", "spec", "parity", "plugins", "tokens")
 # What each modality's preprocessor produces (mmzoo.data.preprocess), i.e. what its graph inputs may be fed from.
 FIELDS = {"text": ("input_ids", "attention_mask"), "image": ("pixel_values",)}
 REQUIRED = ("format_version", "version", "kind", "precision", "labels", "inputs", "outputs", "preprocessing")

@@ -306,7 +306,7 @@ def summary_row(run: Run) -> dict:
     test = metrics.get("test", {}) if isinstance(metrics.get("test"), dict) else {}
     row = {"run": run.name, "kind": run_kind(run.spec), "state": status.get("state"),
            "dataset": run.spec["data"]["dataset"],
-           "test_accuracy": test.get("accuracy"), "test_macro_f1": test.get("macro_f1"),
+           "test_accuracy": test.get("accuracy"), "test_macro_f1": test.get("macro_f1", test.get("f1")),  # token runs: entity F1
            "train_seconds": metrics.get("train_seconds")}
     if row["state"] == "interrupted":
         row["hint"] = resume_hint(run)

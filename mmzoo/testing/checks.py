@@ -315,6 +315,8 @@ def _check_reports(what: str, combiner: Combiner, n: int) -> None:
 def check_dataset(dataset: str | Dataset, /, **params: Any) -> Dataset:
     """Check a dataset (a registered name built with ``params``, or an instance); returns it."""
     data, what, part = _build("dataset", dataset, (), params)
+    if getattr(data, "task", None) == "tokens" or (part is not None and part.task == "tokens"):
+        return _check_token_dataset(data, what, part, params)
     if not isinstance(data, Dataset):
         fail(what, f"the factory must return a mmzoo.data.Dataset, got {type(data).__name__}")
     if data.default_label_set not in data.label_sets:
@@ -343,5 +345,31 @@ def check_dataset(dataset: str | Dataset, /, **params: Any) -> Dataset:
             fail(what, f"split {split!r} is empty")
         readable([samples[0].image])  # raises if the trainer could not read it
     if part is not None and part.create(**params).fingerprint != data.fingerprint:
+        fail(what, "building it twice with the same params gave different fingerprints; seed its randomness")
+    return data
+
+
+def _check_token_dataset(data, what: str, part, params: dict):
+    """A token (NER) dataset: a TokenDataset whose sentences carry one valid BIO tag per token."""
+    from mmzoo.data import bio
+    from mmzoo.data.tokens import TokenDataset
+
+    if not isinstance(data, TokenDataset):
+        fail(what, f"a task='tokens' factory must return a mmzoo.data.tokens.TokenDataset, got {type(data).__name__}")
+    labels, ids = set(data.labels), set()
+    for s in data.sentences:
+        if s.id in ids:
+            fail(what, f"sentence id {s.id!r} appears twice")
+        ids.add(s.id)
+        if s.split not in SPLITS or not s.tokens or len(s.tokens) != len(s.tags):
+            fail(what, f"sentence {s.id!r}: split must be one of {SPLITS}, with one tag per token and >= 1 token")
+        if not set(s.tags) <= labels or bio.orphans(s.tags):
+            fail(what, f"sentence {s.id!r}: tags must be valid BIO over {data.types} (repair orphan I- tags)")
+    for split in ("train", "val"):
+        if not data.split(split):
+            fail(what, f"split {split!r} is empty")
+    if not isinstance(data.fingerprint, str) or not data.fingerprint:
+        fail(what, "needs a fingerprint that changes with its content (it keys ensembles)")
+    if part is not None and part.build(**params).fingerprint != data.fingerprint:
         fail(what, "building it twice with the same params gave different fingerprints; seed its randomness")
     return data

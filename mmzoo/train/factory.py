@@ -61,6 +61,11 @@ def build_encoder(entry: dict):
     return encoder
 
 
+# Task families (the registry's task.type) whose models are built elsewhere, by "module:function"; imported only
+# when such a model is built, so this module names no package above it.
+TASK_MODELS = {"tokens": "mmzoo.tokens.model:create_tagger"}
+
+
 def create_model(name_or_spec: str | dict, num_classes: int | None = None, registry_file: str | None = None,
                  defer_frozen: bool = False):
     """Build a MultimodalClassifier from a registry name or a resolved spec.
@@ -73,6 +78,12 @@ def create_model(name_or_spec: str | dict, num_classes: int | None = None, regis
     from mmzoo.train.model import MultimodalClassifier
 
     spec = resolve_spec(name_or_spec, registry_file)
+    task_model = TASK_MODELS.get(spec["task"].get("type", "classification"))
+    if task_model is not None:  # a task family with its own model, e.g. a tag per word (mmzoo.tokens)
+        import importlib
+
+        module, _, attr = task_model.partition(":")
+        return getattr(importlib.import_module(module), attr)(spec, open_dataset(spec["task"]["dataset"]).labels)
     if num_classes is None:
         num_classes = spec.get("num_classes") or _num_classes(spec)
     def encoder(entry):
@@ -117,6 +128,10 @@ def open_dataset(name_or_path: str, **params: Any):
         return _OPENED[key]
     if Path(name_or_path).is_dir():
         from mmzoo.data.manifest import load_manifest
+        from mmzoo.data.tokens import is_token_folder, load_token_folder
+
+        if is_token_folder(name_or_path):  # CoNLL files, or manifest.jsonl rows of tokens and tags
+            return load_token_folder(name_or_path)
 
         return load_manifest(name_or_path)
     raise DataError(f"dataset {name_or_path!r} is neither a registered dataset nor a folder",

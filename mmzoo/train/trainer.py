@@ -131,12 +131,37 @@ def joint_loss(out: dict, y: torch.Tensor, weights: torch.Tensor | None, train: 
     return loss
 
 
+# Task families (the registry's task.type) that train with their own loop, by "module:function"; imported only
+# when such a model trains, so this module names no package above it.
+TASK_LOOPS = {"tokens": "mmzoo.tokens.train:train_tokens"}
+
+
+def _task_loop(spec: dict | None, options: Options):
+    """The own training loop of a spec's task family (or of the run being resumed), or None for classification."""
+    import importlib
+
+    if options.resume:
+        try:
+            spec = runs.find_run(options.resume, options.out, newest="unfinished").spec.get("model")
+        except Exception:  # resume itself reports a bad run reference, with its own message
+            return None
+    task_type = ((spec or {}).get("task") or {}).get("type", "classification")
+    target = TASK_LOOPS.get(task_type)
+    if target is None:
+        return None
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
 def train(spec: dict, options: Options | None = None):
     """Train one model; returns the finished :class:`mmzoo.runs.Run`.
 
     Under torchrun every rank calls this and trains with DDP (see mmzoo.train.distributed).
     """
     options = options or Options()
+    task_loop = _task_loop(spec, options)
+    if task_loop is not None:  # a task family with its own loop (single process), e.g. tokens
+        return task_loop(spec, options)
     with distributed.session(pick_device(options.device)) as ctx, contextlib.ExitStack() as held, \
             threads.restored():
         if not ctx.is_main:  # rank 0 alone prints, shows progress and reports events

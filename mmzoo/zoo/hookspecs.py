@@ -3,11 +3,13 @@
 Each hook receives a ``register`` callback owned by mmzoo, so mmzoo decides names
 and collisions and plugins never touch its tables. Call it once per part::
 
-    register(name, factory, *, description, params=(), modality=None)
+    register(name, factory, *, description, params=(), modality=None, task=None)
 
 ``factory`` is a ``"package.module:attr"`` string (imported only when the part is
 built, which keeps listing the zoo free of torch) or the callable itself.
-``params`` is a sequence of :class:`mmzoo.zoo.parts.Param`.
+``params`` is a sequence of :class:`mmzoo.zoo.parts.Param`. A dataset may declare
+``task="tokens"`` (a tag per token, see mmzoo.tokens) instead of the default
+``"classification"``.
 """
 
 import pluggy
@@ -33,4 +35,5 @@ def register_combiners(register):
 
 @hookspec
 def register_datasets(register):
-    """Register datasets: factories returning a :class:`mmzoo.data.Dataset`."""
+    """Register datasets: factories returning a :class:`mmzoo.data.Dataset` (or, with ``task="tokens"``, a
+    :class:`mmzoo.data.tokens.TokenDataset`)."""

@@ -60,7 +60,8 @@ def collect(kind: str | None, pattern: str | None, registry_file: str | None,
             for name in zoo.names(part_kind):
                 part = zoo.get(part_kind, name)
                 if matches(name, pattern):
-                    rows.append({"kind": part_kind, "name": name, "detail": part.modality or "",
+                    detail = part.modality or ("tokens" if part.task == "tokens" else "")  # NER datasets say so
+                    rows.append({"kind": part_kind, "name": name, "detail": detail,
                                  "description": part.description, "plugin": part.plugin, "ok": True})
     return rows
 
@@ -79,4 +80,5 @@ def entry_detail(entry) -> str:
 
     parts = [name(raw.get("text"), "encoder"), name(raw.get("image"), "encoder")]
     fusion = name(raw.get("fusion"), "name")
-    return " + ".join(p for p in parts if p) + (f" ({fusion})" if fusion else "")
+    tokens = isinstance(raw.get("task"), dict) and raw["task"].get("type") == "tokens"
+    return " + ".join(p for p in parts if p) + (f" ({fusion})" if fusion else "") + (" (tokens)" if tokens else "")

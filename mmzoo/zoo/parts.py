@@ -121,6 +121,7 @@ class Part:
     plugin: str = ""  # the entry point that registered it
     package: str = ""  # ...its distribution and version, recorded in run specs and ONNX metadata
     version: str = ""
+    task: str | None = None  # datasets: "classification" (one label per sample) or "tokens" (a tag per token)
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
@@ -181,6 +182,7 @@ class Part:
             "kind": self.kind,
             "name": self.name,
             "modality": self.modality,
+            **({"task": self.task} if self.kind == "dataset" else {}),
             "description": self.description,
             "plugin": self.plugin,
             "package": self.package,

@@ -89,19 +89,24 @@ def _wanted() -> set[str] | None:
 
 
 def _make_register(kind: str, info: PluginInfo, claims: dict):
-    def register(name, factory, *, description, params=(), modality=None):
+    def register(name, factory, *, description, params=(), modality=None, task=None):
         if not isinstance(name, str) or not name:
             raise TypeError(f"{kind} name must be a non-empty string, got {name!r}")
         if kind == "encoder" and modality not in ("text", "image"):
             raise ValueError(f"encoder {name!r}: modality must be 'text' or 'image', got {modality!r}")
         if not all(isinstance(p, Param) for p in params):
             raise TypeError(f"{kind} {name!r}: params must be mmzoo.plugin.Param instances")
+        if task not in (None, "classification", "tokens") or (task is not None and kind != "dataset"):
+            raise ValueError(f"{kind} {name!r}: task is for datasets only, 'classification' or 'tokens', not {task!r}")
+        if kind == "dataset":
+            task = task or "classification"
         if not isinstance(description, str):
             raise TypeError(f"{kind} {name!r}: description must be a string")
         if not (callable(factory) or (isinstance(factory, str) and _factory_path(factory))):
             raise TypeError(f"{kind} {name!r}: factory must be a callable or a 'package.module:attr' string, "
                             f"got {factory!r}")
-        part = Part(kind, name, factory, description, tuple(params), modality, info.name, info.package, info.version)
+        part = Part(kind, name, factory, description, tuple(params), modality, info.name, info.package, info.version,
+                    task)
         claims.setdefault((kind, name), []).append((info, part))
 
     return register

@@ -16,6 +16,7 @@ from typing import Any
 from mmzoo import names
 from mmzoo.errors import RegistryError
 from mmzoo.zoo import safeyaml, schema
+from mmzoo.zoo import token_schema as token_spec
 from mmzoo.zoo.parts import Param
 from mmzoo.zoo.plugins import Zoo, get_zoo
 
@@ -170,8 +171,10 @@ class _Checker:
             if not has_both:
                 self.problem(entry, path + ("fusion",), f"model {entry.name!r}: 'fusion' needs both a text and an image encoder")
             spec["fusion"] = self.part(entry, path + ("fusion",), raw["fusion"], "fusion", "name", schema.FUSION_KEYS)
-        for section, params in (("head", schema.HEAD_PARAMS), ("task", schema.TASK_PARAMS),
-                                ("train", schema.TRAIN_PARAMS)):
+        tokens = token_spec.is_token_entry(raw)
+        for section, params in (("head", token_spec.HEAD_PARAMS if tokens else schema.HEAD_PARAMS),
+                                ("task", schema.TASK_PARAMS),
+                                ("train", token_spec.TRAIN_PARAMS if tokens else schema.TRAIN_PARAMS)):
             value = raw.get(section) or {}
             if not isinstance(value, dict):
                 self.problem(entry, path + (section,), f"{section}: expected a mapping, got {type(value).__name__}")
@@ -183,8 +186,11 @@ class _Checker:
         dataset = spec["task"].get("dataset")
         if isinstance(dataset, str) and self.zoo.get("dataset", dataset) is None:
             spec["task"]["dataset"] = self.dataset_folder(entry, path + ("task", "dataset"), dataset)
+        if tokens:
+            token_spec.check(self, entry, path, raw, spec)
+        else:
+            token_spec.check_classification(self, entry, path, spec)
         entry.spec = spec if entry.ok else None
-
     def dataset_folder(self, entry: Entry, path: tuple, dataset: str) -> str:
         """A dataset folder, resolved against the folder of the registry file that names it; must exist."""
         folder = (Path(self.file).resolve().parent / Path(dataset).expanduser()).resolve()
@@ -198,7 +204,7 @@ class _Checker:
                          f"resolve against the folder of {Path(self.file).name}, not the working directory)")
         return str(folder)
 
-    def ensemble(self, entry: Entry, models: set[str]) -> None:
+    def ensemble(self, entry: Entry, models: set[str], token_models: frozenset = frozenset()) -> None:
         raw, path = entry.raw, ("ensembles", entry.name)
         for key in raw:
             if key not in schema.ENSEMBLE_KEYS:
@@ -241,6 +247,8 @@ class _Checker:
             if not isinstance(raw["resources"], dict):
                 self.problem(entry, path + ("resources",), "resources: expected a mapping such as {cpus: 1, gpus: 0}")
             spec["resources"] = self.params(entry, path + ("resources",), value, schema.RESOURCE_PARAMS, "resources")
+        if spec.get("combiner") is not None:
+            token_spec.check_ensemble(self, entry, path, spec, token_models)
         entry.spec = spec if entry.ok else None
 
 
@@ -334,10 +342,12 @@ def load_registry(user_file: str | Path | None = None, zoo: Zoo | None = None,
     for path in files:
         _read(Path(path), zoo, registry, "registry", checkers)
     models = {name for kind, name in registry.entries if kind == "model"}
+    token_models = frozenset(name for (kind, name), e in registry.entries.items()
+                             if kind == "model" and token_spec.is_token_entry(e.raw))
     for key, entry in registry.entries.items():
         checker = checkers[key]
         if entry.kind == "model":
             checker.model(entry)
         else:
-            checker.ensemble(entry, models)
+            checker.ensemble(entry, models, token_models)
     return registry

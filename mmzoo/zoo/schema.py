@@ -14,6 +14,8 @@ HEAD_PARAMS = (
 TASK_PARAMS = (
     Param("dataset", "str", "emoji", "a registered dataset name, or a folder holding manifest.jsonl/.csv"),
     Param("label_set", "str", None, "which label set to predict; null means the dataset's default", nullable=True),
+    Param("type", "str", "classification", "classification: one label per sample; tokens: a BIO tag per word "
+          "(named-entity recognition, see docs/tokens.md)", choices=("classification", "tokens")),
 )
 
 TRAIN_PARAMS = (

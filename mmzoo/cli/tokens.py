@@ -1,0 +1,142 @@
+"""Provides the token-task (NER) side of train, eval, compare, data check, ensemble and predict output."""
+
+from __future__ import annotations
+
+from mmzoo.cli.output import emit_json, err, table
+
+
+def is_token_run(run) -> bool:
+    return run.spec.get("data", {}).get("task") == "tokens"
+
+
+def summary(metrics: dict) -> dict:
+    keys = ("precision", "recall", "f1", "token_accuracy")
+    return {split: {k: metrics[split][k] for k in keys} for split in ("val", "test") if split in metrics}
+
+
+def train_line(run) -> str:
+    m = run.metrics
+    test = m.get("test") or m["val"]
+    split = "test" if "test" in m else "val"
+    return (f"{run.name}: {split} entity F1 {test['f1']:.4f} (P {test['precision']:.4f}, R {test['recall']:.4f}; "
+            f"token accuracy {test['token_accuracy']:.4f}) (best epoch {m['best_epoch']}, {m['train_seconds']:.1f}s) "
+            f"-> {run.path}")
+
+
+def render_eval(run, split: str) -> str:
+    from mmzoo.tokens.metrics import render_table
+
+    m = run.metrics[split]
+    return (f"{run.name} on {split} ({m['sentences']} sentences, {m['words']} words, {m['entities']} entities): "
+            f"entity-level exact match, micro F1 {m['f1']:.4f}\n"
+            f"decoding: P(O) x {run.metrics.get('outside_scale', 1.0):g} (chosen on val), argmax, BIO repair\n\n"
+            + render_table(m))
+
+
+def compare_rows(runs: list) -> list[dict]:
+    rows = []
+    for run in runs:
+        spec, m = run.spec, run.metrics
+        test = m.get("test", {})
+        kind = f"ensemble:{spec['combiner']['name']}" if spec.get("kind") == "ensemble" else "tokens"
+        rows.append({"run": run.name, "kind": kind, "dataset": spec["data"]["dataset"],
+                     "entity_f1": test.get("f1"), "precision": test.get("precision"), "recall": test.get("recall"),
+                     "token_accuracy": test.get("token_accuracy"), "val_entity_f1": m.get("val", {}).get("f1"),
+                     "per_type_f1": {t: v["f1"] for t, v in test.get("per_type", {}).items()},
+                     "train_seconds": m.get("train_seconds", 0.0)})
+    return rows
+
+
+def render_compare(rows: list[dict]) -> str:
+    types = sorted({t for r in rows for t in r["per_type_f1"]})
+    fmt = lambda v: "" if v is None else f"{v:.4f}"  # noqa: E731
+    body = [(r["run"], r["kind"], fmt(r["val_entity_f1"]), fmt(r["entity_f1"]), fmt(r["precision"]),
+             fmt(r["recall"]), *[fmt(r["per_type_f1"].get(t)) for t in types]) for r in rows]
+    return (table(body, ("run", "kind", "val F1", "test F1", "P", "R", *types), "ll" + "r" * (4 + len(types)))
+            + "\n(entity-level exact-match micro F1; per-type columns are test F1)")
+
+
+def data_check(path, as_json: bool) -> int:
+    from mmzoo.data.tokens import scan
+
+    _, types, problems, notes = scan(path)
+    if as_json:
+        emit_json({"task": "tokens", "types": types, "problems": [p.__dict__ for p in problems],
+                   "repaired": [p.__dict__ for p in notes]})
+        return 1 if problems else 0
+    for p in problems:
+        print(str(p))
+    for p in notes:
+        print(f"{p} (repaired on load)")
+    if problems:
+        err(f"{len(problems)} problem(s) in {path} (token dataset; refused until fixed)"
+            + (f"; {len(notes)} tag(s) will be repaired" if notes else ""))
+    else:
+        print(f"{path}: ok (token dataset, types: {', '.join(types)})"
+              + (f"; {len(notes)} orphan I- tag(s) repaired to B-" if notes else ""))
+    return 1 if problems else 0
+
+
+def ensemble_report(run, reused: list[bool]) -> dict:
+    spec, m = run.spec, run.metrics
+    members = [{"name": e["name"], "path": e["path"], "weight": e["weight"], "reused": r, **m["members"][e["name"]]}
+               for e, r in zip(spec["members"], reused, strict=True)]
+    return {"run": run.name, "path": str(run.path), "task": "tokens", "combiner": spec["combiner"],
+            "dataset": spec["data"]["dataset"], "members": members, "best_member": m["best_member"],
+            "beat_best_member": m["beat_best_member"], "val_note": m["val_note"],
+            **{split: m[split] for split in ("val", "test")}}
+
+
+def render_ensemble(report: dict) -> str:
+    from mmzoo.tokens.metrics import render_table
+
+    rows = [(x["name"], "reused" if x["reused"] else "trained", f"{x['weight']:.3f}", f"{x['val_f1']:.4f}",
+             f"{x['test_f1']:.4f}") for x in report["members"]]
+    rows.append((f"= {report['run']}", report["combiner"]["name"], "", f"{report['val']['f1']:.4f}*",
+                 f"{report['test']['f1']:.4f}"))
+    best = next(x for x in report["members"] if x["name"] == report["best_member"])
+    gain = 100 * (report["test"]["f1"] - best["test_f1"])
+    verdict = "matched or beat" if report["beat_best_member"] else "did NOT beat"
+    return "\n".join([
+        f"token ensemble on {report['dataset']}, combiner {report['combiner']['name']} (per word, then BIO decoding)",
+        "",
+        table(rows, ("run", "member", "weight", "val F1", "test F1"), "llrrr"),
+        f"* {report['val_note']}; F1 is entity-level exact match",
+        f"best member (by val F1): {best['name']}, test F1 {best['test_f1']:.4f}; the ensemble {verdict} it "
+        f"({gain:+.1f} points)",
+        "",
+        "ensemble on test:",
+        render_table(report["test"]),
+        f"-> {report['path']}",
+    ])
+
+
+def render_export(result: dict) -> str:
+    figures = result["parity"]["fp32"]
+    return (f"{result['path']}: token {result['kind']} {result['run']}, fp32, opset {result['opset']}, "
+            f"{result['bytes'] / 1e6:.1f} MB, inputs {', '.join(result['inputs'])} -> word probabilities\n"
+            f"  parity fp32 on {figures['sentences']} val sentences: entity F1 {figures['onnx_f1']:.4f} (torch "
+            f"{figures['torch_f1']:.4f}), max |diff| {figures['max_abs_diff']:.1e}, argmax agreement "
+            f"{100 * figures['argmax_agreement']:.2f}%")
+
+
+def predict(args) -> int:
+    from mmzoo.errors import DataError
+    from mmzoo.tokens.runtime import TokenPredictor
+
+    if args.manifest or args.image is not None:
+        raise DataError(f"{args.file.name} is a token (NER) model: give --text '...' only",
+                        hint="score a token dataset with `mmzoo eval` on its run instead of --manifest")
+    if args.text is None:
+        raise DataError("nothing to tag", hint="give --text '...'")
+    predictor = TokenPredictor(args.file, device=args.device)
+    entities = predictor.entities([args.text])[0]
+    if args.json:
+        emit_json({"file": str(args.file), "text": args.text, "entities": entities})
+        return 0
+    if not entities:
+        print("no entities found")
+        return 0
+    print(table([(e["type"], e["text"], e["start"], e["end"], f"{e['score']:.3f}") for e in entities],
+                ("type", "text", "start", "end", "score"), "llrrr"))
+    return 0

@@ -1,0 +1,273 @@
+"""Provides token datasets: CoNLL folders and manifest.jsonl rows of tokens and tags, checked line by line.
+
+A CoNLL folder holds files whose names say their split (``train``, ``dev``/``val``, ``test``):
+one ``token<TAB or spaces>tag`` per line (with more columns, the first is the token and the last
+the tag), a blank line between sentences, ``-DOCSTART-`` lines skipped. A manifest.jsonl row is
+``{"tokens": [...], "tags": [...], "image": optional path, "split": optional, "id": optional}``.
+An optional ``labels.txt`` declares the entity types (``person`` or ``B-person`` lines).
+
+Problems are errors (the dataset is refused) except an ``I-X`` that continues no ``X`` entity:
+it is repaired to ``B-X`` (the entity conlleval would read) and reported as a note.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mmzoo.data import bio
+from mmzoo.data.manifest import Problem
+from mmzoo.errors import DataError
+from mmzoo.zoo.token_schema import TASK
+
+SPLIT_WORDS = (("train", "train"), ("dev", "val"), ("valid", "val"), ("val", "val"), ("test", "test"))
+SKIPPED = (".md", ".json", ".yaml", ".yml", ".py")
+WNUT17 = Path(__file__).resolve().parent.parent / "datasets" / "wnut17"
+
+
+@dataclass(frozen=True)
+class Sentence:
+    id: str
+    tokens: tuple[str, ...]
+    tags: tuple[str, ...]
+    split: str
+    image: str | None = None
+    where: str = ""  # file:line of its first token, for messages
+
+
+@dataclass
+class TokenDataset:
+    """Sentences with BIO tags over ``types``; ``labels`` is the output order of every token model."""
+
+    name: str
+    sentences: list[Sentence]
+    types: list[str]
+    source: str = ""
+    fingerprint: str = ""
+    notes: list[Problem] = field(default_factory=list)  # repaired tags
+    task: str = TASK
+
+    @property
+    def labels(self) -> list[str]:
+        return bio.labels_for(self.types)
+
+    @property
+    def label_sets(self) -> dict[str, list[str]]:
+        return {"tags": self.labels}
+
+    default_label_set = "tags"
+
+    def classes(self, label_set: str | None = None) -> list[str]:
+        return self.labels
+
+    def split(self, name: str) -> list[Sentence]:
+        return [s for s in self.sentences if s.split == name]
+
+
+@dataclass
+class _Raw:
+    file: str
+    line: int
+    tokens: list[str]
+    tags: list[str]
+    lines: list[int]  # line of each token (CoNLL), or the row's line repeated
+    split: str
+    id: str = ""
+    image: str | None = None
+
+
+def is_token_folder(path: str | Path) -> bool:
+    """Whether ``path`` holds a token dataset: CoNLL split files, or a manifest.jsonl whose rows carry tokens."""
+    folder = Path(path)
+    if not folder.is_dir():
+        return False
+    manifest = folder / "manifest.jsonl"
+    if manifest.is_file():
+        with open(manifest, encoding="utf-8-sig") as f:
+            for line in f:
+                if line.strip():
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError:
+                        return False
+                    return isinstance(row, dict) and "tokens" in row
+        return False
+    return not (folder / "manifest.csv").exists() and bool(_conll_files(folder))
+
+
+def _split_of(name: str) -> str | None:
+    lower = name.lower()
+    return next((split for word, split in SPLIT_WORDS if word in lower), None)
+
+
+def _conll_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+                  and p.suffix.lower() not in SKIPPED and p.name != "labels.txt" and _split_of(p.name))
+
+
+def _read_conll(path: Path, split: str, problems: list[Problem]) -> list[_Raw]:
+    out: list[_Raw] = []
+    current: _Raw | None = None
+    with open(path, encoding="utf-8-sig") as f:
+        for number, line in enumerate(f, start=1):
+            cells = line.split()
+            if not cells:
+                current = None
+                continue
+            if cells[0] == "-DOCSTART-":
+                current = None
+                continue
+            if len(cells) < 2:
+                problems.append(Problem(path.name, number, "tag", f"token {cells[0]!r} has no tag "
+                                        "(1 column; expected token<TAB>tag)"))
+                continue
+            if current is None:
+                current = _Raw(path.name, number, [], [], [], split, id=f"{path.name}:{number}")
+                out.append(current)
+            current.tokens.append(cells[0])
+            current.tags.append(cells[-1])
+            current.lines.append(number)
+    return out
+
+
+def _read_manifest(path: Path, problems: list[Problem]) -> list[_Raw]:
+    out = []
+    with open(path, encoding="utf-8-sig") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                problems.append(Problem(path.name, number, "", f"bad JSON: {exc.msg} (column {exc.colno})"))
+                continue
+            if not isinstance(row, dict):
+                problems.append(Problem(path.name, number, "", f"expected a JSON object, got {type(row).__name__}"))
+                continue
+            bad = len(problems)
+            tokens, tags = row.get("tokens"), row.get("tags")
+            for key, value in (("tokens", tokens), ("tags", tags)):
+                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                    problems.append(Problem(path.name, number, key, f"'{key}' must be a list of strings"))
+            split = row.get("split", "") or ""
+            if split not in ("", "train", "val", "test"):
+                problems.append(Problem(path.name, number, "split", f"bad split {json.dumps(split)}: use train, "
+                                        "val or test, or leave it out to have one assigned"))
+            image = row.get("image")
+            if image is not None and not (isinstance(image, str) and (path.parent / image).is_file()):
+                problems.append(Problem(path.name, number, "image", f"image {json.dumps(image)} not found "
+                                        f"(looked in {path.parent})"))
+            if len(problems) > bad:
+                continue
+            if len(tokens) != len(tags):
+                problems.append(Problem(path.name, number, "tags", f"{len(tokens)} tokens but {len(tags)} tags"))
+                continue
+            if not tokens:
+                problems.append(Problem(path.name, number, "tokens", "empty sentence (no tokens)"))
+                continue
+            empty = [i for i, t in enumerate(tokens) if not t.strip() or t.split() != [t]]
+            if empty:
+                problems.append(Problem(path.name, number, "tokens", f"token {empty[0]} is empty or holds "
+                                        f"whitespace ({json.dumps(tokens[empty[0]])})"))
+                continue
+            out.append(_Raw(path.name, number, tokens, tags, [number] * len(tokens), split,
+                            id=str(row.get("id", f"line-{number}")), image=image))
+    return out
+
+
+def _declared_types(folder: Path, problems: list[Problem]) -> list[str] | None:
+    path = folder / "labels.txt"
+    if not path.is_file():
+        return None
+    types: list[str] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+        label = line.strip()
+        if not label or label == bio.OUTSIDE:
+            continue
+        parsed = bio.parse(label)
+        typ = parsed[1] if parsed else label
+        if " " in typ:
+            problems.append(Problem("labels.txt", number, "label", f"entity type {typ!r} holds a space"))
+        elif typ not in types:
+            types.append(typ)
+    return types
+
+
+def scan(path: str | Path) -> tuple[list[_Raw], list[str], list[Problem], list[Problem]]:
+    """(sentences, types, problems, notes): every problem in file order; notes are repaired orphan I- tags."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise DataError(f"dataset folder {folder} does not exist or is not a folder")
+    problems: list[Problem] = []
+    notes: list[Problem] = []
+    declared = _declared_types(folder, problems)
+    if (folder / "manifest.jsonl").is_file():
+        raws = _read_manifest(folder / "manifest.jsonl", problems)
+    else:
+        files = _conll_files(folder)
+        if not files:
+            raise DataError(f"no CoNLL files or manifest.jsonl in {folder}",
+                            hint="name CoNLL files after their split (train, dev, test) or add a manifest.jsonl "
+                                 "with tokens and tags per row")
+        raws = [r for f in files for r in _read_conll(f, _split_of(f.name), problems)]
+    types: list[str] = list(declared or [])
+    good = []
+    for raw in raws:
+        bad = False
+        for tag, line in zip(raw.tags, raw.lines, strict=True):
+            parsed = bio.parse(tag)
+            if parsed is None:
+                problems.append(Problem(raw.file, line, "tag", f"tag {tag!r} is outside the BIO scheme "
+                                        "(use O, B-TYPE or I-TYPE)"))
+                bad = True
+            elif parsed[1] and declared is not None and parsed[1] not in declared:
+                problems.append(Problem(raw.file, line, "tag", f"tag {tag!r}: type {parsed[1]!r} is not in "
+                                        f"labels.txt ({', '.join(declared) or 'empty'})"))
+                bad = True
+            elif parsed[1] and parsed[1] not in types:
+                types.append(parsed[1])
+        if bad:
+            continue
+        for i in bio.orphans(raw.tags):
+            notes.append(Problem(raw.file, raw.lines[i], "tag", f"{raw.tags[i]} continues no "
+                                 f"{raw.tags[i][2:]} entity; repaired to B-{raw.tags[i][2:]}"))
+        raw.tags = bio.repair(raw.tags)
+        good.append(raw)
+    if not problems and not good:
+        problems.append(Problem(folder.name, 0, "", "the dataset has no sentences"))
+    problems.sort(key=lambda p: (p.file, p.line))  # file order, whichever pass found them
+    return good, (types if declared is not None else sorted(types)), problems, notes
+
+
+def _assign(raw: _Raw) -> str:
+    """70/15/15 by a hash of the sentence id, so the split survives reordering."""
+    h = int(hashlib.sha256(raw.id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return "train" if h < 0.70 else "val" if h < 0.85 else "test"
+
+
+def load_token_folder(path: str | Path, name: str | None = None) -> TokenDataset:
+    """Load a checked token dataset; raises DataError pointing at ``mmzoo data check``."""
+    folder = Path(path).resolve()
+    raws, types, problems, notes = scan(folder)
+    if problems:
+        raise DataError(f"token dataset {folder} has {len(problems)} problem{'s' * (len(problems) != 1)} "
+                        f"(first: {problems[0]})", hint=f"run `mmzoo data check {path}` to see the full report")
+    digest = hashlib.sha256(("tokens\0" + "\0".join(types) + "\n").encode())
+    sentences = []
+    for raw in raws:
+        split = raw.split or _assign(raw)
+        digest.update(json.dumps([raw.id, raw.tokens, raw.tags, split, raw.image]).encode() + b"\n")
+        image = str(folder / raw.image) if raw.image else None
+        sentences.append(Sentence(raw.id, tuple(raw.tokens), tuple(raw.tags), split, image, f"{raw.file}:{raw.line}"))
+    missing = [s for s in ("train", "val") if not any(x.split == s for x in sentences)]
+    if missing:
+        raise DataError(f"token dataset {folder} has no {' or '.join(missing)} sentences",
+                        hint="name a CoNLL file after each split (train, dev, test), or set `split` in the manifest")
+    return TokenDataset(name or folder.name, sentences, types, str(folder), digest.hexdigest()[:16], notes)
+
+
+def load_wnut17() -> TokenDataset:
+    """The bundled WNUT-17 corpus (CC-BY 4.0): train 3,394, val (dev) 1,009, test 1,287 sentences."""
+    return load_token_folder(WNUT17, name="wnut17")

