@@ -137,3 +137,41 @@ def test_listing_loads_no_heavy_library():
                           "None); print(sorted(m for m in ('torch', 'transformers', 'timm') if m in sys.modules))"],
                          capture_output=True, text=True, timeout=300)
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stderr[-2000:]
+
+
+def _module_name(path: Path) -> str:
+    return ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
+
+
+def _top_level_imports(path: Path, known: set[str]) -> set[str]:
+    """mmzoo modules a module imports when it is imported (statements at module level, not inside functions)."""
+    found = set()
+    for node in ast.parse(path.read_text(), str(path)).body:
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mmzoo") and node.level == 0:
+            for alias in node.names:
+                full = f"{node.module}.{alias.name}"
+                found.add(full if full in known else node.module)
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("mmzoo")}
+    return {m for m in found if m in known}
+
+
+def test_no_module_imports_itself_round_a_cycle():
+    """No cycle among mmzoo's modules at import time (lazy imports inside functions are not edges)."""
+    modules = {_module_name(p): p for p in MODULES}
+    graph = {name: _top_level_imports(path, set(modules)) for name, path in modules.items()}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(name: str, trail: list[str]) -> None:
+        state[name] = 1
+        for nxt in sorted(graph[name]):
+            if state.get(nxt) == 1:
+                cycle = trail[trail.index(nxt):] + [nxt] if nxt in trail else [name, nxt]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            if nxt not in state:
+                visit(nxt, trail + [nxt])
+        state[name] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
