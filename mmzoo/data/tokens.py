@@ -20,6 +20,7 @@ from pathlib import Path
 from mmzoo.data import bio
 from mmzoo.data.manifest import Problem
 from mmzoo.errors import DataError
+from mmzoo.zoo.partbuild import expect
 from mmzoo.zoo.token_schema import TASK
 
 SPLIT_WORDS = (("train", "train"), ("dev", "val"), ("valid", "val"), ("val", "val"), ("test", "test"))
@@ -85,14 +86,16 @@ def is_token_folder(path: str | Path) -> bool:
         return False
     manifest = folder / "manifest.jsonl"
     if manifest.is_file():
-        with open(manifest, encoding="utf-8-sig") as f:
-            for line in f:
-                if line.strip():
-                    try:
+        # Only a peek at the first row: a file that does not decode or parse is not recognised here, and the
+        # manifest checks then report it with its line.
+        try:
+            with open(manifest, encoding="utf-8-sig") as f:
+                for line in f:
+                    if line.strip():
                         row = json.loads(line)
-                    except json.JSONDecodeError:
-                        return False
-                    return isinstance(row, dict) and "tokens" in row
+                        return isinstance(row, dict) and "tokens" in row
+        except (UnicodeDecodeError, ValueError, RecursionError, OSError):
+            return False
         return False
     return not (folder / "manifest.csv").exists() and bool(_conll_files(folder))
 
@@ -110,8 +113,7 @@ def _conll_files(folder: Path) -> list[Path]:
 def _read_conll(path: Path, split: str, problems: list[Problem]) -> list[_Raw]:
     out: list[_Raw] = []
     current: _Raw | None = None
-    with open(path, encoding="utf-8-sig") as f:
-        for number, line in enumerate(f, start=1):
+    for number, line in _lines(path, problems):
             cells = line.split()
             if not cells:
                 current = None
@@ -132,10 +134,20 @@ def _read_conll(path: Path, split: str, problems: list[Problem]) -> list[_Raw]:
     return out
 
 
+def _lines(path: Path, problems: list[Problem]) -> list[tuple[int, str]]:
+    """(line number, text) of a user's file; one line-numbered problem instead, when it is not UTF-8 text."""
+    from mmzoo.textfile import decode
+
+    text, line, why = decode(path.read_bytes())
+    if text is None:
+        problems.append(Problem(path.name, line, "", why))
+        return []
+    return list(enumerate(text.splitlines(), start=1))
+
+
 def _read_manifest(path: Path, problems: list[Problem]) -> list[_Raw]:
     out = []
-    with open(path, encoding="utf-8-sig") as f:
-        for number, line in enumerate(f, start=1):
+    for number, line in _lines(path, problems):
             if not line.strip():
                 continue
             try:
@@ -271,3 +283,6 @@ def load_token_folder(path: str | Path, name: str | None = None) -> TokenDataset
 def load_wnut17() -> TokenDataset:
     """The bundled WNUT-17 corpus (CC-BY 4.0): train 3,394, val (dev) 1,009, test 1,287 sentences."""
     return load_token_folder(WNUT17, name="wnut17")
+
+
+expect("dataset:tokens", TokenDataset)  # what a registered token dataset must build (checked by Part.create)

@@ -370,6 +370,6 @@ def _check_token_dataset(data, what: str, part, params: dict):
             fail(what, f"split {split!r} is empty")
     if not isinstance(data.fingerprint, str) or not data.fingerprint:
         fail(what, "needs a fingerprint that changes with its content (it keys ensembles)")
-    if part is not None and part.build(**params).fingerprint != data.fingerprint:
+    if part is not None and part.create(**params).fingerprint != data.fingerprint:
         fail(what, "building it twice with the same params gave different fingerprints; seed its randomness")
     return data

@@ -83,13 +83,15 @@ BASES: dict[str, type] = {}
 
 
 def expect(kind: str, base: type) -> None:
-    """Declare that every registered part of ``kind`` must build an instance of ``base``."""
+    """Declare that every registered part of ``kind`` (or ``"dataset:tokens"``, by task) must build a ``base``."""
     BASES[kind] = base
 
 
 def check_result(part: Part, built: Any) -> None:
     """The built object must be what the kind promises."""
-    expected = BASES.get(part.kind)
+    task = getattr(part, "task", None)
+    expected = BASES.get(f"{part.kind}:{task}") or BASES.get(part.kind) if task not in (None, "classification") \
+        else BASES.get(part.kind)
     if expected is not None and not isinstance(built, expected):
         raise PluginError(f"{who(part)}: its factory returned a {type(built).__name__}, not a "
                           f"{expected.__module__}.{expected.__name__}", hint=HINT)

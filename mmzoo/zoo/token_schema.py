@@ -75,8 +75,10 @@ def check_classification(checker, entry, path: tuple, spec: dict) -> None:
 def check_ensemble(checker, entry, path: tuple, spec: dict, token_models: set[str]) -> None:
     """An ensemble of token models: word-level combiners only, members or seeds recipes, no mixing."""
     recipe = spec.get("recipe") or {}
-    names = set(recipe.get("members", [])) | {v["model"] for v in recipe.values() if isinstance(v, dict)
-                                              and isinstance(v.get("model"), str)}
+    members = recipe.get("members")
+    # Malformed members (a mapping, a list) are reported by the general ensemble checks; skip them here.
+    names = {m for m in members if isinstance(m, str)} if isinstance(members, list) else set()
+    names |= {v["model"] for v in recipe.values() if isinstance(v, dict) and isinstance(v.get("model"), str)}
     tokens = names & token_models
     if not tokens:
         return
