@@ -233,3 +233,16 @@ def char_tokenizer_json(alphabet: str | None = None) -> str:
     tok.normalizer = normalizers.Sequence([normalizers.NFKD(), normalizers.StripAccents(), normalizers.Lowercase()])
     tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
     return tok.to_str()
+
+
+def load_tokenizer_json(folder: str | Path) -> str:
+    """Read ``tokenizer.json`` from a HF model folder, with a clear error when it is absent."""
+    import json
+
+    from mmzoo.errors import DataError
+
+    path = Path(folder) / "tokenizer.json"
+    if not path.exists():
+        raise DataError(f"{path} not found: mmzoo needs a fast tokenizer's tokenizer.json",
+                        hint="save the tokenizer with save_pretrained() from a fast (Rust) tokenizer")
+    return json.dumps(json.loads(path.read_text()))
