@@ -167,6 +167,24 @@ def test_missing_feature_builds_the_encoder_and_damaged_description_is_redone(re
     assert json.loads(descriptor_path(spec["text"]).read_text())["output_dim"] == 16
 
 
+def test_stale_description_is_replaced_and_features_keyed_by_the_real_preprocessing(registry_file, tmp_path,
+                                                                                    monkeypatch):
+    from mmzoo.featurecache import descriptor_path
+
+    monkeypatch.setenv("MMZOO_CACHE", str(tmp_path / "cache"))
+    spec = spec_of("frozen_concat", registry_file)
+    deferred.frozen_encoder(spec["text"])  # described, nothing cached yet
+    path = descriptor_path(spec["text"])
+    stale = json.loads(path.read_text())
+    stale["preprocessor"]["max_length"] = 7
+    path.write_text(json.dumps(stale))
+    train(spec, tmp_path / "runs")  # features missing: the encoder is built and the description corrected
+    assert json.loads(path.read_text())["preprocessor"]["max_length"] == 16
+    built = count_builds(monkeypatch)
+    train(spec, tmp_path / "runs")
+    assert built == []
+
+
 def test_deferred_encoder_runs_the_real_one_when_called(registry_file, tmp_path, monkeypatch):
     monkeypatch.setenv("MMZOO_CACHE", str(tmp_path / "cache"))
     entry = spec_of("frozen_concat", registry_file)["text"]
