@@ -118,8 +118,10 @@ def test_registry_threads_apply_to_live_encoders(registry_file, tmp_path, monkey
 def test_bad_threads_are_refused(registry_file):
     entry = load_registry(str(registry_file)).get("bad_threads")
     assert any("'threads' must be at least 1" in str(p) for p in entry.problems)
-    res = run_cli("train", "digits_concat", "--threads", "0")
-    assert res.returncode == 2 and "at least 1" in res.stderr
+    for command in (["train", "digits_concat"], ["ensemble", "digits_pair"], ["demo"],
+                    ["distill", "x", "--student", "digits_concat"]):
+        res = run_cli(*command, "--threads", "0")
+        assert res.returncode == 2 and "at least 1" in res.stderr, (command, res.stderr)
 
 
 # --- deferred frozen encoders --------------------------------------------------------------------------
