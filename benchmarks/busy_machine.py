@@ -72,7 +72,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="emoji_gated")
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--competitor-limit", type=int, default=600, help="the busy process exits after this")
     parser.add_argument("--child-limit", type=int, default=300, help="seconds allowed to one training")
     parser.add_argument("--child", help=argparse.SUPPRESS)

@@ -118,8 +118,10 @@ def test_registry_threads_apply_to_live_encoders(registry_file, tmp_path, monkey
 def test_bad_threads_are_refused(registry_file):
     entry = load_registry(str(registry_file)).get("bad_threads")
     assert any("'threads' must be at least 1" in str(p) for p in entry.problems)
-    res = run_cli("train", "digits_concat", "--threads", "0")
-    assert res.returncode == 2 and "at least 1" in res.stderr
+    for command in (["train", "digits_concat"], ["ensemble", "digits_pair"], ["demo"],
+                    ["distill", "x", "--student", "digits_concat"]):
+        res = run_cli(*command, "--threads", "0")
+        assert res.returncode == 2 and "at least 1" in res.stderr, (command, res.stderr)
 
 
 # --- deferred frozen encoders --------------------------------------------------------------------------
@@ -165,6 +167,24 @@ def test_missing_feature_builds_the_encoder_and_damaged_description_is_redone(re
     train(spec, tmp_path / "runs")
     assert sorted(built) == ["small_cnn", "small_text"]
     assert json.loads(descriptor_path(spec["text"]).read_text())["output_dim"] == 16
+
+
+def test_stale_description_is_replaced_and_features_keyed_by_the_real_preprocessing(registry_file, tmp_path,
+                                                                                    monkeypatch):
+    from mmzoo.featurecache import descriptor_path
+
+    monkeypatch.setenv("MMZOO_CACHE", str(tmp_path / "cache"))
+    spec = spec_of("frozen_concat", registry_file)
+    deferred.frozen_encoder(spec["text"])  # described, nothing cached yet
+    path = descriptor_path(spec["text"])
+    stale = json.loads(path.read_text())
+    stale["preprocessor"]["max_length"] = 7
+    path.write_text(json.dumps(stale))
+    train(spec, tmp_path / "runs")  # features missing: the encoder is built and the description corrected
+    assert json.loads(path.read_text())["preprocessor"]["max_length"] == 16
+    built = count_builds(monkeypatch)
+    train(spec, tmp_path / "runs")
+    assert built == []
 
 
 def test_deferred_encoder_runs_the_real_one_when_called(registry_file, tmp_path, monkeypatch):

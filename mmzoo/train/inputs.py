@@ -125,8 +125,9 @@ def cached_features(encoder, encoder_spec: dict, dataset, samples, tokens: bool,
     path = cache_root() / f"{dataset.name}-{encoder_spec['encoder']}-{key}.safetensors"
     if not path.exists():
         if hasattr(encoder, "materialize"):  # a deferred frozen encoder: build it now, a feature is missing
+            described = encoder.preprocessor.config
             built = encoder.materialize()
-            if built.preprocessor.config != encoder.preprocessor.config:
+            if built.preprocessor.config != described:  # its description was stale: the key changes
                 return cached_features(built, encoder_spec, dataset, samples, tokens, device, label, amp, show)
             encoder = built
         feats = encode_all(encoder.to(device), samples, device, label, amp, show)
