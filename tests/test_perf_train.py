@@ -171,7 +171,7 @@ def test_missing_feature_builds_the_encoder_and_damaged_description_is_redone(re
 
 def test_stale_description_is_replaced_and_features_keyed_by_the_real_preprocessing(registry_file, tmp_path,
                                                                                     monkeypatch):
-    from mmzoo.featurecache import descriptor_path
+    from mmzoo.train.inputs import descriptor_path
 
     monkeypatch.setenv("MMZOO_CACHE", str(tmp_path / "cache"))
     spec = spec_of("frozen_concat", registry_file)
