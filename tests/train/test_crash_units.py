@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from crashkit import dead_pid
+from support.crashkit import dead_pid
 
 from mmzoo.errors import RunError
 from mmzoo.runs import lock as runlock
@@ -108,7 +108,7 @@ def test_a_killed_holder_releases_its_lock(tmp_path):
             f"ctx = runlock.hold(__import__('pathlib').Path({str(tmp_path)!r}), 'x'); ctx.__enter__(); "
             "print('held', flush=True); time.sleep(60)")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
     assert proc.stdout.readline().strip() == "held"
     assert runlock.lock_held(tmp_path) is True
     proc.kill()
