@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -26,9 +27,30 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeou
                           env=full_env, cwd=cwd or ROOT, timeout=timeout)
 
 
+@pytest.fixture(scope="session", name="run_cli")
+def run_cli_fixture():
+    """The subprocess CLI runner, ``run_cli(*args, env=..., cwd=..., timeout=...)``."""
+    return run_cli
+
+
 @pytest.fixture
 def cli():
     return run_cli
+
+
+def _make_dist(root: Path, dist: str, entry: str, module: str, source: str) -> None:
+    """Install a throwaway distribution on a sys.path folder: a module plus .dist-info with entry_points.txt."""
+    info = root / f"{dist}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[mmzoo]\n{entry} = {module}\n")
+    (root / f"{module}.py").write_text(textwrap.dedent(source))
+
+
+@pytest.fixture(scope="session")
+def make_dist():
+    """``make_dist(root, dist, entry, module, source)``: a throwaway distribution with an mmzoo entry point."""
+    return _make_dist
 
 
 def pytest_collection_modifyitems(config, items):

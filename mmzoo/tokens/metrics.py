@@ -1,7 +1,7 @@
 """Provides entity-level exact-match precision, recall and F1 (micro and per type), plus token accuracy.
 
 An entity counts as correct only when its type, first word and last word all match, as in the
-CoNLL evaluation; spans are read by :func:`mmzoo.data.bio.spans`. tests/test_tokens_metrics.py
+CoNLL evaluation; spans are read by :func:`mmzoo.data.bio.spans`. tests/tokens/test_tokens.py
 checks these numbers against seqeval's default mode on random sequences.
 """
 

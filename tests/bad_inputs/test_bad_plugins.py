@@ -239,9 +239,7 @@ def test_a_local_ray_instance_binds_to_localhost():
     assert "_node_ip_address=LOCAL_HOST" in source and executors.LOCAL_HOST == "127.0.0.1"
 
 
-def test_sys_exit_on_import_does_not_end_a_real_process(tmp_path):
-    from conftest import run_cli
-
+def test_sys_exit_on_import_does_not_end_a_real_process(run_cli, tmp_path):
     make_dist(tmp_path, "mmzoo-quitter", "quitter", "quitter_mod", "import sys\nsys.exit(0)\n")
     result = run_cli("list", "fusions", env={"PYTHONPATH": str(tmp_path)}, timeout=120)
     assert result.returncode == 0 and "concat" in result.stdout

@@ -20,12 +20,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, run_cli
 
 from mmzoo.encoders.base import Features
 from mmzoo.errors import PluginError
 from mmzoo.zoo.parts import Part
 from mmzoo.zoo.plugins import load_zoo
+
+ROOT = Path(__file__).resolve().parents[2]
 
 PLUGIN = ROOT / "plugins" / "mmzoo-example"
 REGISTRY = PLUGIN / "registry.yaml"
@@ -109,7 +110,7 @@ def test_register_datasets_adds_the_colour_match_dataset(monkeypatch):
     assert part.create(seed=1).fingerprint != data.fingerprint
 
 
-def test_hook_module_stays_torch_free_and_parts_show_in_mmzoo_list():
+def test_hook_module_stays_torch_free_and_parts_show_in_mmzoo_list(run_cli):
     probe = subprocess.run([sys.executable, "-c", "import sys, mmzoo_example; print('torch' in sys.modules)"],
                            capture_output=True, text=True)
     assert probe.stdout.strip() == "False", probe.stderr
@@ -121,7 +122,7 @@ def test_hook_module_stays_torch_free_and_parts_show_in_mmzoo_list():
     assert plugins["example"]["errors"] == [] and plugins["example"]["version"] == "0.1.0"
 
 
-def test_registry_entries_using_the_plugin_validate_and_bad_values_are_refused(tmp_path):
+def test_registry_entries_using_the_plugin_validate_and_bad_values_are_refused(run_cli, tmp_path):
     ok = run_cli("--registry", str(REGISTRY), "validate")
     assert ok.returncode == 0 and "ok (" in ok.stdout, ok.stderr
     bad = tmp_path / "bad.yaml"
@@ -232,7 +233,7 @@ def test_a_model_built_from_example_parts_trains_through_the_cli(two_runs):
         float((probs.argmax(1) == labels).mean()))
 
 
-def test_geometric_mean_ensembles_the_two_runs_through_the_cli(two_runs):
+def test_geometric_mean_ensembles_the_two_runs_through_the_cli(run_cli, two_runs):
     from mmzoo.runs.folders import Run
 
     root, reports = two_runs

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import run_cli
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
@@ -99,7 +98,7 @@ def root(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def pair(root):
+def pair(run_cli, root):
     """digits_pair built once from scratch: both members trained."""
     return json.loads(ok(run_cli("ensemble", "digits_pair", "--out", str(root), *FAST, "--json")).stdout)
 
@@ -112,13 +111,13 @@ def tiny(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def boosted(tiny):
+def boosted(run_cli, tiny):
     res = ok(run_cli("--registry", str(tiny / "tiny.yaml"), "ensemble", "tiny_boost", "--out", str(tiny / "runs"),
                      "--json"))
     return json.loads(res.stdout)
 
 
-def test_registry_ensemble_writes_its_run_folder_then_reuses_every_member(pair, root):
+def test_registry_ensemble_writes_its_run_folder_then_reuses_every_member(run_cli, pair, root):
     assert len(pair["trained"]) == 2 and pair["reused"] == []
     folder = Path(pair["path"])
     spec = yaml.safe_load((folder / "spec.yaml").read_text())
@@ -155,7 +154,7 @@ def test_registry_ensemble_writes_its_run_folder_then_reuses_every_member(pair, 
     assert "its best member on test" in again.stdout and all(name in again.stdout for name in pair["trained"])
 
 
-def test_runs_form_with_greedy_and_json(pair, root):
+def test_runs_form_with_greedy_and_json(run_cli, pair, root):
     members = pair["trained"]
     res = ok(run_cli("ensemble", "--runs", *members, "--combiner", "greedy", "--name", "mixed", "--out", str(root),
                      "--json"))
@@ -176,7 +175,7 @@ def test_runs_form_with_greedy_and_json(pair, root):
     assert out["diversity"]["mean_error_correlation"] == pytest.approx(float(np.corrcoef(errors.T)[0, 1]))
 
 
-def test_combiner_never_sees_test_predictions(pair, tmp_path):
+def test_combiner_never_sees_test_predictions(run_cli, pair, tmp_path):
     """Leakage: corrupting a member's stored test predictions changes test scores, never the fit."""
     copies = copy_runs([m["path"] for m in pair_members(pair)], tmp_path / "copy")
     args = ["ensemble", "--runs", *map(str, copies), "--combiner", "stacking", "--out", str(tmp_path / "out"), "--json"]
@@ -197,7 +196,7 @@ def test_combiner_never_sees_test_predictions(pair, tmp_path):
     assert clean["val"]["accuracy"] == pytest.approx(float(a["validation_score"]))
 
 
-def test_members_are_aligned_by_sample_id_or_refused(pair, tmp_path):
+def test_members_are_aligned_by_sample_id_or_refused(run_cli, pair, tmp_path):
     copies = copy_runs([m["path"] for m in pair_members(pair)], tmp_path / "copy")
     args = ["ensemble", "--runs", *map(str, copies), "--combiner", "mean", "--out", str(tmp_path / "out"), "--json"]
     straight = json.loads(ok(run_cli(*args)).stdout)
@@ -220,7 +219,7 @@ def test_members_are_aligned_by_sample_id_or_refused(pair, tmp_path):
     refused(run_cli(*args), "predicted different test samples", copies[0].parent.name, copies[1].parent.name)
 
 
-def test_bad_names_unfinished_runs_and_samme_without_boosting(pair, tmp_path):
+def test_bad_names_unfinished_runs_and_samme_without_boosting(run_cli, pair, tmp_path):
     paths = [m["path"] for m in pair_members(pair)]
     refused(run_cli("ensemble", "digits_pear", "--out", str(tmp_path)), "'digits_pear'", "did you mean 'digits_pair'")
     refused(run_cli("ensemble", "digits_concat", "--out", str(tmp_path)), "is a model, not an ensemble")
@@ -234,14 +233,14 @@ def test_bad_names_unfinished_runs_and_samme_without_boosting(pair, tmp_path):
             f"{copies[1].parent.name}/{copies[1].name} is interrupted, not finished")  # its owner is gone
 
 
-def test_runs_from_different_label_sets_are_refused(pair, boosted):
+def test_runs_from_different_label_sets_are_refused(run_cli, pair, boosted):
     concat = next(m["path"] for m in pair_members(pair))
     digit = boosted["members"][0]["path"]
     res = run_cli("ensemble", "--runs", concat, digit, "--combiner", "mean", "--out", str(Path(digit).parents[1]))
     refused(res, "label set", "'match'", "'digit'", Path(concat).parent.name, Path(digit).parent.name)
 
 
-def test_boosting_follows_samme_and_lowers_training_error(boosted, tiny):
+def test_boosting_follows_samme_and_lowers_training_error(run_cli, boosted, tiny):
     b = boosted["boosting"]
     assert len(b["alphas"]) == 4 and b["stopped"] is None and boosted["combiner"]["name"] == "samme"
     curve = b["train_error"]
@@ -285,7 +284,7 @@ def test_boosting_follows_samme_and_lowers_training_error(boosted, tiny):
     assert again["boosting"]["alphas"] == b["alphas"]
 
 
-def test_seeds_and_bagging_recipes(boosted, tiny):
+def test_seeds_and_bagging_recipes(run_cli, boosted, tiny):
     registry = ["--registry", str(tiny / "tiny.yaml")]
     seeds = json.loads(ok(run_cli(*registry, "ensemble", "tiny_seeds", "--out", str(tiny / "runs"), "--json")).stdout)
     # Seed 0 of the model is the same training as boosting's first round, so that run is reused.

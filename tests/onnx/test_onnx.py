@@ -12,7 +12,8 @@ from types import SimpleNamespace
 import numpy as np
 import onnx
 import pytest
-from conftest import ROOT, run_cli
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.e2e
 
@@ -41,7 +42,7 @@ FORBIDDEN = ("torch", "transformers", "timm")
 
 
 @pytest.fixture(scope="module")
-def zoo(tmp_path_factory):
+def zoo(run_cli, tmp_path_factory):
     """Two trained members (trained side by side) and their stacking ensemble."""
     root = tmp_path_factory.mktemp("onnx")
     registry = root / "registry.yaml"
@@ -280,7 +281,7 @@ def test_predict_never_imports_torch(exported, images, tmp_path):
     assert "3 samples" in res.stdout
 
 
-def test_standalone_example_matches_mmzoo_predict(exported, images):
+def test_standalone_example_matches_mmzoo_predict(run_cli, exported, images):
     args = ["--text", images.text, "--image", str(images.rgba), "--top-k", "3", "--json"]
     ours = run_cli("predict", exported.pair["path"], *args)
     assert ours.returncode == 0, ours.stderr
@@ -293,7 +294,7 @@ def test_standalone_example_matches_mmzoo_predict(exported, images):
     assert max(abs(a["probabilities"][k] - b["probabilities"][k]) for k in a["probabilities"]) <= 1e-6
 
 
-def test_predict_manifest_reports_metrics(exported, tmp_path):
+def test_predict_manifest_reports_metrics(run_cli, exported, tmp_path):
     folder = _digits_manifest(tmp_path, 8)
     res = run_cli("predict", exported.member["path"], "--manifest", str(folder), "--json")
     assert res.returncode == 0, res.stderr
@@ -335,7 +336,7 @@ def foreign_files(exported, zoo):
     ("not mmzoo", "not an mmzoo export"),
     ("newer format", "upgrade mmzoo"),
 ])
-def test_predict_bad_input_gets_a_clear_error(exported, images, foreign_files, case, expected):
+def test_predict_bad_input_gets_a_clear_error(run_cli, exported, images, foreign_files, case, expected):
     good = exported.member["path"]
     args = {
         "missing image": [good, "--text", "one", "--image", str(foreign_files / "nope.png")],

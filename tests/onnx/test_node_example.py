@@ -14,7 +14,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import ROOT
+
+ROOT = Path(__file__).resolve().parents[2]
 
 NODE_DIR = ROOT / "examples" / "node"
 SAMPLES = NODE_DIR / "samples" / "samples.jsonl"

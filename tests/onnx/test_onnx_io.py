@@ -13,7 +13,8 @@ from types import SimpleNamespace
 import numpy as np
 import onnx
 import pytest
-from conftest import ROOT, run_cli
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.e2e
 
@@ -41,7 +42,7 @@ REGISTRY = textwrap.dedent("""
 
 
 @pytest.fixture(scope="module")
-def zoo(tmp_path_factory):
+def zoo(run_cli, tmp_path_factory):
     root = tmp_path_factory.mktemp("onnx_io")
     registry = root / "registry.yaml"
     registry.write_text(REGISTRY)
@@ -95,7 +96,7 @@ def test_raw_image_export_reads_the_decoded_picture(raw):
     assert figures["argmax_agreement"] >= 0.98 and figures["max_abs_diff"] > 0
 
 
-def test_raw_image_predict_agrees_with_the_pillow_path_on_any_size(raw, tmp_path):
+def test_raw_image_predict_agrees_with_the_pillow_path_on_any_size(run_cli, raw, tmp_path):
     from PIL import Image
 
     from mmzoo.data.digits_match import load_digits_match

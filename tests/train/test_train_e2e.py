@@ -8,9 +8,11 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_cli
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.e2e
 FAST = ["--epochs", "3", "--batch-size", "128"]
@@ -22,7 +24,7 @@ def runs_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def trained(runs_dir):
+def trained(run_cli, runs_dir):
     """A text-only, an image-only and a concat run on digits-match."""
     out = {}
     for model in ("digits_text", "digits_image", "digits_concat"):
@@ -47,7 +49,7 @@ def test_train_writes_a_complete_run_folder(trained):
     assert {"macro_f1", "micro_f1", "weighted_f1", "ece", "per_class"} <= set(test)
 
 
-def test_eval_runs_and_compare(trained, runs_dir):
+def test_eval_runs_and_compare(run_cli, trained, runs_dir):
     concat = trained["digits_concat"]["run"]
     ev = run_cli("eval", concat, "--out", str(runs_dir))
     assert ev.returncode == 0, ev.stderr
@@ -66,12 +68,12 @@ def test_eval_runs_and_compare(trained, runs_dir):
     assert "vs text" in table.stdout and "fusion:concat" in table.stdout
 
 
-def test_same_seed_same_metrics(trained, runs_dir):
+def test_same_seed_same_metrics(run_cli, trained, runs_dir):
     again = run_cli("train", "digits_concat", *FAST, "--out", str(runs_dir), "--json")
     assert json.loads(again.stdout)["test"] == trained["digits_concat"]["test"]
 
 
-def test_kill_minus_nine_then_resume_matches_uninterrupted(tmp_path):
+def test_kill_minus_nine_then_resume_matches_uninterrupted(run_cli, tmp_path):
     args = ["train", "digits_gated", "--epochs", "6", "--batch-size", "64"]
     full = run_cli(*args, "--out", str(tmp_path / "full"), "--json")
     assert full.returncode == 0, full.stderr[-2000:]
@@ -99,7 +101,7 @@ def test_kill_minus_nine_then_resume_matches_uninterrupted(tmp_path):
     assert history == [1, 2, 3, 4, 5, 6]
 
 
-def test_fusion_learns_cross_modal_task_while_baselines_stay_at_chance(tmp_path):
+def test_fusion_learns_cross_modal_task_while_baselines_stay_at_chance(run_cli, tmp_path):
     acc = {}
     for model in ("digits_text", "digits_image", "digits_late", "digits_concat", "digits_gated"):
         res = run_cli("train", model, "--out", str(tmp_path), "--json")
@@ -110,7 +112,7 @@ def test_fusion_learns_cross_modal_task_while_baselines_stay_at_chance(tmp_path)
         assert acc[unimodal] < 0.65, acc
 
 
-def test_bad_inputs_give_clear_errors(tmp_path):
+def test_bad_inputs_give_clear_errors(run_cli, tmp_path):
     res = run_cli("train", "digits_concat", "--label-set", "nope", "--out", str(tmp_path))
     assert res.returncode == 1 and "no label set 'nope'" in res.stderr and "Traceback" not in res.stderr
     res = run_cli("train", "digits_concat", "--dataset", str(tmp_path / "missing"), "--out", str(tmp_path))
@@ -119,7 +121,7 @@ def test_bad_inputs_give_clear_errors(tmp_path):
     assert res.returncode == 1 and "no run 'no-such-run'" in res.stderr
 
 
-def test_non_finite_loss_stops_with_epoch_and_step(tmp_path):
+def test_non_finite_loss_stops_with_epoch_and_step(run_cli, tmp_path):
     res = run_cli("train", "digits_concat", "--epochs", "2", "--lr", "1e30", "--out", str(tmp_path))
     assert res.returncode == 1 and "Traceback" not in res.stderr
     assert "loss became nan at epoch 1, step" in res.stderr or "loss became inf at epoch 1, step" in res.stderr
@@ -127,7 +129,7 @@ def test_non_finite_loss_stops_with_epoch_and_step(tmp_path):
     assert status["state"] == "failed"
 
 
-def test_training_refuses_a_dataset_that_fails_its_check(tmp_path):
+def test_training_refuses_a_dataset_that_fails_its_check(run_cli, tmp_path):
     folder = tmp_path / "data"
     folder.mkdir()
     (folder / "manifest.jsonl").write_text(json.dumps({"text": "", "image": "nope.png", "label": "a"}) + "\n")

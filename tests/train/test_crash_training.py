@@ -9,8 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
-from crashkit import (
+from support.crashkit import (
     ES_REGISTRY,
     ES_STOP_EPOCH,
     checkpoint_epoch,
@@ -33,7 +32,7 @@ def registry(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(registry, tmp_path_factory) -> Path:
+def uninterrupted(run_cli, registry, tmp_path_factory) -> Path:
     """The reference: es_concat trained without interruption; early stopping ends it at epoch 9."""
     res = run_cli("--registry", str(registry), "train", "es_concat", "--out", str(tmp_path_factory.mktemp("full")),
                   "--json")
@@ -52,7 +51,7 @@ def copy_killed_after_last_checkpoint(run: Path, dest: Path) -> Path:
     return folder
 
 
-def resume(registry: Path, folder: Path):
+def resume(run_cli, registry: Path, folder: Path):
     return run_cli("--registry", str(registry), "train", "--resume", str(folder), "--json")
 
 
@@ -60,21 +59,21 @@ def epochs_in_history(folder: Path) -> list[int]:
     return [json.loads(line)["epoch"] for line in (folder / "history.jsonl").read_text().splitlines()]
 
 
-def test_killed_just_after_early_stopping_resumes_to_the_same_epoch(registry, uninterrupted, tmp_path):
+def test_killed_just_after_early_stopping_resumes_to_the_same_epoch(run_cli, registry, uninterrupted, tmp_path):
     folder = copy_killed_after_last_checkpoint(uninterrupted, tmp_path)
     listed = json.loads(run_cli("runs", "--out", str(tmp_path), "--json").stdout)
     assert [r["state"] for r in listed] == ["interrupted"]
-    res = resume(registry, folder)
+    res = resume(run_cli, registry, folder)
     assert res.returncode == 0, res.stderr[-2000:]
     assert metrics(folder) == metrics(uninterrupted)
     assert epochs_in_history(folder) == list(range(1, ES_STOP_EPOCH + 1))
 
 
 @pytest.mark.parametrize("garbage", [b"../\n", b"\xff\xfe\x00epoch-0042"])
-def test_a_damaged_latest_falls_back_to_the_newest_complete_checkpoint(registry, uninterrupted, tmp_path, garbage):
+def test_a_damaged_latest_falls_back_to_the_newest_complete_checkpoint(run_cli, registry, uninterrupted, tmp_path, garbage):
     folder = copy_killed_after_last_checkpoint(uninterrupted, tmp_path)
     (folder / "checkpoints" / "LATEST").write_bytes(garbage)
-    res = resume(registry, folder)
+    res = resume(run_cli, registry, folder)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "LATEST" in res.stderr and "newest complete checkpoint, epoch-0009" in res.stderr
     assert f"after epoch {ES_STOP_EPOCH}" in res.stderr  # not restarted from epoch 1
@@ -83,7 +82,7 @@ def test_a_damaged_latest_falls_back_to_the_newest_complete_checkpoint(registry,
 
 
 @pytest.mark.parametrize("seed", [1, 2])
-def test_random_kills_then_resume_match_the_uninterrupted_run(registry, uninterrupted, tmp_path, seed):
+def test_random_kills_then_resume_match_the_uninterrupted_run(run_cli, registry, uninterrupted, tmp_path, seed):
     rng = random.Random(seed)
     root = tmp_path / "runs"
     proc = start_cli("--registry", str(registry), "train", "es_concat", "--out", str(root))
@@ -97,14 +96,14 @@ def test_random_kills_then_resume_match_the_uninterrupted_run(registry, uninterr
         again = start_cli("--registry", str(registry), "train", "--resume", str(folder))
         kill_when(again, lambda: True, delay=rng.uniform(2.0, 5.0))
         if not (folder / "metrics.json").exists():
-            res = resume(registry, folder)
+            res = resume(run_cli, registry, folder)
             assert res.returncode == 0, res.stderr[-2000:]
     assert metrics(folder) == metrics(uninterrupted)
     assert epochs_in_history(folder) == list(range(1, ES_STOP_EPOCH + 1))
     assert leftovers(root) == []  # the resume swept what the kills left
 
 
-def test_two_resumes_at_once_the_second_is_refused_naming_the_holder(registry, uninterrupted, tmp_path):
+def test_two_resumes_at_once_the_second_is_refused_naming_the_holder(run_cli, registry, uninterrupted, tmp_path):
     folder = copy_killed_after_last_checkpoint(uninterrupted, tmp_path)
     shutil.rmtree(folder / "checkpoints")  # so the first resume trains long enough to be caught
     first = start_cli("--registry", str(registry), "train", "--resume", str(folder))
@@ -114,7 +113,7 @@ def test_two_resumes_at_once_the_second_is_refused_naming_the_holder(registry, u
         if lock.exists() and f'"pid": {first.pid}' in lock.read_text():
             break
         time.sleep(0.05)
-    second = resume(registry, folder)
+    second = resume(run_cli, registry, folder)
     first.wait(timeout=300)
     assert second.returncode == 1 and "Traceback" not in second.stderr
     assert f"is being trained by pid {first.pid}" in second.stderr
@@ -122,7 +121,7 @@ def test_two_resumes_at_once_the_second_is_refused_naming_the_holder(registry, u
     assert metrics(folder) == metrics(uninterrupted)
 
 
-def test_commands_that_take_the_newest_run_take_the_newest_finished_one(uninterrupted, tmp_path):
+def test_commands_that_take_the_newest_run_take_the_newest_finished_one(run_cli, uninterrupted, tmp_path):
     finished = tmp_path / "es_concat" / "20200101-000000"
     shutil.copytree(uninterrupted, finished)
     interrupted = tmp_path / "es_concat" / "20200101-000001"

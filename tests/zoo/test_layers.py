@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "mmzoo"
+PACKAGE = Path(__file__).resolve().parents[2] / "mmzoo"
 
 # Package (or top-level module) -> the mmzoo packages and modules it may import. The table in
 # docs/architecture.md says the same; a test below keeps the two in step.

@@ -8,8 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
-from crashkit import mark_interrupted
+from support.crashkit import mark_interrupted
 
 from mmzoo.errors import ExportError, RunError
 
@@ -57,7 +56,7 @@ SPEC_DAMAGE = {
 
 
 @pytest.mark.parametrize("damage", list(SPEC_DAMAGE))
-def test_a_broken_spec_is_listed_as_broken_and_the_others_still_work(trained, tmp_path, damage):
+def test_a_broken_spec_is_listed_as_broken_and_the_others_still_work(run_cli, trained, tmp_path, damage):
     runs = clone(trained, tmp_path)
     spec_file = runs["digits_concat"] / "spec.yaml"
     if damage == "no-data":
@@ -79,7 +78,7 @@ def test_a_broken_spec_is_listed_as_broken_and_the_others_still_work(trained, tm
     one_line_error(run_cli("compare", str(runs["digits_concat"]), "--out", str(tmp_path)), str(spec_file))
 
 
-def test_a_corrupt_status_is_listed_as_broken(trained, tmp_path):
+def test_a_corrupt_status_is_listed_as_broken(run_cli, trained, tmp_path):
     runs = clone(trained, tmp_path)
     (runs["digits_text"] / "status.json").write_text('{"state": "fini')
     res = run_cli("runs", "--out", str(tmp_path), "--json")
@@ -89,7 +88,7 @@ def test_a_corrupt_status_is_listed_as_broken(trained, tmp_path):
 
 
 @pytest.mark.parametrize("damage", ["state.json", "optimizer.safetensors"])
-def test_resume_from_a_damaged_checkpoint_names_the_file(trained, tmp_path, damage):
+def test_resume_from_a_damaged_checkpoint_names_the_file(run_cli, trained, tmp_path, damage):
     runs = clone(trained, tmp_path)
     folder = runs["digits_concat"]
     mark_interrupted(folder, "metrics.json")
@@ -98,7 +97,7 @@ def test_resume_from_a_damaged_checkpoint_names_the_file(trained, tmp_path, dama
     one_line_error(run_cli("train", "--resume", str(folder)), str(file), "hint:")
 
 
-def test_truncated_predictions_name_the_file(trained, tmp_path):
+def test_truncated_predictions_name_the_file(run_cli, trained, tmp_path):
     from mmzoo.ensemble.build import build_ensemble
     from mmzoo.runs.folders import Run
 
@@ -122,7 +121,7 @@ def zero_weights(file: Path) -> None:
     save_file({k: v.zero_() for k, v in load_file(str(file)).items()}, str(file))
 
 
-def test_zeroed_weights_are_refused_by_eval_and_export(trained, tmp_path):
+def test_zeroed_weights_are_refused_by_eval_and_export(run_cli, trained, tmp_path):
     from mmzoo.onnx.export import export_run
     from mmzoo.runs.folders import Run
 
@@ -138,7 +137,7 @@ def test_zeroed_weights_are_refused_by_eval_and_export(trained, tmp_path):
     assert not (tmp_path / "onnx").exists()
 
 
-def test_an_interrupted_ensembles_hint_works(trained, tmp_path):
+def test_an_interrupted_ensembles_hint_works(run_cli, trained, tmp_path):
     from mmzoo.ensemble.build import build_ensemble
     from mmzoo.runs.folders import Run
 

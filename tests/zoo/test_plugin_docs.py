@@ -10,14 +10,16 @@ import dataclasses
 import inspect
 import re
 import shlex
+from pathlib import Path
 
 import pytest
-from conftest import ROOT
 
 from mmzoo import testing
 from mmzoo.zoo import hookspecs
 from mmzoo.zoo.parts import PARAM_TYPES, Param
 from mmzoo.zoo.plugins import HOOKS, PluginInfo, _make_register
+
+ROOT = Path(__file__).resolve().parents[2]
 
 DOC = (ROOT / "docs" / "plugins.md").read_text()
 EXAMPLE_TESTS = ROOT / "tests" / "parts" / "test_example_plugin.py"

@@ -8,14 +8,13 @@ import random
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
-from crashkit import checkpoint_epoch, dead_pid, kill_when, leftovers, start_cli
+from support.crashkit import checkpoint_epoch, dead_pid, kill_when, leftovers, start_cli
 
 pytestmark = pytest.mark.e2e
 FAST = ("--epochs", "3", "--batch-size", "128")
 
 
-def test_a_killed_ensemble_resumes_its_orphaned_member(tmp_path):
+def test_a_killed_ensemble_resumes_its_orphaned_member(run_cli, tmp_path):
     full = run_cli("ensemble", "digits_pair", *FAST, "--out", str(tmp_path / "full"), "--json")
     assert full.returncode == 0, full.stderr[-2000:]
     root = tmp_path / "victim"
@@ -45,7 +44,7 @@ def finished_run(tmp_path_factory) -> Path:
     return train(spec, Options(out=tmp_path_factory.mktemp("runs"), quiet=True)).path
 
 
-def test_a_killed_export_leaves_nothing_the_next_export_trips_over(finished_run, tmp_path):
+def test_a_killed_export_leaves_nothing_the_next_export_trips_over(run_cli, finished_run, tmp_path):
     out = tmp_path / "new" / "onnx"
     proc = start_cli("export", str(finished_run), "-o", str(out))
     kill_when(proc, lambda: any(out.glob(".mmzoo-export-*")), delay=random.uniform(0, 1.0))

@@ -11,7 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import ROOT
+ROOT = Path(__file__).resolve().parents[2]
+
 
 # A tiny fusion that early-stops (patience 2) at epoch 9 in about 1 s per epoch.
 ES_REGISTRY = """\

@@ -3,22 +3,9 @@
 from __future__ import annotations
 
 import json
-import textwrap
-from pathlib import Path
-
-from conftest import run_cli
 
 
-def make_dist(root: Path, dist: str, entry: str, module: str, source: str) -> None:
-    """Install a throwaway distribution on a sys.path folder: a module plus .dist-info with entry_points.txt."""
-    info = root / f"{dist}-1.0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(f"[mmzoo]\n{entry} = {module}\n")
-    (root / f"{module}.py").write_text(textwrap.dedent(source))
-
-
-def test_plugin_that_fails_to_import_is_reported_and_skipped(tmp_path):
+def test_plugin_that_fails_to_import_is_reported_and_skipped(make_dist, run_cli, tmp_path):
     make_dist(tmp_path, "broken-plugin", "broken", "broken_plugin_mod", "raise RuntimeError('boom at import')\n")
     env = {"PYTHONPATH": str(tmp_path)}
     listed = run_cli("list", "fusions", env=env)
@@ -32,7 +19,7 @@ def test_plugin_that_fails_to_import_is_reported_and_skipped(tmp_path):
     assert info["builtin"]["errors"] == [] and "fusion" in info["builtin"]["registered"]
 
 
-def test_plugin_whose_hook_raises_keeps_its_other_hooks_and_the_rest(tmp_path):
+def test_plugin_whose_hook_raises_keeps_its_other_hooks_and_the_rest(make_dist, run_cli, tmp_path):
     make_dist(tmp_path, "half-plugin", "half", "half_plugin_mod", """
         from mmzoo.zoo.hookspecs import hookimpl
         from mmzoo.zoo.parts import Param
@@ -56,7 +43,7 @@ def test_plugin_whose_hook_raises_keeps_its_other_hooks_and_the_rest(tmp_path):
     assert part["plugin"] == "half" and part["params"][0]["name"] == "dim"
 
 
-def test_two_packages_registering_one_name_is_an_error_naming_both(tmp_path):
+def test_two_packages_registering_one_name_is_an_error_naming_both(make_dist, run_cli, tmp_path):
     make_dist(tmp_path, "copycat-plugin", "copycat", "copycat_mod", """
         from mmzoo.zoo.hookspecs import hookimpl
 
@@ -70,7 +57,7 @@ def test_two_packages_registering_one_name_is_an_error_naming_both(tmp_path):
     assert "'concat'" in copycat["errors"][0]
 
 
-def test_mmzoo_plugins_limits_what_loads_and_trace_prints_hook_calls(tmp_path):
+def test_mmzoo_plugins_limits_what_loads_and_trace_prints_hook_calls(make_dist, run_cli, tmp_path):
     make_dist(tmp_path, "broken-plugin", "broken", "broken_plugin_mod", "raise RuntimeError('boom')\n")
     out = run_cli("plugins", "--json", env={"PYTHONPATH": str(tmp_path), "MMZOO_PLUGINS": "builtin",
                                             "MMZOO_TRACE_PLUGINS": "1"})

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
 from safetensors.numpy import load_file, save_file
 
 from mmzoo.train import deferred, factory, threads
@@ -115,7 +114,7 @@ def test_registry_threads_apply_to_live_encoders(registry_file, tmp_path, monkey
     assert set(seen) == {2}
 
 
-def test_bad_threads_are_refused(registry_file):
+def test_bad_threads_are_refused(run_cli, registry_file):
     entry = load_registry(str(registry_file)).get("bad_threads")
     assert any("'threads' must be at least 1" in str(p) for p in entry.problems)
     for command in (["train", "digits_concat"], ["ensemble", "digits_pair"], ["demo"],
@@ -244,7 +243,7 @@ def test_temperature_one_alpha_zero_is_an_ordinary_run(teacher, registry_file, t
     assert student.model == "frozen_concat_distilled"
 
 
-def test_distill_cli_and_compare_report_the_gap(teacher, registry_file):
+def test_distill_cli_and_compare_report_the_gap(run_cli, teacher, registry_file):
     ensemble, _, root = teacher
     res = run_cli("--registry", str(registry_file), "distill", str(ensemble.path), "--student", "frozen_concat",
                   "--temperature", "2", "--alpha", "0.7", "--out", str(root), "--json")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from crashkit import dead_pid
+from support.crashkit import dead_pid
 
 from mmzoo.errors import RunError
 from mmzoo.runs import lock as runlock
@@ -104,11 +104,11 @@ def test_a_run_lock_refuses_a_second_holder_and_names_the_first(tmp_path):
 
 
 def test_a_killed_holder_releases_its_lock(tmp_path):
-    code = ("import sys, time; from mmzoo import runlock; "
+    code = ("import sys, time; from mmzoo.runs import lock as runlock; "
             f"ctx = runlock.hold(__import__('pathlib').Path({str(tmp_path)!r}), 'x'); ctx.__enter__(); "
             "print('held', flush=True); time.sleep(60)")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
     assert proc.stdout.readline().strip() == "held"
     assert runlock.lock_held(tmp_path) is True
     proc.kill()

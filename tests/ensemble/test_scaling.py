@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import ROOT, run_cli
 from safetensors.numpy import load_file
 
 from mmzoo.train.distributed import Context
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.e2e
 
@@ -90,7 +91,7 @@ def member_files(path: Path) -> dict:
 
 
 @pytest.mark.ray
-def test_ray_members_match_local_members_in_the_same_layout(tmp_path):
+def test_ray_members_match_local_members_in_the_same_layout(run_cli, tmp_path):
     """Members trained as Ray tasks (1 CPU, so 1 torch thread each) equal members trained here with 1 thread."""
     needs_ray()
     reg = registry(tmp_path, MEMBERS.format(lr_b=0.003))
@@ -122,7 +123,7 @@ def test_ray_members_match_local_members_in_the_same_layout(tmp_path):
 
 
 @pytest.mark.ray
-def test_ray_reports_a_failed_member_and_a_rerun_trains_only_that_one(tmp_path):
+def test_ray_reports_a_failed_member_and_a_rerun_trains_only_that_one(run_cli, tmp_path):
     needs_ray()
     out = str(tmp_path / "runs")
     broken = registry(tmp_path, MEMBERS.format(lr_b="1.0e+30"), "broken.yaml")  # AdamW steps of 1e30: NaN loss
@@ -139,7 +140,7 @@ def test_ray_reports_a_failed_member_and_a_rerun_trains_only_that_one(tmp_path):
     assert [name.split("/")[0] for name in report["trained"]] == ["tiny_b"]
 
 
-def test_ray_executor_without_ray_says_how_to_install_it(tmp_path):
+def test_ray_executor_without_ray_says_how_to_install_it(run_cli, tmp_path):
     shim = tmp_path / "shim"
     shim.mkdir()
     (shim / "ray.py").write_text("raise ImportError('No module named ray (simulated)')\n")
@@ -157,7 +158,7 @@ def test_ray_executor_without_ray_says_how_to_install_it(tmp_path):
     (["ensemble", "digits_pair", "--executor", "ray", "--address", "127.0.0.1:1"], ["cannot reach the Ray cluster"]),
     (["ensemble", "--runs", "a", "b", "--executor", "ray"], ["--runs combines finished runs only"]),
 ])
-def test_ray_option_mistakes_are_refused_before_training(tmp_path, args, needles):
+def test_ray_option_mistakes_are_refused_before_training(run_cli, tmp_path, args, needles):
     if "--executor" in args:
         needs_ray()
     refused(run_cli(*args, "--out", str(tmp_path / "runs")), *needles)
@@ -194,7 +195,7 @@ def one_run(root: Path) -> Path:
     return runs[0]
 
 
-def test_torchrun_two_gloo_processes_write_one_run_close_to_a_single_process(tmp_path):
+def test_torchrun_two_gloo_processes_write_one_run_close_to_a_single_process(run_cli, tmp_path):
     """digits_concat for 2 epochs on 2 CPU processes vs 1: one run folder, one checkpoint, close metrics.
 
     The global batch and its gradient are those of one process (see mmzoo.train.distributed), but
@@ -221,7 +222,7 @@ def test_torchrun_two_gloo_processes_write_one_run_close_to_a_single_process(tmp
     np.testing.assert_allclose(ddp_loss, one_loss, atol=0.01)
 
 
-def test_torchrun_gradient_equals_the_single_process_gradient(tmp_path):
+def test_torchrun_gradient_equals_the_single_process_gradient(run_cli, tmp_path):
     """Without BatchNorm or dropout, 2 ranks follow one process's trajectory up to summation order (1e-5).
 
     Measured differences are about 1e-6 after 1000 steps; a missing all-reduce gives 1e-1.

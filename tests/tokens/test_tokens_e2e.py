@@ -7,10 +7,12 @@ import random
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import ROOT
+
+ROOT = Path(__file__).resolve().parents[2]
 
 NAMES = ["alice", "bob", "carol", "dave", "erin", "frank", "gina", "hugo"]
 PLACES = [["paris"], ["rome"], ["oslo"], ["lima"], ["new", "york"], ["san", "jose"]]
