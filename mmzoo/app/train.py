@@ -53,7 +53,8 @@ def check_task(spec: dict) -> None:
     if label_set is not None and label_set not in dataset.label_sets:
         raise DataError(f"dataset {dataset.name!r} has no label set {label_set!r}",
                         hint=f"choose one of: {', '.join(dataset.label_sets)}")
-    require_trainable(dataset, label_set)
+    if getattr(dataset, "task", "classification") == "classification":  # token data is checked as it loads
+        require_trainable(dataset, label_set)
 
 
 def prepare_spec(model: str | dict, overrides: Overrides | None = None, registry: str | None = None) -> dict:

@@ -18,7 +18,9 @@ PREFIX = "mmzoo."
 # Keys holding JSON; the rest are plain strings.
 JSON_KEYS = ("labels", "inputs", "outputs", "preprocessing", "members", "spec", "parity", "plugins", "tokens")
 # What each modality's preprocessor produces (mmzoo.data.preprocess), i.e. what its graph inputs may be fed from.
-FIELDS = {"text": ("input_ids", "attention_mask"), "image": ("pixel_values",)}
+FIELDS = {"text": ("input_ids", "attention_mask", "word_positions"), "image": ("pixel_values", "image")}
+# The preprocessor kinds (mmzoo.data.preprocess, mmzoo.tokens) each modality may use.
+KINDS = {"text": ("text", "tokens"), "image": ("image", "raw_image")}
 REQUIRED = ("format_version", "version", "kind", "precision", "labels", "inputs", "outputs", "preprocessing")
 
 
@@ -118,8 +120,9 @@ def check(meta: dict[str, Any]) -> str | None:
         if not isinstance(step, dict) or step.get("modality") not in FIELDS:
             return f"mmzoo.preprocessing[{k}] must be an object with modality 'text' or 'image'"
         config, feeds = step.get("config"), step.get("inputs")
-        if not isinstance(config, dict) or config.get("kind") != step["modality"]:
-            return f"mmzoo.preprocessing[{k}].config must be an object of kind {step['modality']!r}"
+        if not isinstance(config, dict) or config.get("kind") not in KINDS[step["modality"]]:
+            return (f"mmzoo.preprocessing[{k}].config must be an object of kind "
+                    f"{' or '.join(map(repr, KINDS[step['modality']]))}")
         if not isinstance(feeds, dict) or not feeds or not all(
                 f in FIELDS[step["modality"]] and isinstance(n, str) for f, n in feeds.items()):
             return (f"mmzoo.preprocessing[{k}].inputs must map {' or '.join(FIELDS[step['modality']])} to graph input "

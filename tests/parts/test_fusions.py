@@ -339,7 +339,8 @@ def test_bad_params_raise_a_registry_error(name, params, needle):
 def test_bad_head_settings_are_refused_by_the_head_params(hidden, dropout):
     from mmzoo.zoo.schema import HEAD_PARAMS
 
-    complaints = [p.check(v) for p, v in zip(HEAD_PARAMS, (hidden, dropout), strict=True)]
+    declared = {p.name: p for p in HEAD_PARAMS}
+    complaints = [declared["hidden"].check(hidden), declared["dropout"].check(dropout)]
     assert any(complaints)
 
 

@@ -69,12 +69,22 @@ PART = Part("fusion", "toy", made, "a toy", (Param("dim", "int", 8, "width", min
                                              Param("mode", "str", "a", "mode", choices=("a", "b"))))
 
 
-def test_create_fills_declared_defaults_and_passes_positional_arguments_first():
+def test_create_fills_declared_defaults_and_passes_positional_arguments_first(monkeypatch):
+    from mmzoo.zoo import partbuild
+
+    monkeypatch.delitem(partbuild.BASES, "fusion", raising=False)  # the toy builds a tuple, not a Fusion
     assert PART.create(3, 4, dim=6) == ((3, 4), {"dim": 6, "heads": 2, "mode": "a"})
 
 
+def test_create_refuses_what_the_factory_builds_when_it_is_not_the_kind():
+    from mmzoo.errors import PluginError
+
+    with pytest.raises(PluginError, match="fusion 'toy'.*returned a tuple, not a mmzoo.fusions.base.Fusion"):
+        PART.create(3, 4)
+
+
 @pytest.mark.parametrize(("params", "words"), [
-    ({"dim": 0}, "fusion 'toy': param 'dim' must be at least 1, got 0"),
+    ({"dim": 0}, "fusion 'toy': param 'dim' must be >= 1, got 0"),
     ({"dim": "8"}, "param 'dim' expected int, got str"),
     ({"mode": "c"}, "param 'mode' must be one of a, b, got 'c'"),
     ({"width": 3}, r"fusion 'toy' got unknown param\(s\): width"),
