@@ -11,22 +11,24 @@ from textual.binding import Binding
 from mmzoo.tui.catalog import Catalog, load_catalog
 from mmzoo.tui.commands import MmzooCommands
 from mmzoo.tui.messages import ExportRequested, ResumeRequested, RunsChanged, RunSelected, TrainRequested
+from mmzoo.tui.screens.errors import ErrorsScreen
 from mmzoo.tui.screens.export import ExportScreen
 from mmzoo.tui.screens.runs import RunsScreen
 from mmzoo.tui.screens.train import TrainScreen
 from mmzoo.tui.screens.zoo import ZooScreen
 
-# The four screen keys share one footer entry, so every screen's own keys still fit in 80 columns.
+# The five screen keys share one footer entry, so every screen's own keys still fit in 80 columns.
 SCREEN_KEYS = Binding.Group("screens")
 
 
 class MmzooApp(App):
-    """Four screens, one per mode so each keeps its state (a training run goes on while you browse)."""
+    """Five screens, one per mode so each keeps its state (a training run goes on while you browse)."""
 
     TITLE = "mmzoo"
     CSS_PATH = "mmzoo.tcss"
-    SCREENS = {"zoo": ZooScreen, "train": TrainScreen, "runs": RunsScreen, "export": ExportScreen}
-    MODES = {"zoo": "zoo", "train": "train", "runs": "runs", "export": "export"}
+    SCREENS = {"zoo": ZooScreen, "train": TrainScreen, "runs": RunsScreen, "export": ExportScreen,
+               "errors": ErrorsScreen}
+    MODES = {"zoo": "zoo", "train": "train", "runs": "runs", "export": "export", "errors": "errors"}
     DEFAULT_MODE = "zoo"
     COMMANDS = App.COMMANDS | {MmzooCommands}
     BINDINGS = [
@@ -34,6 +36,7 @@ class MmzooApp(App):
         Binding("t", "switch_mode('train')", "Train", group=SCREEN_KEYS),
         Binding("r", "switch_mode('runs')", "Runs", group=SCREEN_KEYS),
         Binding("e", "switch_mode('export')", "Export", group=SCREEN_KEYS),
+        Binding("a", "switch_mode('errors')", "Analyse errors", group=SCREEN_KEYS),
         Binding("q", "quit", "Quit"),
     ]
 
