@@ -112,7 +112,7 @@ class ErrorsScreen(Screen):
     @work(thread=True, exclusive=True, group="errors", exit_on_error=False)
     def load(self, path: Path, split: str) -> None:
         """Runs in a thread: the stored predictions, and the dataset's samples to show beside them."""
-        from mmzoo.tui.screens.export import dataset_ref
+        from mmzoo.tui.screens.export_support import dataset_ref
 
         try:
             run = Run(path)
