@@ -127,7 +127,7 @@ class ComparePanel(Vertical):
         for i, run in enumerate(runs, 1):
             history = run.history()  # ensembles have none: they are fitted, not trained by epoch
             epochs = [h["epoch"] for h in history]
-            acc.append((f"#{i}", epochs, [h["val_accuracy"] for h in history]))
-            loss.append((f"#{i}", epochs, [h["loss"] for h in history]))
+            acc.append((f"#{i} {run.model}", epochs, [h["val_accuracy"] for h in history]))
+            loss.append((f"#{i} {run.model}", epochs, [h["loss"] for h in history]))
         self.query_one("#curves-acc", CurvesPlot).set_series(acc)
         self.query_one("#curves-loss", CurvesPlot).set_series(loss)
