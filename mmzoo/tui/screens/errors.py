@@ -25,6 +25,7 @@ ANY = "any"
 class ErrorsScreen(Screen):
     """Pick a finished run and a split; browse its mistakes (or all samples), filtered by true or predicted class."""
 
+    AUTO_FOCUS = "#errors-table"
     BINDINGS = [
         Binding("escape", "leave_field", "Leave field", show=False),
         Binding("m", "matrix", "Matrix/list"),
@@ -145,6 +146,8 @@ class ErrorsScreen(Screen):
             select.value = ANY
         self._fill_confusion()
         self.fill()
+        if not isinstance(self.focused, Select):
+            self.query_one("#errors-table").focus()
 
     # -- filters ------------------------------------------------------------------------------------------------
 
@@ -191,7 +194,7 @@ class ErrorsScreen(Screen):
                                          else "") if f) or "all classes"
         self.query_one("#errors-status", Static).update(
             f"{predictions.split}: {wrong} of {len(predictions)} wrong (accuracy {predictions.accuracy():.4f}) · "
-            f"{len(self.shown)} {what} shown · {escape(filters)}")
+            f"showing {len(self.shown)} {what} · {escape(filters)}")
         self._show(self.shown[0] if self.shown else None)
 
     # -- the sample pane -----------------------------------------------------------------------------------------

@@ -29,21 +29,24 @@ def ema(values: list[float], alpha: float = 0.1) -> list[float]:
 
 
 def nice_ticks(low: float, high: float, count: int = 4) -> tuple[list[float], list[str]]:
-    """Ticks on a 1-2-5 step covering [low, high], labelled with the same number of decimals."""
+    """At least three ticks (about ``count``) on a 1-2-5 step inside [low, high], labelled with one number format."""
     if not (math.isfinite(low) and math.isfinite(high)) or high <= low:
         high = low + 1.0
-    raw = (high - low) / max(1, count)
-    magnitude = 10 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
-    first = math.floor(low / step) * step
-    ticks = []
-    value = first
-    while value <= high + step * 1e-9:
-        if value >= low - step * 1e-9:
-            ticks.append(round(value, 12))
-        value += step
+    magnitude = 10 ** math.floor(math.log10((high - low) / count))
+    steps = [m * magnitude * f for f in (0.1, 1, 10) for m in (1, 2, 5)]
+    step = next(s for s in steps if s >= (high - low) / count)
+    ticks = _ticks(low, high, step)
+    while len(ticks) < 3 and steps.index(step) > 0:
+        step = steps[steps.index(step) - 1]
+        ticks = _ticks(low, high, step)
     decimals = max(0, -math.floor(math.log10(step) + 1e-9))
     return ticks, [f"{t:.{decimals}f}" for t in ticks]
+
+
+def _ticks(low: float, high: float, step: float) -> list[float]:
+    first = math.ceil(low / step - 1e-9)
+    last = math.floor(high / step + 1e-9)
+    return [round(i * step, 12) for i in range(first, last + 1)]
 
 
 def padded_range(values: list[float], pad: float = 0.1, floor: float | None = None,
