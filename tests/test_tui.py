@@ -262,12 +262,18 @@ async def test_cancel_keeps_the_checkpoint_and_runs_resumes_it(tmp_path, tiny_re
         cancelled = shown[-1]
         kept = run.history()[-1]["epoch"]  # the click lands after epoch 1, how much later depends on the load
         assert cancelled["severity"] == "warning" and f"keeps the checkpoint of epoch {kept}" in cancelled["message"]
+        # Reported as a cancel, with how to resume here rather than on the command line.
+        assert cancelled["title"] == "training cancelled" and "Runs (r)" in cancelled["message"]
+        assert "mmzoo train" not in cancelled["message"]
         assert (run.path / "checkpoints" / "LATEST").exists()
 
         await pilot.press("r")
-        assert app.screen.query_one("#runs-table").get_row_at(0)[3] == "cancelled"
+        assert app.screen.query_one("#runs-table").get_row_at(0)[4] == "cancelled"
         await pilot.press("u")
         await wait_for(pilot, lambda: app.current_mode == "train" and screen.running, 10, "the resume to start")
+        await wait_for(pilot, lambda: screen.run_path == run.path, 30, "the resumed run's start event")
+        # The loss curve starts from epoch 1 (the run's history), not from the resume point.
+        assert screen.losses[0][:kept] == [float(e) for e in range(1, kept + 1)]
         await wait_for(pilot, lambda: not screen.running, 120, "the resumed run to finish")
         assert shown[-1]["title"] == "training finished", shown[-1]
         run = Run(run.path)
@@ -491,7 +497,7 @@ def baseline_plugins():
 
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
-@pytest.mark.parametrize("key", ["z", "t", "r", "e"], ids=["zoo", "train", "runs", "export"])
+@pytest.mark.parametrize("key", ["z", "t", "r", "e", "a"], ids=["zoo", "train", "runs", "export", "errors"])
 def test_screen_snapshot(snap_compare, tmp_path, monkeypatch, key, size, baseline_plugins):
     """Each screen, freshly opened over a fixed registry and no runs, looks as it did when approved."""
 

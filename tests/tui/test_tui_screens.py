@@ -206,3 +206,22 @@ async def test_plots_keep_their_legend_off_the_curves(tmp_path):
         assert plot.ylim[0] > 0.7 and plot.ylim[1] < 0.95
         canvas = plot.query_one("PlotextPlot")
         assert canvas.region.y > plot.query_one(".curves-legend").region.y  # the legend sits above the plot
+
+
+async def test_every_screen_at_80x24_shows_its_main_controls(trained_runs, tiny_registry_file):
+    """What each screen is for is on screen at 80x24 (the SVG snapshots pin the looks; this pins the content)."""
+    essentials = {
+        "z": ("models", "ensembles", "tiny_concat"),
+        "t": ("model", "epochs", "lr", "Start", "Cancel", "train loss", "validation", "idle"),
+        "r": ("test acc", "macro-F1", "state", "tiny_concat/", "tiny_text/", "⏎ detail"),
+        "e": ("run", "precision", "parity samples", "folder", "Export", "predict with", "Predict sample", "image"),
+        "a": ("run", "split", "true", "predicted", "wrong only", "Matrix/list"),
+    }
+    app = make_app(registry_file=str(tiny_registry_file), runs_dir=trained_runs)
+    async with app.run_test(size=SMALL) as pilot:
+        for key, words in essentials.items():
+            await pilot.press(key)
+            await pilot.pause()
+            text = screen_text(app)
+            missing = [w for w in words if w not in text]
+            assert not missing, f"screen {key!r} at 80x24 hides {missing}:\n{text}"

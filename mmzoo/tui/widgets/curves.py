@@ -89,8 +89,8 @@ class CurvesPlot(Vertical):
         return Color.parse(self.app.theme_variables.get(name, "white")).rgb
 
     def replot(self) -> None:
-        if not self.is_mounted:
-            return
+        if not self.children:
+            return  # not composed yet: on_mount draws
         legend = Text(self.title, style="bold")
         drawn = [(i, label, xs, ys) for i, (label, xs, ys) in enumerate(self.series) if xs]
         for i, label, _, _ in drawn:
