@@ -14,9 +14,9 @@ from conftest import ROOT, run_cli
 from pytest_textual_snapshot import SVGImageExtension
 from test_plugins import make_dist
 
-from mmzoo.zoo.plugins import get_zoo
 from mmzoo.runs.folders import Run, list_runs
 from mmzoo.tui.app import make_app
+from mmzoo.zoo.plugins import get_zoo
 
 # Tiny digits-match models (a few seconds an epoch) layered over the project registry.
 TINY = """

@@ -10,8 +10,15 @@ from textual.binding import Binding
 
 from mmzoo.tui.catalog import Catalog, load_catalog
 from mmzoo.tui.commands import MmzooCommands
-from mmzoo.tui.messages import (AnalyseRequested, ExportRequested, ResumeRequested, RunsChanged, RunSelected,
-                                RunsRequested, TrainRequested)
+from mmzoo.tui.messages import (
+    AnalyseRequested,
+    ExportRequested,
+    ResumeRequested,
+    RunsChanged,
+    RunSelected,
+    RunsRequested,
+    TrainRequested,
+)
 from mmzoo.tui.screens.errors import ErrorsScreen
 from mmzoo.tui.screens.export import ExportScreen
 from mmzoo.tui.screens.runs import RunsScreen

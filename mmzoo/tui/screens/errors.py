@@ -243,7 +243,7 @@ class ErrorsScreen(Screen):
         if predictions is None:
             return
         table.add_column("true \\ predicted", key="true")
-        for j, name in enumerate(predictions.classes):
+        for j in range(len(predictions.classes)):
             table.add_column(f"{j}", key=f"c{j}")
         for i, (name, row) in enumerate(zip(predictions.classes, predictions.confusion(), strict=True)):
             table.add_row(f"{i} {name}", *(Text(str(v), justify="right") for v in row), key=name)

@@ -17,8 +17,7 @@ from textual.widgets import Button, Footer, Header, Input, Label, Log, ProgressB
 
 from mmzoo.errors import MmzooError
 from mmzoo.runs.folders import Run, list_runs
-from mmzoo.tui.screens.export_support import (dataset_ref, export_dir, onnx_files, open_image, parity_hint,
-                                              short_summary)
+from mmzoo.tui.screens.export_support import dataset_ref, export_dir, onnx_files, open_image, parity_hint, short_summary
 from mmzoo.tui.widgets.halfblock import HalfBlockImage
 
 PRECISIONS = ("fp32", "int8", "fp16")

@@ -7,10 +7,10 @@ from textual.containers import VerticalScroll
 from textual.markup import escape
 from textual.widgets import Static
 
+from mmzoo.tui.catalog import shown_path
 from mmzoo.zoo.parts import Part
 from mmzoo.zoo.plugins import PluginInfo
 from mmzoo.zoo.registry import Entry
-from mmzoo.tui.catalog import shown_path
 
 
 def _e(value: object) -> str:
