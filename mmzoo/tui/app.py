@@ -80,6 +80,8 @@ class MmzooApp(App):
 
     async def action_quit(self) -> None:
         """Quit; while a run trains, ask first (quitting cancels it, keeping its last checkpoint)."""
+        if isinstance(self.screen, Confirm):
+            return  # already asking
         train = self.opened("train")
         if train is None or not train.running:
             self.exit()
