@@ -6,7 +6,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from tuikit import TINY, train_tiny
+
+from tui.tuikit import TINY, train_tiny
 
 
 @pytest.fixture(scope="session")

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from tuikit import SMALL, record_notifications, screen_text, type_into, wait_for
 
 from mmzoo.runs.folders import list_runs
 from mmzoo.tui.app import make_app
+from tui.tuikit import SMALL, record_notifications, screen_text, type_into, wait_for
 
 
 async def test_export_at_80x24_shows_predictions_made_with_the_chosen_file(runs_copy):

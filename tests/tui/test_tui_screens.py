@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from tuikit import SMALL, record_notifications, screen_text, type_into, wait_for
-
 from mmzoo.runs.folders import Run, list_runs
 from mmzoo.runs.manage import read_tags
 from mmzoo.runs.predictions import load_predictions
 from mmzoo.tui.app import make_app
+from tui.tuikit import SMALL, record_notifications, screen_text, type_into, wait_for
 
 
 async def _open_errors(pilot, app, run: Run, split: str = "test"):
