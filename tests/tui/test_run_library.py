@@ -93,3 +93,14 @@ def test_spec_differences_name_each_changed_setting():
     assert dict(spec_differences([a, b])) == {"model.train.lr": [0.1, 0.2], "model.fusion.name": ["concat", None],
                                               "members.0.name": ["x", "y"]}
     assert spec_differences([a, a]) == []
+
+
+def test_loading_the_tui_does_not_load_numpy_or_safetensors():
+    """The error-analysis screen reads predictions only when used, so the first paint stays light."""
+    import subprocess
+    import sys
+
+    code = "import sys, mmzoo.tui.app; print(sorted(m for m in ('numpy', 'safetensors') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

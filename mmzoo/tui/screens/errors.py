@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import on, work
@@ -15,11 +16,14 @@ from textual.widgets import ContentSwitcher, DataTable, Footer, Header, Label, S
 
 from mmzoo.errors import MmzooError
 from mmzoo.runs.folders import Run, list_runs
-from mmzoo.runs.predictions import SPLITS, SplitPredictions, load_predictions
 from mmzoo.tui.widgets.halfblock import HalfBlockImage
 from mmzoo.tui.widgets.table import JumpTable
 
+if TYPE_CHECKING:
+    from mmzoo.runs.predictions import SplitPredictions
+
 ANY = "any"
+SPLITS = ("val", "test")  # the splits a finished run keeps predictions of (probs_<split>.safetensors)
 
 
 class ErrorsScreen(Screen):
@@ -113,6 +117,7 @@ class ErrorsScreen(Screen):
     @work(thread=True, exclusive=True, group="errors", exit_on_error=False)
     def load(self, path: Path, split: str) -> None:
         """Runs in a thread: the stored predictions, and the dataset's samples to show beside them."""
+        from mmzoo.runs.predictions import load_predictions  # numpy: not before this screen is used
         from mmzoo.tui.screens.export_support import dataset_ref
 
         try:
