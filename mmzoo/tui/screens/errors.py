@@ -26,6 +26,10 @@ ANY = "any"
 SPLITS = ("val", "test")  # the splits a finished run keeps predictions of (probs_<split>.safetensors)
 
 
+def _fit(name: str, width: int) -> str:
+    return name if len(name) <= width else name[:width - 1] + "…"
+
+
 class ErrorsScreen(Screen):
     """Pick a finished run and a split; browse its mistakes (or all samples), filtered by true or predicted class."""
 
@@ -87,6 +91,10 @@ class ErrorsScreen(Screen):
 
     def action_leave_field(self) -> None:
         self.set_focus(None)
+
+    def on_resize(self) -> None:
+        if self.predictions is not None:
+            self.fill()
 
     def reload(self) -> None:
         select = self.query_one("#errors-run", Select)
@@ -190,9 +198,11 @@ class ErrorsScreen(Screen):
         true, predicted = self._filter("#errors-true"), self._filter("#errors-pred")
         wrong_only = self.query_one("#errors-wrong", Switch).value
         self.shown = predictions.select(true, predicted, mistakes_only=wrong_only)
+        # Class names share what the table's width leaves, so both stay in view; the pane shows them in full.
+        room = max(8, (table.size.width - 16) // 2) if table.size.width else 40
         for n, item in enumerate(self.shown, 1):
-            table.add_row(str(n), Text(f"{item.confidence:.2f}", justify="right"), item.true, item.predicted,
-                          key=str(item.index))
+            table.add_row(str(n), Text(f"{item.confidence:.2f}", justify="right"), _fit(item.true, room),
+                          _fit(item.predicted, room), key=str(item.index))
         wrong = int((predictions.predicted != predictions.labels).sum())
         what = "mistakes" if wrong_only else "samples"
         filters = " · ".join(f for f in (f"true {true}" if true else "", f"predicted {predicted}" if predicted

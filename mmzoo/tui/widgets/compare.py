@@ -35,8 +35,9 @@ def _count(n: int) -> Text:
     return Text(f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k", justify="right")
 
 
-def _value(value) -> str:
-    return "—" if value is None else str(value)
+def _value(value, width: int = 32) -> str:
+    shown = "—" if value is None else str(value)
+    return shown if len(shown) <= width else shown[:width - 1] + "…"
 
 
 class ComparePanel(Vertical):
