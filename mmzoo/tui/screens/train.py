@@ -232,8 +232,8 @@ class TrainScreen(Screen):
         self.query_one("#loss-plot", CurvesPlot).set_series([("loss", xs, ys), ("EMA", xs, ema(ys))])
         epochs = [h["epoch"] for h in self.history]
         self.query_one("#metric-plot", CurvesPlot).set_series([
-            ("val accuracy", epochs, [h["val_accuracy"] for h in self.history]),
-            ("val macro-F1", epochs, [h["val_macro_f1"] for h in self.history]),
+            ("accuracy", epochs, [h["val_accuracy"] for h in self.history]),
+            ("macro-F1", epochs, [h["val_macro_f1"] for h in self.history]),
         ])
 
     def on_training_ended(self, message: TrainingEnded) -> None:

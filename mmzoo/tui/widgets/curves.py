@@ -17,6 +17,8 @@ from textual_plotext import PlotextPlot
 
 # Theme variables cycled through for successive series, so overlaid runs stay distinguishable in any theme.
 SERIES_COLOURS = ("primary", "warning", "success", "error", "accent", "secondary")
+# Rows of a plot that are not plotting area: the frame's top and bottom, the x tick labels, the x label.
+PLOT_FRAME_ROWS = 4
 
 
 def ema(values: list[float], alpha: float = 0.1) -> list[float]:
@@ -28,32 +30,53 @@ def ema(values: list[float], alpha: float = 0.1) -> list[float]:
     return out
 
 
-def nice_ticks(low: float, high: float, count: int = 4) -> tuple[list[float], list[str]]:
-    """At least three ticks (about ``count``) on a 1-2-5 step inside [low, high], labelled with one number format."""
-    if not (math.isfinite(low) and math.isfinite(high)) or high <= low:
-        high = low + 1.0
-    magnitude = 10 ** math.floor(math.log10((high - low) / count))
-    steps = [m * magnitude * f for f in (0.1, 1, 10) for m in (1, 2, 5)]
-    step = next(s for s in steps if s >= (high - low) / count)
-    ticks = _ticks(low, high, step)
-    while len(ticks) < 3 and steps.index(step) > 0:
-        step = steps[steps.index(step) - 1]
-        ticks = _ticks(low, high, step)
+def _nice_step(raw: float) -> float:
+    """The smallest 1-2-5 step that is at least ``raw``."""
+    magnitude = 10 ** math.floor(math.log10(raw))
+    return next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw * (1 - 1e-9))
+
+
+def y_axis(values: list[float], rows: int = 0, floor: float | None = None,
+           ceiling: float | None = None) -> tuple[tuple[float, float], list[float], list[str]]:
+    """(y range, ticks, labels) for a plotting area ``rows`` high: ticks a 1-2-5 step apart and, when ``rows`` is
+    known, each on a whole row (the range gets the spare rows as margin), so they are evenly spaced on screen."""
+    low, high = padded_range(values, floor=floor, ceiling=ceiling)
+    span_rows = rows - 1  # rows between the bottom and the top of the plotting area
+    choices = (4, 3, 2)
+    if span_rows >= 2:
+        choices = tuple(sorted((n for n in choices if n <= span_rows), key=lambda n: (span_rows % n, -n)))
+    intervals = choices[0]
+    step = _nice_step((high - low) / intervals)
+    start = math.floor(low / step + 1e-9) * step
+    while start + intervals * step < high - 1e-12:  # the ticks start on a multiple of the step: widen if short
+        step = _nice_step(step * 1.01)
+        start = math.floor(low / step + 1e-9) * step
+    ticks = [round(start + i * step, 12) for i in range(intervals + 1)]
     decimals = max(0, -math.floor(math.log10(step) + 1e-9))
-    return ticks, [f"{t:.{decimals}f}" for t in ticks]
+    labels = [f"{t:.{decimals}f}" for t in ticks]
+    if span_rows < 2:
+        return (ticks[0], ticks[-1]), ticks, labels
+    per_row = step / (span_rows // intervals)
+    spare = span_rows - intervals * (span_rows // intervals)
+    below = spare // 2
+    return (ticks[0] - below * per_row, ticks[-1] + (spare - below) * per_row), ticks, labels
 
 
-def _ticks(low: float, high: float, step: float) -> list[float]:
-    first = math.ceil(low / step - 1e-9)
-    last = math.floor(high / step + 1e-9)
-    return [round(i * step, 12) for i in range(first, last + 1)]
+def epoch_ticks(low: float, high: float, most: int = 6) -> tuple[list[float], list[str]]:
+    """Whole epochs from ``low`` to ``high``, every 1, 2, 5, 10... so that at most ``most`` are labelled."""
+    first, last = max(1, math.ceil(low)), max(1, math.floor(high))
+    step = next(s for s in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000) if (last - first) / s < most)
+    ticks = [float(e) for e in range(first, last + 1) if (e - first) % step == 0]
+    return ticks, [str(int(t)) for t in ticks]
 
 
 def padded_range(values: list[float], pad: float = 0.1, floor: float | None = None,
                  ceiling: float | None = None) -> tuple[float, float]:
     """The data's range widened by ``pad`` of its span on each side (a flat series gets a small span)."""
     low, high = min(values), max(values)
-    span = high - low or max(abs(high) * 0.1, 0.01)
+    span = high - low
+    if span <= 1e-9 * max(1.0, abs(high)):  # flat (up to rounding): give it a visible span
+        span = max(abs(high) * 0.1, 0.01)
     low, high = low - pad * span, high + pad * span
     if floor is not None:
         low = max(low, floor)
@@ -80,6 +103,9 @@ class CurvesPlot(Vertical):
         self.app.theme_changed_signal.subscribe(self, lambda _theme: self.replot())
         self.replot()
 
+    def on_resize(self) -> None:
+        self.replot()  # the ticks are placed for the plot's height
+
     def set_series(self, series: list[tuple[str, list[float], list[float]]]) -> None:
         self.series = [(label, list(xs), list(ys)) for label, xs, ys in series]
         self.replot()
@@ -101,13 +127,18 @@ class CurvesPlot(Vertical):
         self.query_one(".curves-legend", Static).update(legend)
         plot = self.query_one(PlotextPlot)
         plt = plot.plt
-        plt.clear_data()
+        plt.clear_figure()  # ticks and limits too: each draw sets its own (the widget reapplies size and theme)
         plt.xlabel(self.xlabel)
         values = [y for _, _, _, ys in drawn for y in ys if math.isfinite(y)]
         if values:
-            self.ylim = padded_range(values, floor=self.bounds[0], ceiling=self.bounds[1])
+            rows = max(0, plot.size.height - PLOT_FRAME_ROWS)
+            self.ylim, ticks, labels = y_axis(values, rows, floor=self.bounds[0], ceiling=self.bounds[1])
             plt.ylim(*self.ylim)
-            plt.yticks(*nice_ticks(*self.ylim))
+            plt.yticks(ticks, labels)
+        xs_all = [x for _, _, xs, _ in drawn for x in xs]
+        ticks = epoch_ticks(min(xs_all), max(xs_all)) if xs_all else ([], [])
+        if len(ticks[0]) >= 2:  # before two whole epochs are in view, plotext's own ticks are better
+            plt.xticks(*ticks)
         for i, _label, xs, ys in drawn:
             plt.plot(xs, ys, marker="braille", color=self._colour(i))
         plot.refresh()
