@@ -192,6 +192,8 @@ def test_plot_axes_follow_the_data_on_even_ticks():
         if rows:  # every tick on a whole row of the plotting area, so they are evenly spaced on screen
             positions = [(t - low) / (high - low) * (rows - 1) for t in ticks]
             assert all(abs(p - round(p)) < 1e-6 for p in positions), positions
+    _, ticks, _ = y_axis([0.97, 0.99, 1.0], 9, floor=0.0, ceiling=1.0)
+    assert ticks[-1] == 1.0 and ticks[0] < 0.97  # no tick label above 1 on an accuracy axis
     (low, high), _, _ = y_axis([0.81, 0.86, 0.9], 8, floor=0.0, ceiling=1.0)
     assert low >= 0.7 and high <= 1.0  # not squashed into a 0-1 axis
     assert epoch_ticks(0.1, 5.9)[1] == ["1", "2", "3", "4", "5"] and epoch_ticks(1, 30)[1][:2] == ["1", "6"]

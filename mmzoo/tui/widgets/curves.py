@@ -51,6 +51,10 @@ def y_axis(values: list[float], rows: int = 0, floor: float | None = None,
     while start + intervals * step < high - 1e-12:  # the ticks start on a multiple of the step: widen if short
         step = _nice_step(step * 1.01)
         start = math.floor(low / step + 1e-9) * step
+    if ceiling is not None and start + intervals * step > ceiling + 1e-12:  # no tick past a bound (accuracy 1.05)
+        start = round((ceiling - intervals * step) / step) * step
+        if floor is not None:
+            start = max(start, floor)
     ticks = [round(start + i * step, 12) for i in range(intervals + 1)]
     decimals = max(0, -math.floor(math.log10(step) + 1e-9))
     labels = [f"{t:.{decimals}f}" for t in ticks]
