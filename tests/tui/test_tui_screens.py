@@ -232,3 +232,27 @@ async def test_every_screen_at_80x24_shows_its_main_controls(trained_runs, tiny_
             text = screen_text(app)
             missing = [w for w in words if w not in text]
             assert not missing, f"screen {key!r} at 80x24 hides {missing}:\n{text}"
+
+
+async def test_export_to_a_chosen_folder_with_a_chosen_number_of_parity_samples(runs_copy, tmp_path):
+    concat = next(r for r in list_runs(runs_copy) if r.model == "tiny_concat")
+    out = tmp_path / "exports"
+    app = make_app(runs_dir=runs_copy)
+    shown = record_notifications(app)
+    async with app.run_test(size=SMALL) as pilot:
+        await pilot.press("e")
+        screen = app.screen
+        screen.choose(concat.path)
+        screen.query_one("#export-samples").value = "0"
+        screen.action_export()
+        await pilot.pause()
+        assert shown[-1]["severity"] == "error" and "parity samples must be a whole number" in shown[-1]["message"]
+        screen.query_one("#export-samples").value = "24"
+        screen.query_one("#export-folder").value = str(out)
+        screen.action_export()
+        await pilot.pause()
+        await wait_for(pilot, lambda: not screen.busy, 180, "the export")
+        exported = out / "tiny_concat.onnx"
+        assert exported.exists() and not (concat.path / "onnx").exists()
+        assert "fp32: agreement" in screen_text(app) and "n=24" in screen_text(app)
+        assert screen.query_one("#predict-file").value == str(exported.resolve())
