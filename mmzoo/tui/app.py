@@ -10,23 +10,34 @@ from textual.binding import Binding
 
 from mmzoo.tui.catalog import Catalog, load_catalog
 from mmzoo.tui.commands import MmzooCommands
-from mmzoo.tui.messages import ExportRequested, ResumeRequested, RunsChanged, RunSelected, TrainRequested
+from mmzoo.tui.messages import (
+    AnalyseRequested,
+    ExportRequested,
+    ResumeRequested,
+    RunsChanged,
+    RunSelected,
+    RunsRequested,
+    TrainRequested,
+)
+from mmzoo.tui.screens.errors import ErrorsScreen
 from mmzoo.tui.screens.export import ExportScreen
 from mmzoo.tui.screens.runs import RunsScreen
 from mmzoo.tui.screens.train import TrainScreen
 from mmzoo.tui.screens.zoo import ZooScreen
+from mmzoo.tui.widgets.confirm import Confirm
 
-# The four screen keys share one footer entry, so every screen's own keys still fit in 80 columns.
+# The five screen keys share one footer entry, so every screen's own keys still fit in 80 columns.
 SCREEN_KEYS = Binding.Group("screens")
 
 
 class MmzooApp(App):
-    """Four screens, one per mode so each keeps its state (a training run goes on while you browse)."""
+    """Five screens, one per mode so each keeps its state (a training run goes on while you browse)."""
 
     TITLE = "mmzoo"
     CSS_PATH = "mmzoo.tcss"
-    SCREENS = {"zoo": ZooScreen, "train": TrainScreen, "runs": RunsScreen, "export": ExportScreen}
-    MODES = {"zoo": "zoo", "train": "train", "runs": "runs", "export": "export"}
+    SCREENS = {"zoo": ZooScreen, "train": TrainScreen, "runs": RunsScreen, "export": ExportScreen,
+               "errors": ErrorsScreen}
+    MODES = {"zoo": "zoo", "train": "train", "runs": "runs", "export": "export", "errors": "errors"}
     DEFAULT_MODE = "zoo"
     COMMANDS = App.COMMANDS | {MmzooCommands}
     BINDINGS = [
@@ -34,6 +45,7 @@ class MmzooApp(App):
         Binding("t", "switch_mode('train')", "Train", group=SCREEN_KEYS),
         Binding("r", "switch_mode('runs')", "Runs", group=SCREEN_KEYS),
         Binding("e", "switch_mode('export')", "Export", group=SCREEN_KEYS),
+        Binding("a", "switch_mode('errors')", "Analyse errors", group=SCREEN_KEYS),
         Binding("q", "quit", "Quit"),
     ]
 
@@ -66,6 +78,23 @@ class MmzooApp(App):
             self.notify(line, title="problem found", severity="error", markup=False, timeout=10)
         self.notify("reloaded plugins and registry", timeout=3)
 
+    async def action_quit(self) -> None:
+        """Quit; while a run trains, ask first (quitting cancels it, keeping its last checkpoint)."""
+        if isinstance(self.screen, Confirm):
+            return  # already asking
+        train = self.opened("train")
+        if train is None or not train.running:
+            self.exit()
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.exit()
+
+        await self.push_screen(Confirm("A run is training. Quit anyway? It stops after this step and keeps its "
+                                       "last complete checkpoint; resume it later from Runs (u).", yes="Quit",
+                                       no="Keep training"), answered)
+
     async def open_run(self, path: Path) -> None:
         await self.switch_mode("runs")
         self.get_screen("runs").focus_run(path)
@@ -87,11 +116,22 @@ class MmzooApp(App):
         await self.switch_mode("export")
         self.get_screen("export").choose(message.path)
 
+    async def on_analyse_requested(self, message: AnalyseRequested) -> None:
+        self.selected_run = message.path
+        await self.switch_mode("errors")
+        self.get_screen("errors").choose(message.path)
+
+    async def on_runs_requested(self, message: RunsRequested) -> None:
+        await self.switch_mode("runs")
+        screen = self.get_screen("runs")
+        screen.set_filter(message.query)
+        screen.query_one("#runs-table").focus()
+
     def on_run_selected(self, message: RunSelected) -> None:
         self.selected_run = message.path
 
     def on_runs_changed(self, _message: RunsChanged) -> None:
-        for mode in ("runs", "export"):
+        for mode in ("runs", "export", "errors"):
             screen = self.opened(mode)
             if screen is not None:
                 screen.reload()

@@ -39,6 +39,22 @@ class ExportRequested(Message):
         self.path = path
 
 
+class AnalyseRequested(Message):
+    """Open the error-analysis screen on this run."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+
+
+class RunsRequested(Message):
+    """Open the runs screen filtered to this text (a zoo entry's past runs)."""
+
+    def __init__(self, query: str) -> None:
+        super().__init__()
+        self.query = query
+
+
 class TrainingEvent(Message):
     """One progress event from the trainer ({"type": "start"|"step"|"epoch", ...}), sent from its thread."""
 

@@ -1,4 +1,5 @@
-"""Provides the export screen: ONNX export with its parity result, a benchmark, and torch-free predictions."""
+"""Provides the export screen: ONNX export (folder, precision, parity samples) with its parity result, a benchmark,
+and torch-free predictions with the exported file of your choice."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from textual.widgets import Button, Footer, Header, Input, Label, Log, ProgressB
 
 from mmzoo.errors import MmzooError
 from mmzoo.runs.folders import Run, list_runs
+from mmzoo.tui.screens.export_support import dataset_ref, export_dir, onnx_files, open_image, parity_hint, short_summary
 from mmzoo.tui.widgets.halfblock import HalfBlockImage
 
 PRECISIONS = ("fp32", "int8", "fp16")
@@ -36,35 +38,6 @@ class ExportLog(Message):
     def __init__(self, text: str) -> None:
         super().__init__()
         self.text = text
-
-
-def export_dir(run_path: Path) -> Path:
-    """Where the TUI writes a run's exports: beside the run's own files, so each run keeps its models."""
-    return run_path / "onnx"
-
-
-def dataset_ref(spec: dict) -> str:
-    """What open_dataset needs to reload a run's data: a folder it came from, else the registered name."""
-    data = spec["data"]
-    source = data.get("source", "")
-    return source if source and Path(source).is_dir() else data["dataset"]
-
-
-def open_image(path: str):
-    """A user's image for display, with the same kind of message the predictor gives for a bad path."""
-    from PIL import Image, UnidentifiedImageError
-
-    from mmzoo.errors import DataError
-
-    try:
-        image = Image.open(path)
-        image.load()
-    except FileNotFoundError:
-        raise DataError(f"image {path} not found", hint="check the path (relative paths start at the current "
-                        "folder)") from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise DataError(f"image {path} could not be read: {exc}", hint="use a PNG, JPEG or WebP file") from None
-    return image
 
 
 class ExportScreen(Screen):
@@ -91,9 +64,15 @@ class ExportScreen(Screen):
         with Horizontal(classes="form-row"):
             yield Label("run", classes="form-label")
             yield Select([], prompt="pick a finished run", id="export-run", compact=True)
+        with Horizontal(classes="form-row"):
             yield Label("precision", classes="form-label")
             yield Select([(p, p) for p in PRECISIONS], value="fp32", allow_blank=False, id="export-precision",
                          compact=True)
+            yield Label("parity samples", classes="form-label")
+            yield Input(placeholder="default", id="export-samples", validators=[Integer(minimum=1)], compact=True,
+                        classes="form-number")
+            yield Label("folder", classes="form-label")
+            yield Input(placeholder="<run>/onnx", id="export-folder", compact=True)
             yield Button("Export", id="export-go", variant="primary", compact=True)
             yield Button("Bench", id="bench-go", compact=True)
         with Horizontal(id="export-progress-row"):
@@ -101,12 +80,14 @@ class ExportScreen(Screen):
             yield Static("", id="export-status")
         yield Static("no export yet", id="export-result")
         with Horizontal(classes="form-row"):
-            yield Label("sample", classes="form-label")
+            yield Label("predict with", classes="form-label")
+            yield Select([], prompt="no exported file yet", id="predict-file", compact=True)
+            yield Label("test sample", classes="form-label")
             yield Input("0", id="predict-index", validators=[Integer(minimum=0)], compact=True, classes="form-number")
             yield Button("Predict sample", id="predict-sample-go", compact=True)
+        with Horizontal(classes="form-row"):
             yield Label("text", classes="form-label")
             yield Input(placeholder="your text", id="predict-text", compact=True)
-        with Horizontal(classes="form-row"):
             yield Label("image", classes="form-label")
             yield Input(placeholder="path/to/image.png", id="predict-image", compact=True)
             yield Button("Predict", id="predict-go", compact=True)
@@ -145,13 +126,13 @@ class ExportScreen(Screen):
     def _run_changed(self) -> None:
         """Say whether the picked run already has an export, and what its parity check found."""
         run = self.run
+        self.refresh_files()
         path = self.exported(run) if run is not None else None
         if path is None:
             self.query_one("#export-result", Static).update("no export yet" if run is None else
                                                             f"{escape(run.name)} has no export yet: press x")
             return
         from mmzoo.onnx.metadata import read
-        from mmzoo.onnx.parity import summary
 
         try:
             parity = read(path).get("parity", {})
@@ -159,9 +140,13 @@ class ExportScreen(Screen):
             self.query_one("#export-result", Static).update(f"[$error]{escape(str(path))} is unreadable:[/] "
                                                             f"{escape(str(exc))}; press x to export again")
             return
-        lines = [f"exported earlier: {escape(str(path))}"]
-        lines += [f"  {precision}: {escape(summary(figures))}" for precision, figures in parity.items()]
+        lines = [f"exported earlier: {escape(path.name)}"]
+        lines += [escape(short_summary(precision, figures)) for precision, figures in parity.items()]
         self.query_one("#export-result", Static).update("\n".join(lines))
+
+    @on(Input.Submitted, "#export-folder")
+    def _folder_changed(self) -> None:
+        self.refresh_files()
 
     @property
     def run(self) -> Run | None:
@@ -203,12 +188,20 @@ class ExportScreen(Screen):
             self.notify("pick a finished run to export", severity="warning")
             return
         precision = self.query_one("#export-precision", Select).value
+        samples_input = self.query_one("#export-samples", Input)
+        samples_text = samples_input.value.strip()
+        if samples_text and not samples_input.validate(samples_text).is_valid:
+            self.notify("parity samples must be a whole number from 1 (empty: the export's default)",
+                        severity="error")
+            return
+        options = {"samples": int(samples_text)} if samples_text else {}
+        folder = self.output_folder(run)
 
         def work() -> dict:
             from mmzoo.onnx.export import export_run
 
-            self._say(f"rebuilding {run.name} and tracing it to ONNX ({precision})")
-            return export_run(run, export_dir(run.path), precision=precision, say=self._say)
+            self._say(f"rebuilding {run.name} and tracing it to ONNX ({precision}) into {folder}")
+            return export_run(run, folder, precision=precision, say=self._say, **options)
 
         self._start(f"exporting {run.name} ({precision})", lambda: self._guarded("export", work))
 
@@ -230,20 +223,41 @@ class ExportScreen(Screen):
 
     # -- predictions -------------------------------------------------------------------------------------------
 
+    def output_folder(self, run: Run) -> Path:
+        """The folder typed in the form (relative to the current folder), else the run's own onnx/."""
+        typed = self.query_one("#export-folder", Input).value.strip()
+        return Path(typed).expanduser() if typed else export_dir(run.path)
+
     def exported(self, run: Run) -> Path | None:
-        files = sorted(export_dir(run.path).glob("*.onnx"), key=lambda p: (p.stem != run.model, p.name))
+        """The newest exported file of this run (in its onnx/ or the chosen folder)."""
+        files = self.files(run)
         return files[0] if files else None
+
+    def files(self, run: Run) -> list[Path]:
+        folders = [export_dir(run.path), self.output_folder(run)]
+        return [f for f in onnx_files(folders) if f.stem == run.model or f.stem.startswith(f"{run.model}-")]
+
+    def refresh_files(self, chosen: Path | None = None) -> None:
+        """Offer the run's exported files to predict with, keeping (or setting) the choice."""
+        select = self.query_one("#predict-file", Select)
+        run = self.run
+        files = self.files(run) if run is not None else []
+        current = chosen or (Path(select.value) if isinstance(select.value, str) else None)
+        select.set_options([(f.name, str(f)) for f in files])
+        if files:
+            select.value = str(current if current in files else files[0])
 
     def _predictor_path(self) -> Path | None:
         run = self.run
         if run is None:
             self.notify("pick a finished run first", severity="warning")
             return None
-        path = self.exported(run)
-        if path is None:
+        value = self.query_one("#predict-file", Select).value
+        if not isinstance(value, str):
             self.notify(f"{run.name} has no export yet: press x to export it first", severity="warning",
                         markup=False)
-        return path
+            return None
+        return Path(value)
 
     @on(Button.Pressed, "#predict-sample-go")
     def action_predict_sample(self) -> None:
@@ -319,8 +333,13 @@ class ExportScreen(Screen):
         log = self.query_one("#export-log", Log)
         if message.error is not None:
             self.query_one("#export-status", Static).update(f"{message.what} failed")
-            log.write_lines(message.error.splitlines())
-            self.notify(message.error, title=message.title, severity="error", markup=False, timeout=30)
+            error = message.error
+            hint = parity_hint(error, self.query_one("#export-samples", Input).value.strip())
+            if hint is not None:  # the library's hint names CLI flags; say what this form offers instead
+                error = f"{error.split(chr(10) + '  hint: ')[0]}\n  hint: {hint}"
+                self.query_one("#export-samples", Input).focus()
+            log.write_lines(error.splitlines())
+            self.notify(error, title=message.title, severity="error", markup=False, timeout=30)
             return
         self.query_one("#export-status", Static).update(f"{message.what} done")
         getattr(self, f"_show_{message.what}")(message.result)
@@ -328,10 +347,15 @@ class ExportScreen(Screen):
     def _show_export(self, result: dict) -> None:
         from mmzoo.onnx.parity import summary
 
-        lines = [f"[$success]✓ parity passed[/]  {escape(result['path'])}  "
-                 f"[dim]{result['bytes'] / 1e6:.1f} MB, {result['seconds']:.1f}s[/]"]
-        lines += [f"  {precision}: {escape(summary(figures))}" for precision, figures in result["parity"].items()]
+        path = Path(result["path"])
+        lines = [f"[$success]✓ parity passed[/] {escape(path.name)} [dim]{result['bytes'] / 1e6:.1f} MB, "
+                 f"{result['seconds']:.1f}s (folder in the log)[/]"]
+        lines += [escape(short_summary(precision, figures)) for precision, figures in result["parity"].items()]
         self.query_one("#export-result", Static).update("\n".join(lines))
+        log = self.query_one("#export-log", Log)
+        log.write_line(f"wrote {path}")
+        log.write_lines(f"{precision}: {summary(figures)}" for precision, figures in result["parity"].items())
+        self.refresh_files(path.resolve())  # predict with what was just exported
         self.notify(f"exported {result['run']} ({result['precision']}); parity passed", timeout=6)
 
     def _show_bench(self, report: dict) -> None:

@@ -14,8 +14,9 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Log, ProgressBar, Static
 
 from mmzoo.app.train import Overrides
+from mmzoo.errors import MmzooError
 from mmzoo.tui.messages import RunsChanged, RunSelected, TrainingEnded, TrainingEvent
-from mmzoo.tui.widgets.curves import CurvesPlot
+from mmzoo.tui.widgets.curves import CurvesPlot, ema
 from mmzoo.tui.widgets.train_form import TrainForm
 
 
@@ -37,6 +38,7 @@ class TrainScreen(Screen):
         self.losses: tuple[list[float], list[float]] = ([], [])  # (fractional epoch, step loss)
         self.history: list[dict] = []
         self.drawn_at = 0.0  # time.monotonic() of the last plot redraw
+        self.member = ""  # "member X of Y · " while an ensemble trains its members
 
     def action_leave_field(self) -> None:
         """Escape leaves a text field, so letters work as screen keys again."""
@@ -52,7 +54,7 @@ class TrainScreen(Screen):
             yield Static("idle", id="train-status")
         with Horizontal(id="train-plots"):
             yield CurvesPlot("train loss", id="loss-plot")
-            yield CurvesPlot("validation", ylim=(0.0, 1.0), id="metric-plot")
+            yield CurvesPlot("validation", bounds=(0.0, 1.0), id="metric-plot")
         yield Log(id="train-log", max_lines=500)
         yield Footer(compact=True)
 
@@ -93,12 +95,21 @@ class TrainScreen(Screen):
             target = lambda: self._train_model(entry.spec, overrides)  # noqa: E731
         self.run_worker(target, thread=True, group="training", exit_on_error=False)
 
+    @on(Input.Changed)
+    def _revalidate(self) -> None:
+        """Once problems are shown, they follow the form: fixed fields drop out, and no stale message stays."""
+        message = self.query_one("#train-message", Static)
+        if not message.display:
+            return
+        _, problems = self.form.read()
+        message.update("\n".join(problems))
+        message.display = bool(problems)
+
     def resume(self, path: Path) -> None:
         """Continue an interrupted run from its last complete checkpoint."""
         if self.running:
             self.notify("a run is already training; cancel it first", severity="warning")
             return
-        from mmzoo.errors import MmzooError
         from mmzoo.runs.folders import Run
 
         try:
@@ -115,6 +126,7 @@ class TrainScreen(Screen):
         self.epochs = epochs
         self.stop.clear()
         self.run_path = None
+        self.member = ""
         self.losses, self.history = ([], []), []
         self.form.set_running(True)
         self.query_one("#train-progress", ProgressBar).update(total=None, progress=0)
@@ -152,13 +164,15 @@ class TrainScreen(Screen):
 
     def _report(self, work, crash_title: str) -> None:
         """Run ``work`` and turn its outcome (run, cancel, user error, bug) into one TrainingEnded message."""
-        from mmzoo.errors import MmzooError
         from mmzoo.train.trainer import Cancelled
 
         try:
             run, title = work()
         except Cancelled as exc:
-            self.post_message(TrainingEnded("cancelled", str(exc), exc.title))
+            # The trainer's hint names the CLI; in the TUI the run resumes from the Runs screen.
+            self.post_message(TrainingEnded("cancelled", f"{exc.message}\nto continue it: Runs (r), pick the "
+                                            "run, then u (Resume); an ensemble resumes its member when started "
+                                            "again", "training cancelled"))
         except MmzooError as exc:
             self.post_message(TrainingEnded("failed", str(exc), exc.title))
         except Exception as exc:  # an unexpected bug must reach the user as a message, not kill the app
@@ -179,8 +193,20 @@ class TrainScreen(Screen):
             from mmzoo.runs.folders import Run
 
             self.run_path = Path(event["path"])
-            self.history = Run(self.run_path).history()  # a resumed run already has epochs behind it
+            run = Run(self.run_path)
+            # A resumed run already has epochs behind it: its curves start from epoch 1, not the resume point.
+            # An ensemble member starts its own curves, so the plots follow whichever member is training.
+            self.history = run.history()
+            self.losses = ([float(h["epoch"]) for h in self.history], [h["loss"] for h in self.history])
+            try:
+                self.epochs = run.spec["model"]["train"]["epochs"]
+            except (KeyError, TypeError, OSError, MmzooError):
+                pass
+            member = run.spec.get("member_of", {}).get("ensemble") if isinstance(run.spec, dict) else None
+            self.member = f"member {run.model} of {member} · " if member else ""
+            self.query_one("#train-status", Static).update(f"{self.member}starting {run.name}")
             log.write_line(f"run {event['run']} -> {event['path']}")
+            self.redraw()
             self.post_message(RunsChanged())
         elif kind == "step":
             steps, epoch = event["steps"], event["epoch"]
@@ -189,7 +215,7 @@ class TrainScreen(Screen):
             self.losses[0].append(epoch - 1 + event["step"] / steps)
             self.losses[1].append(event["loss"])
             self.query_one("#train-status", Static).update(
-                f"epoch {epoch} · step {event['step']}/{steps} · loss {event['loss']:.4f}")
+                f"{self.member}epoch {epoch} · step {event['step']}/{steps} · loss {event['loss']:.4f}")
             # Plotting is pure Python and shares the GIL with the training thread: redraw at most once a second.
             if time.monotonic() - self.drawn_at >= 1.0:
                 self.redraw()
@@ -202,11 +228,12 @@ class TrainScreen(Screen):
 
     def redraw(self) -> None:
         self.drawn_at = time.monotonic()
-        self.query_one("#loss-plot", CurvesPlot).set_series([("loss", *self.losses)])
+        xs, ys = self.losses
+        self.query_one("#loss-plot", CurvesPlot).set_series([("loss", xs, ys), ("EMA", xs, ema(ys))])
         epochs = [h["epoch"] for h in self.history]
         self.query_one("#metric-plot", CurvesPlot).set_series([
-            ("val accuracy", epochs, [h["val_accuracy"] for h in self.history]),
-            ("val macro-F1", epochs, [h["val_macro_f1"] for h in self.history]),
+            ("accuracy", epochs, [h["val_accuracy"] for h in self.history]),
+            ("macro-F1", epochs, [h["val_macro_f1"] for h in self.history]),
         ])
 
     def on_training_ended(self, message: TrainingEnded) -> None:

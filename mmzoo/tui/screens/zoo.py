@@ -11,8 +11,9 @@ from textual.markup import escape
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Tree
 
+from mmzoo.errors import MmzooError
 from mmzoo.tui.catalog import Catalog, part_kinds, shown_path
-from mmzoo.tui.messages import ModelBuilt, TrainRequested
+from mmzoo.tui.messages import ModelBuilt, RunsRequested, TrainRequested
 from mmzoo.tui.widgets.details import DetailsPane, entry_markup, part_markup, plugin_markup, problems_markup
 
 
@@ -28,6 +29,7 @@ class ZooScreen(Screen):
         Binding("slash", "focus_filter", "Filter"),
         Binding("b", "build", "Build"),
         Binding("n", "train_selected", "New run"),
+        Binding("p", "past_runs", "Past runs"),
         Binding("ctrl+r", "reload", "Reload", show=False),
     ]
 
@@ -146,7 +148,8 @@ class ZooScreen(Screen):
             pane.show(part_markup(self.catalog.zoo.get(data[1], data[2])))
         elif data[0] == "entry":
             entry = self.catalog.entry(data[2])
-            pane.show(entry_markup(entry, self.built.get(entry.name), entry.name in self.building))
+            pane.show(entry_markup(entry, self.built.get(entry.name), entry.name in self.building)
+                      + self.past_runs_markup(entry.name))
         elif data[0] == "plugin":
             plugin = next(p for p in self.catalog.zoo.plugins if p.name == data[1])
             pane.show(plugin_markup(plugin))
@@ -188,6 +191,34 @@ class ZooScreen(Screen):
             self.post_message(TrainRequested(data[2]))
         else:
             self.notify("highlight a model or ensemble to train", severity="warning")
+
+    def past_runs_markup(self, name: str) -> str:
+        """The entry's runs under the runs folder, newest first (p lists them on the runs screen)."""
+        from mmzoo.runs.folders import list_runs
+
+        try:
+            runs = [r for r in list_runs(self.app.runs_dir) if r.model == name]
+        except OSError:
+            return ""
+        if not runs:
+            return "\n\n[b]past runs[/] [dim]none yet (n to train)[/]"
+        lines = [f"\n\n[b]past runs[/] {len(runs)} [dim](p lists them)[/]"]
+        for run in reversed(runs[-3:]):
+            try:
+                state = run.status.get("state", "unknown")
+                accuracy = run.metrics.get("test", {}).get("accuracy") if run.finished else None
+            except (OSError, ValueError, MmzooError):
+                state, accuracy = "unreadable", None
+            shown = f"  test acc {accuracy:.4f}" if isinstance(accuracy, float) else ""
+            lines.append(f"  {escape(run.id)}  {escape(state)}{shown}")
+        return "\n".join(lines)
+
+    def action_past_runs(self) -> None:
+        data = self.current()
+        if data and data[0] == "entry":
+            self.post_message(RunsRequested(f"{data[2]}/"))  # "name/" matches this entry's runs only
+        else:
+            self.notify("highlight a model or ensemble to list its runs", severity="warning")
 
     def action_reload(self) -> None:
         self.app.action_reload()

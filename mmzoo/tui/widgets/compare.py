@@ -1,4 +1,5 @@
-"""Provides the compare panel: metrics side by side with fusion gains, per-class F1, confusion heatmaps, curves."""
+"""Provides the compare panel: val beside test metrics, calibration, fusion gains, spec differences, per-class F1,
+confusion heatmaps and curves, one tab each (`[` and `]` switch tabs from anywhere on the runs screen)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,17 @@ from pathlib import Path
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Horizontal, HorizontalScroll, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
 from mmzoo.runs.folders import Run
 from mmzoo.tui.widgets.curves import CurvesPlot
 from mmzoo.tui.widgets.heatmap import ConfusionHeatmap
 
-METRIC_COLUMNS = ("#", "run", "test acc", "macro-F1", "vs text", "vs image", "kind", "params", "train s")
+# The columns that explain a result come first, so 80 columns show them; the rest scroll.
+METRIC_COLUMNS = ("#", "run", "kind", "val acc", "test acc", "val F1", "test F1", "ECE", "vs text", "vs image",
+                  "params", "train s")
+TABS = ("tab-metrics", "tab-spec", "tab-perclass", "tab-confusion", "tab-curves")
 
 
 def _num(value: float | None, fmt: str) -> Text:
@@ -31,6 +35,11 @@ def _count(n: int) -> Text:
     return Text(f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k", justify="right")
 
 
+def _value(value, width: int = 32) -> str:
+    shown = "—" if value is None else str(value)
+    return shown if len(shown) <= width else shown[:width - 1] + "…"
+
+
 class ComparePanel(Vertical):
     """Shows a selection of finished runs in tabs; `show(runs, root)` replaces what is shown."""
 
@@ -39,13 +48,15 @@ class ComparePanel(Vertical):
             with TabPane("Metrics", id="tab-metrics"):
                 yield DataTable(id="compare-table", cursor_type="row", zebra_stripes=True)
                 yield Static("mark runs with space, then press c to compare them", id="compare-note")
+            with TabPane("Spec diff", id="tab-spec"):
+                yield DataTable(id="specdiff-table", zebra_stripes=True)
             with TabPane("Per-class F1", id="tab-perclass"):
                 yield DataTable(id="perclass-table", zebra_stripes=True)
             with TabPane("Confusion", id="tab-confusion"):
-                yield HorizontalScroll(id="confusion")
+                yield VerticalScroll(id="confusion")
             with TabPane("Curves", id="tab-curves"):
                 with Horizontal(id="curves"):
-                    yield CurvesPlot("val accuracy", ylim=(0.0, 1.0), id="curves-acc")
+                    yield CurvesPlot("val accuracy", id="curves-acc")
                     yield CurvesPlot("train loss", id="curves-loss")
 
     def on_mount(self) -> None:
@@ -53,22 +64,46 @@ class ComparePanel(Vertical):
         for label in METRIC_COLUMNS:
             table.add_column(label, key=label)
 
+    def next_tab(self, step: int) -> None:
+        tabs = self.query_one("#compare-tabs", TabbedContent)
+        tabs.active = TABS[(TABS.index(tabs.active) + step) % len(TABS)]
+
     def show(self, runs: list[Run], root: Path) -> None:
         from mmzoo.runs.compare import compare_runs
 
         rows = compare_runs(runs, root)
         table = self.query_one("#compare-table", DataTable)
         table.clear()
-        for i, row in enumerate(rows, 1):
-            table.add_row(str(i), row["run"], _num(row["accuracy"], ".4f"), _num(row["macro_f1"], ".4f"),
-                          _gain(row.get("gain_vs_text")), _gain(row.get("gain_vs_image")), row["kind"],
-                          _count(row["parameters"]), _num(row["train_seconds"], ".1f"), key=row["run"])
+        for i, (row, run) in enumerate(zip(rows, runs, strict=True), 1):
+            metrics = run.metrics
+            val, test = metrics.get("val", {}), metrics.get("test", {})
+            model, _, run_id = row["run"].partition("/")
+            table.add_row(str(i), f"{model}\n{run_id}", row["kind"], _num(val.get("accuracy"), ".4f"),
+                          _num(row["accuracy"], ".4f"), _num(val.get("macro_f1"), ".4f"),
+                          _num(row["macro_f1"], ".4f"), _num(test.get("ece"), ".3f"),
+                          _gain(row.get("gain_vs_text")), _gain(row.get("gain_vs_image")),
+                          _count(row["parameters"]), _num(row["train_seconds"], ".1f"), key=row["run"], height=2)
         self.query_one("#compare-note", Static).update(
-            "test split · vs text / vs image: accuracy gain in points over the text-only and image-only run "
-            "with the same encoder and data (blank: no such baseline run yet)")
+            "ECE: test calibration error (lower is better) · vs text/image: test accuracy points over the "
+            "unimodal run with the same encoder and data · ←→ scroll")
+        self._spec_diff(runs)
         self._per_class(runs)
         self._confusion(runs)
         self._curves(runs)
+
+    def _spec_diff(self, runs: list[Run]) -> None:
+        from mmzoo.runs.specdiff import spec_differences
+
+        table = self.query_one("#specdiff-table", DataTable)
+        table.clear(columns=True)
+        table.add_column("setting", key="setting")
+        for i, _run in enumerate(runs, 1):
+            table.add_column(f"#{i}", key=f"run-{i}")
+        differences = spec_differences([run.spec for run in runs])
+        for key, values in differences:
+            table.add_row(key, *(_value(v) for v in values), key=key)
+        if not differences:
+            table.add_row("(the specs are identical)", *("" for _ in runs))
 
     def _per_class(self, runs: list[Run]) -> None:
         table = self.query_one("#perclass-table", DataTable)
@@ -83,7 +118,7 @@ class ComparePanel(Vertical):
             table.add_row(name, *cells, key=name)
 
     def _confusion(self, runs: list[Run]) -> None:
-        holder = self.query_one("#confusion", HorizontalScroll)
+        holder = self.query_one("#confusion", VerticalScroll)
         holder.remove_children()
         holder.mount_all(ConfusionHeatmap(f"#{i} {run.name}", run.metrics["test"]["classes"],
                                           run.metrics["test"]["confusion_matrix"]) for i, run in enumerate(runs, 1))
