@@ -20,6 +20,9 @@ from mmzoo.tui.widgets.curves import CurvesPlot, ema
 from mmzoo.tui.widgets.train_form import TrainForm
 
 
+# What an epoch event may carry for validation, and how the log and the plot name it.
+VAL_FIGURES = (("val_accuracy", "accuracy"), ("val_macro_f1", "macro-F1"), ("val_entity_f1", "entity F1"))
+
 class TrainScreen(Screen):
     """Train a registry model or ensemble; the other screens keep working while it runs."""
 
@@ -221,9 +224,9 @@ class TrainScreen(Screen):
                 self.redraw()
         elif kind == "epoch":
             self.history.append(event)
-            log.write_line(f"epoch {event['epoch']:3d}  loss {event['loss']:.4f}  val accuracy "
-                           f"{event['val_accuracy']:.4f}  macro-F1 {event['val_macro_f1']:.4f}  "
-                           f"({event['seconds']:.1f}s)")
+            scores = "  ".join(f"{label} {event[key]:.4f}" for key, label in VAL_FIGURES if key in event)
+            log.write_line(f"epoch {event['epoch']:3d}  loss {event['loss']:.4f}  {scores}  "
+                           f"({event.get('seconds', 0.0):.1f}s)")
             self.redraw()
 
     def redraw(self) -> None:
@@ -231,10 +234,10 @@ class TrainScreen(Screen):
         xs, ys = self.losses
         self.query_one("#loss-plot", CurvesPlot).set_series([("loss", xs, ys), ("EMA", xs, ema(ys))])
         epochs = [h["epoch"] for h in self.history]
+        # Classifiers report val accuracy and macro-F1; token taggers (NER) report entity F1.
         self.query_one("#metric-plot", CurvesPlot).set_series([
-            ("accuracy", epochs, [h["val_accuracy"] for h in self.history]),
-            ("macro-F1", epochs, [h["val_macro_f1"] for h in self.history]),
-        ])
+            (label, epochs, [h[key] for h in self.history]) for key, label in VAL_FIGURES
+            if self.history and all(key in h for h in self.history)])
 
     def on_training_ended(self, message: TrainingEnded) -> None:
         self.running = False

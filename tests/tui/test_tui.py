@@ -10,13 +10,13 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_cli
 from pytest_textual_snapshot import SVGImageExtension
-from test_plugins import make_dist
 
 from mmzoo.runs.folders import Run, list_runs
 from mmzoo.tui.app import make_app
 from mmzoo.zoo.plugins import get_zoo
+
+ROOT = Path(__file__).resolve().parents[2]
 
 # Tiny digits-match models (a few seconds an epoch) layered over the project registry.
 TINY = """
@@ -121,7 +121,7 @@ async def test_zoo_navigation_shows_a_parts_params_and_a_models_build(tmp_path):
         assert "weights    available offline" in details.text and "encoder: small_cnn" in details.text
 
 
-async def test_failing_plugin_and_invalid_registry_show_in_the_ui(tmp_path, monkeypatch):
+async def test_failing_plugin_and_invalid_registry_show_in_the_ui(make_dist, tmp_path, monkeypatch):
     """A plugin that raises on import and a registry entry naming a missing fusion are listed with their errors."""
     make_dist(tmp_path / "site", "broken-plugin", "broken", "broken_tui_mod", "raise RuntimeError('boom at import')\n")
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
@@ -222,7 +222,7 @@ async def test_invalid_form_values_are_shown_and_nothing_starts(tmp_path):
         assert not list(tmp_path.iterdir())
 
 
-async def test_a_training_failure_is_the_clis_message_as_a_notification(tmp_path):
+async def test_a_training_failure_is_the_clis_message_as_a_notification(run_cli, tmp_path):
     """A model whose label set does not exist fails in the worker; the app says what the CLI says and lives on."""
     registry = tmp_path / "broken.yaml"
     registry.write_text("models:\n  broken_labels:\n    text: {encoder: small_text, dim: 16, layers: 1}\n"
@@ -454,7 +454,7 @@ def test_first_paint_imports_no_torch():
     assert report["heavy_modules"] == [] and report["first_paint_s"] > 0
 
 
-def test_bare_mmzoo_without_a_terminal_prints_help():
+def test_bare_mmzoo_without_a_terminal_prints_help(run_cli):
     """Only an interactive terminal gets the TUI; a pipe gets the usage text."""
     out = run_cli()
     assert out.returncode == 0 and "usage: mmzoo" in out.stdout and " tui " in out.stdout
@@ -464,7 +464,7 @@ def test_bare_mmzoo_without_a_terminal_prints_help():
 
 
 class _SnapshotsHere(SVGImageExtension):
-    """Keep this module's SVG baselines in tests/snapshots/ rather than syrupy's default __snapshots__/."""
+    """Keep this module's SVG baselines in tests/tui/snapshots/ rather than syrupy's default __snapshots__/."""
 
     @classmethod
     def dirname(cls, *, test_location) -> str:
