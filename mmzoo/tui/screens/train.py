@@ -19,7 +19,6 @@ from mmzoo.tui.messages import RunsChanged, RunSelected, TrainingEnded, Training
 from mmzoo.tui.widgets.curves import CurvesPlot, ema
 from mmzoo.tui.widgets.train_form import TrainForm
 
-
 # What an epoch event may carry for validation, and how the log and the plot name it.
 VAL_FIGURES = (("val_accuracy", "accuracy"), ("val_macro_f1", "macro-F1"), ("val_entity_f1", "entity F1"))
 
