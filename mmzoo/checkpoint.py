@@ -109,7 +109,6 @@ def restore(path: Path, model, optimizer) -> tuple[dict, dict]:
 def load_run_model(run):
     """Rebuild a finished run's model from its spec.yaml and model.safetensors, in eval mode."""
     from mmzoo.factory import create_model
-
     from mmzoo.provenance import require
 
     spec = run.spec

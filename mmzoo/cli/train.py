@@ -73,9 +73,8 @@ def apply_overrides(spec: dict, args) -> dict:
 
 def check_task(spec: dict) -> None:
     """Fail early, before any model is built, on a bad dataset or label set."""
-    from mmzoo.factory import open_dataset
-
     from mmzoo.data.checks import require_trainable
+    from mmzoo.factory import open_dataset
 
     dataset = open_dataset(spec["task"]["dataset"])
     label_set = spec["task"]["label_set"]
