@@ -76,13 +76,18 @@ def test_delete_removes_one_run_and_refuses_anything_else(runs_copy, tmp_path):
         delete_run(victim.path, tmp_path / "elsewhere")
     with pytest.raises(RunError, match="not a run folder"):
         delete_run(runs_copy, runs_copy)
+    from mmzoo.runs import lock
+
+    (victim.path / "status.json").write_text(json.dumps({"state": "running", **lock.owner()}))
+    with lock.hold(victim.path, "training"), pytest.raises(RunError, match="is marked running"):
+        delete_run(victim.path, runs_copy)  # its owner (this process) is alive and holds the run lock
     (victim.path / "status.json").write_text(json.dumps({"state": "running"}))
-    with pytest.raises(RunError, match="is marked running"):
-        delete_run(victim.path, runs_copy)
+    delete_run(victim.path, runs_copy)  # no owner alive: it reads interrupted, and its user may remove it
+    victim, other = other, None
     (victim.path / "status.json").write_text(json.dumps({"state": "finished"}))
     delete_run(victim.path, runs_copy)
     assert not victim.path.exists() and not victim.path.parent.exists()  # its model folder held only it
-    assert list_runs(runs_copy) == [other]
+    assert list_runs(runs_copy) == []
 
 
 def test_spec_differences_name_each_changed_setting():

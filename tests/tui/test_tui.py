@@ -217,7 +217,7 @@ async def test_invalid_form_values_are_shown_and_nothing_starts(tmp_path):
         await pilot.click("#train-start")
         await pilot.pause()
         message = str(app.screen.query_one("#train-message").visual)
-        assert "epochs must be a whole number (>= 1)" in message and "lr must be a number (>= 1e-09, <= 10)" in message
+        assert "epochs must be a whole number (1 to 100000)" in message and "lr must be a number (> 0)" in message
         assert not app.screen.running and shown[-1]["severity"] == "error"
         assert not list(tmp_path.iterdir())
 
@@ -352,7 +352,7 @@ async def test_export_shows_parity_then_predicts_a_sample_with_its_image(finishe
         await pilot.pause()
         await wait_for(pilot, lambda: not screen.busy, 180, "the export")
         result = str(screen.query_one("#export-result").visual)
-        assert "✓ parity passed" in result and "fp32: agreement 100.00%" in result, shown
+        assert "✓ parity passed" in result and "fp32: agreement 100.0%" in result, shown
         exported = concat.path / "onnx" / "tiny_concat.onnx"
         assert exported.exists() and exported.name in result
         assert screen.query_one("#predict-file").value == str(exported.resolve())  # predicts with what it exported

@@ -37,8 +37,8 @@ def open_image(path: str):
 
 def short_summary(precision: str, figures: dict) -> str:
     """One parity line of at most about 78 characters (the full figures go to the log)."""
-    return (f"{precision}: agreement {figures['argmax_agreement']:.2%} · max |diff| {figures['max_abs_diff']:.1e}"
-            f" · val acc {figures['onnx_val_accuracy']:.4f} ({figures['val_accuracy_change']:+.4f}) · "
+    return (f"{precision}: agreement {figures['argmax_agreement']:.1%} · max |diff| {figures['max_abs_diff']:.1e}"
+            f" · val acc {figures['onnx_val_accuracy']:.3f} ({figures['val_accuracy_change']:+.3f}) · "
             f"n={figures['samples']}")
 
 
