@@ -283,6 +283,14 @@ def run_kind(spec: dict) -> str:
     return "text-only" if model.get("text") else "image-only"
 
 
+def _kind_or_none(run: Run) -> str | None:
+    """A run's kind, or None when its spec.yaml cannot be read (a broken run is listed, not classified)."""
+    try:
+        return run_kind(run.spec)
+    except (RunError, OSError, ValueError, AttributeError, TypeError):
+        return None
+
+
 def _changed(params: dict) -> set[str]:
     """Combiner params that differ from the installed combiner's defaults (all of them if it is unknown)."""
     try:
@@ -361,9 +369,9 @@ def find_run(ref: str, root: Path | None = None, newest: str = "finished") -> Ru
         hits = [r for r in runs if r.model == ref]
         # Runs of one name made from different specs (an ensemble refit with another combiner) are
         # ambiguous: say so rather than silently take the newest.
-        kinds = {run_kind(r.spec) for r in hits if not r.problem}
-        if len(kinds) > 1:
-            listing = ", ".join(f"{r.name} ({run_kind(r.spec)})" for r in hits[-6:] if not r.problem)
+        kinds = {r.name: _kind_or_none(r) for r in hits}
+        if len(set(kinds.values()) - {None}) > 1:
+            listing = ", ".join(f"{r.name} ({kinds[r.name]})" for r in hits[-6:] if kinds[r.name])
             raise RunError(f"{ref!r} names {len(hits)} runs of different kinds: {listing}",
                            hint="name one as model/run-id")
         wanted = [r for r in hits if r.finished == (newest == "finished")]

@@ -304,7 +304,7 @@ def test_seeds_and_bagging_recipes(run_cli, boosted, tiny):
 
 
 def test_combiner_takes_params_and_refits_get_their_own_name():
-    from mmzoo.cli.ensemble import refit_name
+    from mmzoo.app.ensemble import refit_name
     from mmzoo.ensemble.build import combiner_label, combiner_spec
     from mmzoo.errors import RegistryError
 
@@ -329,8 +329,9 @@ def test_a_name_with_runs_of_different_kinds_is_ambiguous(tmp_path):
     for stamp, combiner in (("20260101-000000", "mean"), ("20260102-000000", "stacking")):
         folder = tmp_path / "pair" / stamp
         folder.mkdir(parents=True)
-        (folder / "spec.yaml").write_text(yaml.safe_dump({"kind": "ensemble", "combiner": {"name": combiner},
-                                                          "data": {"dataset": "x"}}))
+        (folder / "spec.yaml").write_text(yaml.safe_dump({
+            "kind": "ensemble", "ensemble": {"name": "pair"}, "combiner": {"name": combiner}, "members": [],
+            "data": {"dataset": "x", "fingerprint": "f", "label_set": "y", "classes": ["a", "b"]}}))
     assert run_kind(yaml.safe_load((folder / "spec.yaml").read_text())) == "ensemble:stacking"
     with pytest.raises(RunError, match="different kinds"):
         find_run("pair", tmp_path)

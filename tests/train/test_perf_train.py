@@ -116,7 +116,7 @@ def test_registry_threads_apply_to_live_encoders(registry_file, tmp_path, monkey
 
 def test_bad_threads_are_refused(run_cli, registry_file):
     entry = load_registry(str(registry_file)).get("bad_threads")
-    assert any("'threads' must be >= 1" in str(p) for p in entry.problems)
+    assert any("'threads' must be 1 to 4096" in str(p) for p in entry.problems)
     for command in (["train", "digits_concat"], ["ensemble", "digits_pair"], ["demo"],
                     ["distill", "x", "--student", "digits_concat"]):
         res = run_cli(*command, "--threads", "0")
