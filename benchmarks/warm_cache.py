@@ -32,9 +32,10 @@ DEMO_MODELS = ("emoji_text", "emoji_image", "emoji_concat", "emoji_late", "emoji
 @contextmanager
 def old_behaviour():
     """The trainer as it was: full frozen encoders built for every model, the dataset opened for every model."""
+    from mmzoo.data import open as data_open
     from mmzoo.train import factory
 
-    create, opened = factory.create_model, factory._OPENED
+    create, opened = factory.create_model, data_open._OPENED
 
     def create_full(*args, defer_frozen=False, **kwargs):
         return create(*args, **kwargs)
@@ -43,11 +44,11 @@ def old_behaviour():
         def __contains__(self, key):
             return False
 
-    factory.create_model, factory._OPENED = create_full, Forgetful()
+    factory.create_model, data_open._OPENED = create_full, Forgetful()
     try:
         yield
     finally:
-        factory.create_model, factory._OPENED = create, opened
+        factory.create_model, data_open._OPENED = create, opened
 
 
 def train_one(name: str, epochs: int, out: str, seed: int = 0) -> tuple[float, float]:

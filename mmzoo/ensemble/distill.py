@@ -45,9 +45,7 @@ def member_train_probabilities(run: Run, dataset, device) -> tuple[np.ndarray, l
         probs, _, ids = run.probabilities("train")
         return probs, ids
     spec = run.spec
-    if dataset.fingerprint != spec["data"]["fingerprint"]:
-        raise RunError(f"member {run.name} was trained on other data than {dataset.name!r} holds now",
-                       hint="retrain the member, or restore the dataset it was trained on")
+    run.run_spec.reopen_dataset(f"member {run.name}", opened=dataset)
     model = create_model(spec["model"], num_classes=len(spec["data"]["classes"]), defer_frozen=True)
     load_trained_state(model, run.path / "model.safetensors")
     model = model.to(device).eval()
@@ -70,8 +68,7 @@ def teacher_soft_labels(ensemble: Run, dataset, device) -> tuple[np.ndarray, lis
                        hint="build one with `mmzoo ensemble`, then distill it")
     if not ensemble.finished:
         raise RunError(f"{ensemble.name} is {ensemble.status.get('state')}, not finished")
-    if dataset.fingerprint != spec["data"]["fingerprint"]:
-        raise RunError(f"ensemble {ensemble.name} was built on other data than {dataset.name!r} holds now")
+    ensemble.run_spec.reopen_dataset(f"ensemble {ensemble.name}", opened=dataset)
     train_ids = [s.id for s in dataset.split("train")]
     columns = []
     for entry in spec["members"]:

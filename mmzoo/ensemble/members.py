@@ -61,13 +61,10 @@ def find_reusable(member: Member, fingerprint: str, root: Path | None) -> Run | 
         if not run.finished:
             continue
         try:
-            spec = run.spec
+            if run.run_spec.matches(member.spec, fingerprint, member.resample):
+                return run
         except RunError:
             continue
-        if (spec.get("kind") != "ensemble" and spec.get("model") == member.spec
-                and spec.get("data", {}).get("fingerprint") == fingerprint
-                and spec.get("resample") == member.resample):
-            return run
     return None
 
 
@@ -81,9 +78,7 @@ def find_resumable(member: Member, fingerprint: str, root: Path | None) -> Run |
     for run in reversed(list_runs(root)):
         if run.model != member.folder or run.problem or run.status.get("state") not in ("interrupted", "cancelled"):
             continue
-        spec = run.spec
-        if (spec.get("kind") != "ensemble" and spec.get("model") == member.spec
-                and spec["data"]["fingerprint"] == fingerprint and spec.get("resample") == member.resample):
+        if run.run_spec.matches(member.spec, fingerprint, member.resample):
             return run
     return None
 

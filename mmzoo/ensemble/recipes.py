@@ -76,10 +76,7 @@ def train_predictions(run: Run, datasets: Datasets, device: str):
     from mmzoo.train.trainer import pick_device, predict
 
     spec = run.spec
-    dataset = datasets.get(spec["model"])
-    if dataset.fingerprint != spec["data"]["fingerprint"]:
-        raise RunError(f"{run.name} was trained on other data than {dataset.name!r} holds now",
-                       hint="retrain the member, or restore the dataset it was trained on")
+    dataset = run.run_spec.reopen_dataset(run.name, opened=datasets.get(spec["model"]))
     dev = pick_device(device)
     model = load_run_model(run).to(dev)
     data = prepare(model, dataset, spec["data"]["label_set"], dev)["train"]

@@ -18,6 +18,7 @@ listed as broken with the file and the reason; it never stops the others from li
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -65,6 +66,13 @@ class Run:
             raise RunError(f"{file} is corrupt (holds a {type(data).__name__}, not an object)",
                            hint="delete the run folder or retrain it")
         return data
+
+    @functools.cached_property
+    def run_spec(self):
+        """spec.yaml as a typed RunSpec (mmzoo.runs.spec), built once."""
+        from mmzoo.runs.spec import RunSpec
+
+        return RunSpec.from_dict(self.spec)
 
     @cached_property
     def spec(self) -> dict:
@@ -390,7 +398,6 @@ def find_finished(model_spec: dict, root: Path | None = None, fingerprint: str |
     for run in reversed(list_runs(root)):
         if run.model != model_spec["name"] or not run.finished or run.problem:
             continue
-        spec = run.spec
-        if spec.get("model") == model_spec and (fingerprint is None or spec["data"]["fingerprint"] == fingerprint):
+        if run.run_spec.matches(model_spec, fingerprint, run.run_spec.resample):
             return run
     return None

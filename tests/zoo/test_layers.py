@@ -32,7 +32,7 @@ ALLOWED: dict[str, set[str]] = {
     "fusions": BASE | {"zoo", "encoders"},
     "combiners": BASE | {"zoo", "data"},
     "builtin": BASE | {"zoo", "encoders", "fusions", "combiners", "data"},
-    "runs": BASE | {"zoo"},
+    "runs": BASE | {"zoo", "data"},
     "train": BASE | {"zoo", "data", "encoders", "fusions", "runs"},
     "ensemble": BASE | {"zoo", "combiners", "train", "runs"},
     "onnx": BASE | {"zoo", "data", "encoders", "combiners", "train", "runs"},
