@@ -6,7 +6,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from pytest_textual_snapshot import SVGImageExtension
 from mmzoo.runs.folders import Run, list_runs
 from mmzoo.tui.app import make_app
 from mmzoo.zoo.plugins import get_zoo
+from tui.tuikit import record_notifications, type_into, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,32 +63,6 @@ def finished_runs(tmp_path_factory) -> Path:
         spec["train"]["epochs"] = 1
         train(spec, Options(out=root, quiet=True))
     return root
-
-
-def record_notifications(app) -> list[dict]:
-    """Keep every notification the app shows, with its severity, for assertions."""
-    seen: list[dict] = []
-    original = app.notify
-
-    def notify(message, *, title="", severity="information", timeout=None, markup=True):
-        seen.append({"message": message, "title": title, "severity": severity})
-        return original(message, title=title, severity=severity, timeout=timeout, markup=markup)
-
-    app.notify = notify
-    return seen
-
-
-async def wait_for(pilot, condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        await pilot.pause(0.2)
-
-
-async def type_into(pilot, selector: str, text: str) -> None:
-    await pilot.click(selector)
-    await pilot.press("ctrl+a", "ctrl+k", *text)
 
 
 # -- zoo ----------------------------------------------------------------------------------------------------------
