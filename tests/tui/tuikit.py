@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 # Tiny digits-match models (a few seconds an epoch), layered over the project registry.
-TINY_BASE = """
+TINY = """
 models:
   tiny_concat:
     description: a very small digits-match fusion for UI tests
@@ -26,8 +26,7 @@ ensembles:
     description: the two tiny models, soft-voted
     members: [tiny_text, tiny_concat]
     combiner: mean
-"""
-TINY = TINY_BASE + """  tiny_weighted:
+  tiny_weighted:
     description: the two tiny models, weights fitted on val
     members: [tiny_text, tiny_concat]
     combiner: weighted
