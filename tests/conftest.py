@@ -13,6 +13,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
+# One thread per process unless the caller chose: results of two CLI processes (a reference run
+# and a killed-and-resumed one, say) compare bit for bit only when both reduce in the same order,
+# and a container may show more cores than its quota. Thread-choice tests set this themselves.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -7,7 +7,8 @@ thread the scheduler has parked elsewhere (measured here: 10.5 s with one thread
 
 - head over cached features: 1 thread;
 - encoder forward or fine-tuning: every CPU this process may run on
-  (``os.sched_getaffinity``), capped by ``OMP_NUM_THREADS`` when the user set it;
+  (``os.sched_getaffinity``, capped by the container's cgroup CPU quota), and by
+  ``OMP_NUM_THREADS`` when the user set it;
 - an explicit request (``--threads``, or ``threads:`` in a model's train section)
   wins, capped at the CPUs the process may use.
 
@@ -39,11 +40,33 @@ def requested(option: int | None, setting: int | None) -> int | None:
 
 
 def available_cpus() -> int:
-    """CPUs this process may run on: its affinity mask where the OS has one, else the core count."""
+    """CPUs this process may run on: its affinity mask (else the core count), capped by a cgroup CPU quota.
+
+    A container limited to 2 CPUs often still sees every host core in its affinity mask;
+    sizing the thread pool from the mask there oversubscribes the quota many times over.
+    """
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cpus = max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # macOS and Windows have no affinity mask
-        return max(1, os.cpu_count() or 1)
+        cpus = max(1, os.cpu_count() or 1)
+    quota = quota_cpus()
+    return min(cpus, quota) if quota else cpus
+
+
+def quota_cpus(root: str = "/sys/fs/cgroup") -> int | None:
+    """The CPU quota of this process's cgroup, rounded up (cgroup v2 ``cpu.max``, else v1 CFS); None when unlimited."""
+    for quota_file, period_file in (("cpu.max", None), ("cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us")):
+        try:
+            fields = open(os.path.join(root, quota_file)).read().split()
+            if period_file:
+                fields.append(open(os.path.join(root, period_file)).read().strip())
+            quota, period = fields[0], fields[1]
+        except (OSError, IndexError):
+            continue
+        if quota in ("max", "-1") or not (quota.isdigit() and period.isdigit()) or int(period) == 0:
+            return None
+        return max(1, -(-int(quota) // int(period)))
+    return None
 
 
 def _env_cap() -> int | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -25,12 +24,12 @@ models:
     task: {dataset: digits-match}
     train: {epochs: 30, lr: 0.03, batch_size: 256, patience: 2, precision: fp32}
 """
-ES_STOP_EPOCH = 9
 
 
 def start_cli(*args: str) -> subprocess.Popen:
+    """The CLI in the background (to be killed); its environment is the suite's, like ``run_cli``'s, so results compare."""
     return subprocess.Popen([sys.executable, "-m", "mmzoo.cli", *args], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            stderr=subprocess.DEVNULL)
 
 
 def kill_when(proc: subprocess.Popen, ready, timeout: float = 300.0, delay: float = 0.0) -> bool:

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from support.crashkit import (
     ES_REGISTRY,
-    ES_STOP_EPOCH,
     checkpoint_epoch,
     kill_when,
     leftovers,
@@ -33,13 +32,21 @@ def registry(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def uninterrupted(run_cli, registry, tmp_path_factory) -> Path:
-    """The reference: es_concat trained without interruption; early stopping ends it at epoch 9."""
+    """The reference: es_concat trained without interruption, ended by early stopping.
+
+    The epoch it stops on depends on the CPU's floating-point kernels (epoch 9 here, 3 on
+    another machine), so the tests read it from this run instead of assuming one.
+    """
     res = run_cli("--registry", str(registry), "train", "es_concat", "--out", str(tmp_path_factory.mktemp("full")),
                   "--json")
     assert res.returncode == 0, res.stderr[-2000:]
     run = Path(json.loads(res.stdout)["path"])
-    assert metrics(run)["epochs"] == ES_STOP_EPOCH
+    assert 3 <= stop_epoch(run) < 30  # patience 2: at least three epochs, and it did stop early
     return run
+
+
+def stop_epoch(run: Path) -> int:
+    return metrics(run)["epochs"]
 
 
 def copy_killed_after_last_checkpoint(run: Path, dest: Path) -> Path:
@@ -66,7 +73,7 @@ def test_killed_just_after_early_stopping_resumes_to_the_same_epoch(run_cli, reg
     res = resume(run_cli, registry, folder)
     assert res.returncode == 0, res.stderr[-2000:]
     assert metrics(folder) == metrics(uninterrupted)
-    assert epochs_in_history(folder) == list(range(1, ES_STOP_EPOCH + 1))
+    assert epochs_in_history(folder) == list(range(1, stop_epoch(uninterrupted) + 1))
 
 
 @pytest.mark.parametrize("garbage", [b"../\n", b"\xff\xfe\x00epoch-0042"])
@@ -75,9 +82,10 @@ def test_a_damaged_latest_falls_back_to_the_newest_complete_checkpoint(run_cli, 
     (folder / "checkpoints" / "LATEST").write_bytes(garbage)
     res = resume(run_cli, registry, folder)
     assert res.returncode == 0, res.stderr[-2000:]
-    assert "LATEST" in res.stderr and "newest complete checkpoint, epoch-0009" in res.stderr
-    assert f"after epoch {ES_STOP_EPOCH}" in res.stderr  # not restarted from epoch 1
-    assert (folder / "checkpoints" / "epoch-0009" / "state.json").exists()
+    newest = f"epoch-{stop_epoch(uninterrupted):04d}"
+    assert "LATEST" in res.stderr and f"newest complete checkpoint, {newest}" in res.stderr
+    assert f"after epoch {stop_epoch(uninterrupted)}" in res.stderr  # not restarted from epoch 1
+    assert (folder / "checkpoints" / newest / "state.json").exists()
     assert metrics(folder) == metrics(uninterrupted)
 
 
@@ -86,7 +94,7 @@ def test_random_kills_then_resume_match_the_uninterrupted_run(run_cli, registry,
     rng = random.Random(seed)
     root = tmp_path / "runs"
     proc = start_cli("--registry", str(registry), "train", "es_concat", "--out", str(root))
-    target = rng.randint(1, ES_STOP_EPOCH)  # up to and including the epoch early stopping ends on
+    target = rng.randint(1, stop_epoch(uninterrupted))  # up to and including the epoch early stopping ends on
     killed = kill_when(proc, lambda: checkpoint_epoch(root, "es_concat") >= target, delay=rng.uniform(0, 0.4))
     folder = next(root.glob("es_concat/*"))
     if killed:
@@ -99,7 +107,7 @@ def test_random_kills_then_resume_match_the_uninterrupted_run(run_cli, registry,
             res = resume(run_cli, registry, folder)
             assert res.returncode == 0, res.stderr[-2000:]
     assert metrics(folder) == metrics(uninterrupted)
-    assert epochs_in_history(folder) == list(range(1, ES_STOP_EPOCH + 1))
+    assert epochs_in_history(folder) == list(range(1, stop_epoch(uninterrupted) + 1))
     assert leftovers(root) == []  # the resume swept what the kills left
 
 

@@ -76,6 +76,7 @@ def count_builds(monkeypatch) -> list:
 
 def test_thread_choice_follows_the_work_and_the_affinity_mask(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    monkeypatch.setattr(threads, "quota_cpus", lambda: None)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert threads.choose(threads.HEAD) == 1
     assert threads.choose(threads.ENCODER) == 3
@@ -85,6 +86,31 @@ def test_thread_choice_follows_the_work_and_the_affinity_mask(monkeypatch):
     assert threads.choose(threads.ENCODER) == 2
     with pytest.raises(ValueError):
         threads.choose(threads.HEAD, 0)
+
+
+@pytest.mark.parametrize(("files", "expected"), [
+    ({"cpu.max": "200000 100000\n"}, 2),
+    ({"cpu.max": "150000 100000\n"}, 2),  # 1.5 CPUs: round up, a thread may idle half the time
+    ({"cpu.max": "50000 100000\n"}, 1),
+    ({"cpu.max": "max 100000\n"}, None),
+    ({"cpu/cpu.cfs_quota_us": "300000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 3),
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+    ({"cpu.max": "garbage"}, None),
+    ({}, None),
+])
+def test_a_cgroup_cpu_quota_is_read_from_v2_or_v1(tmp_path, files, expected):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert threads.quota_cpus(str(tmp_path)) == expected
+
+
+def test_a_container_quota_caps_the_affinity_mask(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    monkeypatch.setattr(threads, "quota_cpus", lambda: 2)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert threads.available_cpus() == 2
+    assert threads.choose(threads.ENCODER) == 2
 
 
 def test_request_order_options_then_flag_then_registry():
@@ -108,6 +134,7 @@ def test_trainer_uses_one_thread_for_a_head_and_restores_the_count(registry_file
 
 def test_registry_threads_apply_to_live_encoders(registry_file, tmp_path, monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(threads, "quota_cpus", lambda: None)
     seen = []
     train(spec_of("live_concat", registry_file), tmp_path,
           on_event=lambda e: seen.append(torch.get_num_threads()) if e["type"] == "step" else None)
