@@ -1,4 +1,8 @@
-"""Provides group-aware, stratified k-fold assignment: near-duplicates never straddle a fold."""
+"""Provides group-aware resampling: stratified k-fold assignment and bootstrap draws that keep groups whole.
+
+Near-duplicates (a manifest's ``group``) never straddle a fold, and a bootstrap draws whole
+groups, so a bagged member's out-of-bag rows hold no twin of a row it trained on.
+"""
 
 from __future__ import annotations
 
@@ -46,3 +50,22 @@ def stratified_group_folds(labels, folds: int, seed: int = 0, groups=None) -> np
         per_class[best] += counts[grp]
         per_fold[best] += sizes[grp]
     return fold_of_group[inverse]
+
+
+def group_bootstrap(groups, seed) -> np.ndarray:
+    """Row indices (int64) of one bootstrap draw that resamples whole groups with replacement.
+
+    With every sample its own group (no ``group`` field), this is exactly the plain row
+    bootstrap ``integers(0, n, size=n)``, so runs bagged before groups were honoured stay
+    reusable. Otherwise G groups are drawn out of G and all rows of each drawn group taken
+    (a cluster bootstrap), in draw order; the number of rows varies around n.
+    """
+    codes = group_codes(groups, len(groups)) if not isinstance(groups, np.ndarray) else groups.astype(np.int64)
+    n = len(codes)
+    rng = np.random.default_rng(seed)
+    unique, inverse = np.unique(codes, return_inverse=True)
+    if len(unique) == n:
+        return rng.integers(0, n, size=n).astype(np.int64)
+    rows_of = [np.flatnonzero(inverse == g) for g in range(len(unique))]
+    drawn = rng.integers(0, len(unique), size=len(unique))
+    return np.concatenate([rows_of[g] for g in drawn]).astype(np.int64)

@@ -27,6 +27,7 @@ import hashlib
 import numpy as np
 
 from mmzoo import atomic
+from mmzoo.data.folds import group_bootstrap
 from mmzoo.ensemble.executors import LocalExecutor
 from mmzoo.ensemble.members import Control, Datasets, Member, Obtained, obtain
 from mmzoo.errors import RunError, TrainingError
@@ -54,9 +55,11 @@ def plan_members(ensemble: dict, resolve, datasets: Datasets) -> list[Member]:
             spec["train"]["seed"] = seed + k
             members.append(Member(f"{name}.seed{k}", spec, note=f"seed {seed + k}", member_of=member_of))
         elif kind == "bagging":
-            n_train = len(datasets.get(spec).split("train"))
+            train = datasets.get(spec).split("train")
+            n_train = len(train)
             # Seeded by (model seed, member index): the same recipe draws the same rows on rerun.
-            rows = np.random.default_rng([seed, k]).integers(0, n_train, size=n_train).astype(np.int64)
+            # Whole groups are drawn, so near-twins land together in a bag or outside it.
+            rows = group_bootstrap([s.group for s in train], [seed, k])
             members.append(Member(f"{name}.bag{k}", spec, {"kind": "bagging", "rows_sha256": digest(rows)},
                                   train_rows=rows, note=f"bootstrap {k}: {len(np.unique(rows))} of {n_train} "
                                   "distinct rows", member_of=member_of))

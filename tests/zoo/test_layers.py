@@ -34,7 +34,7 @@ ALLOWED: dict[str, set[str]] = {
     "builtin": BASE | {"zoo", "encoders", "fusions", "combiners", "data"},
     "runs": BASE | {"zoo", "data"},
     "train": BASE | {"zoo", "data", "encoders", "fusions", "runs"},
-    "ensemble": BASE | {"zoo", "combiners", "train", "runs"},
+    "ensemble": BASE | {"zoo", "data", "combiners", "train", "runs"},
     "onnx": BASE | {"zoo", "data", "encoders", "combiners", "train", "runs"},
     "testing": BASE | {"zoo", "data", "encoders", "fusions", "combiners", "train"},
     "plugin": BASE | {"zoo", "data", "encoders", "fusions", "combiners", "train", "testing"},
