@@ -85,7 +85,7 @@ def train_tokens(spec: dict | None, options):
     """Train one token tagger (``options`` is a :class:`mmzoo.train.trainer.Options`); returns the finished Run."""
     from mmzoo.tokens.model import create_tagger
     from mmzoo.train.factory import open_dataset
-    from mmzoo.train.trainer import Cancelled, autocast_dtype, lr_at, pick_device, seed_everything
+    from mmzoo.train.trainer import Cancelled, autocast_dtype, lr_at, optimizer_step, pick_device, seed_everything
 
     say = (lambda msg: None) if options.quiet else (lambda msg: print(msg, file=sys.stderr))
     emit = options.on_event or (lambda event: None)
@@ -171,11 +171,7 @@ def train_tokens(spec: dict | None, options):
                     run.set_status("failed", error="non-finite loss")
                     raise TrainingError(f"loss became {seen} at epoch {epoch}, step {b + 1} of {run.name}",
                                         hint="lower lr/encoder_lr, or set precision: fp32")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if tcfg["grad_clip"] > 0:
-                    torch.nn.utils.clip_grad_norm_(model.trainable_parameters(), tcfg["grad_clip"])
-                optimizer.step()
+                optimizer_step(optimizer, loss, model.trainable_parameters(), tcfg["grad_clip"])
                 progress["step"] += 1
                 total_loss += seen
                 bar.advance()

@@ -153,6 +153,15 @@ def _task_loop(spec: dict | None, options: Options):
     return getattr(importlib.import_module(module), attr)
 
 
+def optimizer_step(optimizer, loss: torch.Tensor, params, grad_clip: float) -> None:
+    """Backward, clip the global gradient norm (0 disables), step: one update, the same in every training loop."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    optimizer.step()
+
+
 def train(spec: dict, options: Options | None = None):
     """Train one model; returns the finished :class:`mmzoo.runs.Run`.
 
@@ -281,11 +290,7 @@ def _train(spec: dict, options: Options, ctx: distributed.Context, held: context
                     run.set_status("failed", error="non-finite loss")
                     raise TrainingError(f"loss became {seen} at epoch {epoch}, step {b + 1} of {run.name}",
                                         hint="lower --lr, or use precision: fp32 in the model's train section")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if tcfg["grad_clip"] > 0:
-                    torch.nn.utils.clip_grad_norm_(params, tcfg["grad_clip"])
-                optimizer.step()
+                optimizer_step(optimizer, loss, params, tcfg["grad_clip"])
                 progress["step"] += 1
                 total_loss += seen
                 bar.advance()

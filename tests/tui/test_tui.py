@@ -14,31 +14,11 @@ from pytest_textual_snapshot import SVGImageExtension
 from mmzoo.runs.folders import Run, list_runs
 from mmzoo.tui.app import make_app
 from mmzoo.zoo.plugins import get_zoo
-from tui.tuikit import record_notifications, type_into, wait_for
+from tui.tuikit import TINY_BASE, record_notifications, type_into, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# Tiny digits-match models (a few seconds an epoch) layered over the project registry.
-TINY = """
-models:
-  tiny_concat:
-    description: a very small digits-match fusion for UI tests
-    text: {encoder: small_text, dim: 16, layers: 1}
-    image: {encoder: small_cnn, dim: 16, image_size: 16, channels: [4, 8]}
-    fusion: concat
-    task: {dataset: digits-match}
-    train: {epochs: 2, lr: 0.003, batch_size: 128, patience: 0, precision: fp32}
-  tiny_text:
-    description: the text-only baseline of tiny_concat
-    text: {encoder: small_text, dim: 16, layers: 1}
-    task: {dataset: digits-match}
-    train: {epochs: 1, lr: 0.003, batch_size: 128, patience: 0, precision: fp32}
-ensembles:
-  tiny_pair:
-    description: the two tiny models, soft-voted
-    members: [tiny_text, tiny_concat]
-    combiner: mean
-"""
+TINY = TINY_BASE  # the tiny zoo the snapshots were approved with
 SIZE = (120, 40)
 
 

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 # Tiny digits-match models (a few seconds an epoch), layered over the project registry.
-TINY = """
+TINY_BASE = """
 models:
   tiny_concat:
     description: a very small digits-match fusion for UI tests
@@ -26,7 +26,8 @@ ensembles:
     description: the two tiny models, soft-voted
     members: [tiny_text, tiny_concat]
     combiner: mean
-  tiny_weighted:
+"""
+TINY = TINY_BASE + """  tiny_weighted:
     description: the two tiny models, weights fitted on val
     members: [tiny_text, tiny_concat]
     combiner: weighted
