@@ -16,7 +16,8 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 # One thread per process unless the caller chose: results of two CLI processes (a reference run
 # and a killed-and-resumed one, say) compare bit for bit only when both reduce in the same order,
 # and a container may show more cores than its quota. Thread-choice tests set this themselves.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+if not os.environ.get("OMP_NUM_THREADS", "").strip():
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 
 @pytest.fixture(scope="session", autouse=True)
