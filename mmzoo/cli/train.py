@@ -221,12 +221,14 @@ def cmd_data_check(args) -> int:
     summary = None if errors else summarise(open_dataset(args.path))
     if args.json:
         emit_json({"problems": [p.__dict__ for p in problems], "summary": summary})
-    elif problems:
+    elif errors:
         print(format_problems(problems))
         warnings = len(problems) - len(errors)
         err(f"{len(errors)} problem(s)" + (f" and {warnings} warning(s)" if warnings else "") + f" in {args.path}")
-    else:
-        print(f"{args.path}: ok")
+    else:  # clean, or warnings only: the counts help to act on a warning
+        if problems:
+            print(format_problems(problems))
+        print(f"{args.path}: ok" + (f" ({len(problems)} warning(s))" if problems else ""))
         print(render_summary(summary))
     return 1 if errors else 0
 

@@ -2,8 +2,9 @@
 
 A dataset with one class scores 1.0 whatever the model does; an empty validation split leaves
 early stopping and model selection blind; an empty test split leaves nothing to report; a class
-that never occurs in training cannot be learned. The first kinds are errors (``mmzoo train``
-refuses them), the last is a warning (``mmzoo data check`` reports it).
+that never occurs in training cannot be learned, and one missing from val or test is never
+chosen on or never scored. The first kinds are errors (``mmzoo train`` refuses them), the
+others warnings (``mmzoo data check`` reports them).
 """
 
 from __future__ import annotations
@@ -45,6 +46,15 @@ def split_findings(labels_by_split: dict[str, list[str]], classes: list[str]) ->
                 out.append(Finding("warning", f"label(s) {', '.join(map(repr, unseen[:5]))}"
                                    f"{' ...' if len(unseen) > 5 else ''} occur in {split} but never in train, so the "
                                    "model cannot learn them"))
+        for split, effect in (("val", "early stopping and model selection never see it"),
+                              ("test", "its test precision and recall are not measured, and macro-F1 averages "
+                                       "over the other classes")):
+            held = set(labels_by_split.get(split, ()))
+            absent = [c for c in classes if c in train and c not in held]
+            if absent and held:
+                out.append(Finding("warning", f"class(es) {', '.join(map(repr, absent[:5]))}"
+                                   f"{' ...' if len(absent) > 5 else ''} have train rows but none in {split}: "
+                                   f"{effect} (give some of their rows \"split\": \"{split}\")"))
     missing = [c for c in classes if not seen[c]]
     if missing and len(present) >= 2:
         out.append(Finding("warning", f"class(es) {', '.join(map(repr, missing[:5]))}{' ...' if len(missing) > 5 else ''}"

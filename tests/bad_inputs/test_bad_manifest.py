@@ -117,7 +117,16 @@ def test_a_label_only_in_test_is_a_warning(ws, capsys):
     result = run(capsys, "data", "check", data)
     assert result.rc == 0 and "Traceback" not in result.err
     assert "warning: label(s) 'bird' occur in test but never in train" in result.out
-    assert "1 warning(s)" in result.err
+    assert "ok (1 warning(s))" in result.out and "splits: train 4, val 4, test 5" in result.out
+
+
+def test_a_class_missing_from_test_is_a_warning_with_the_counts(ws, capsys):
+    lines = rows(12, split=SPLIT_ALL) + [{"text": "x", "image": "img/0.png", "label": "bird", "split": s}
+                                         for s in ("train", "val")]
+    result = run(capsys, "data", "check", folder(ws, lines))
+    assert result.rc == 0 and "Traceback" not in result.err
+    assert "class(es) 'bird' have train rows but none in test" in result.out
+    assert "none in val" not in result.out and "ok (1 warning(s))" in result.out
 
 
 def test_the_trainer_refuses_a_one_class_dataset_from_the_library_too(ws):
