@@ -15,8 +15,9 @@ from textual.screen import Screen
 from textual.widgets import ContentSwitcher, DataTable, Footer, Header, Label, Select, Static, Switch
 
 from mmzoo.errors import MmzooError
-from mmzoo.runs.folders import Run, list_runs
+from mmzoo.runs.folders import Run
 from mmzoo.tui.widgets.halfblock import HalfBlockImage
+from mmzoo.tui.widgets.run_picker import FinishedRunPicker
 from mmzoo.tui.widgets.table import JumpTable
 
 if TYPE_CHECKING:
@@ -30,8 +31,10 @@ def _fit(name: str, width: int) -> str:
     return name if len(name) <= width else name[:width - 1] + "…"
 
 
-class ErrorsScreen(Screen):
+class ErrorsScreen(FinishedRunPicker, Screen):
     """Pick a finished run and a split; browse its mistakes (or all samples), filtered by true or predicted class."""
+
+    RUN_SELECT = "#errors-run"
 
     AUTO_FOCUS = "#errors-table"
     BINDINGS = [
@@ -84,33 +87,12 @@ class ErrorsScreen(Screen):
             table.add_column(label, key=key)
         self.reload()
 
-    def on_screen_resume(self) -> None:
-        self.reload()
-        if self.app.selected_run is not None:
-            self.choose(self.app.selected_run)
-
     def action_leave_field(self) -> None:
         self.set_focus(None)
 
     def on_resize(self) -> None:
         if self.predictions is not None:
             self.fill()
-
-    def reload(self) -> None:
-        select = self.query_one("#errors-run", Select)
-        try:
-            runs = [r for r in list_runs(self.app.runs_dir) if r.finished]
-        except (OSError, MmzooError):
-            runs = []
-        current = select.value
-        self.run_paths = [str(r.path) for r in reversed(runs)]
-        select.set_options([(r.name, str(r.path)) for r in reversed(runs)])
-        if current in self.run_paths:
-            select.value = current
-
-    def choose(self, path: Path) -> None:
-        if str(path) in self.run_paths:
-            self.query_one("#errors-run", Select).value = str(path)
 
     # -- loading ------------------------------------------------------------------------------------------------
 

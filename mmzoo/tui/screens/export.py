@@ -16,9 +16,10 @@ from textual.validation import Integer
 from textual.widgets import Button, Footer, Header, Input, Label, Log, ProgressBar, Select, Static
 
 from mmzoo.errors import MmzooError
-from mmzoo.runs.folders import Run, list_runs
+from mmzoo.runs.folders import Run
 from mmzoo.tui.screens.export_support import dataset_ref, export_dir, onnx_files, open_image, parity_hint, short_summary
 from mmzoo.tui.widgets.halfblock import HalfBlockImage
+from mmzoo.tui.widgets.run_picker import FinishedRunPicker
 
 PRECISIONS = ("fp32", "int8", "fp16")
 TOP_K = 5
@@ -40,8 +41,10 @@ class ExportLog(Message):
         self.text = text
 
 
-class ExportScreen(Screen):
+class ExportScreen(FinishedRunPicker, Screen):
     """Pick a finished run; export it (fp32, int8 or fp16), benchmark it, and try predictions on the export."""
+
+    RUN_SELECT = "#export-run"
 
     BINDINGS = [
         Binding("escape", "leave_field", "Leave field", show=False),
@@ -100,27 +103,6 @@ class ExportScreen(Screen):
     def on_mount(self) -> None:
         self.sub_title = "Export / Predict"
         self.reload()
-
-    def on_screen_resume(self) -> None:
-        self.reload()
-        if self.app.selected_run is not None:
-            self.choose(self.app.selected_run)
-
-    def reload(self) -> None:
-        select = self.query_one("#export-run", Select)
-        try:
-            runs = [r for r in list_runs(self.app.runs_dir) if r.finished]
-        except (OSError, MmzooError):
-            runs = []
-        current = select.value
-        self.run_paths = [str(r.path) for r in reversed(runs)]
-        select.set_options([(r.name, str(r.path)) for r in reversed(runs)])
-        if current in self.run_paths:
-            select.value = current
-
-    def choose(self, path: Path) -> None:
-        if str(path) in self.run_paths:
-            self.query_one("#export-run", Select).value = str(path)
 
     @on(Select.Changed, "#export-run")
     def _run_changed(self) -> None:
