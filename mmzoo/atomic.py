@@ -42,6 +42,27 @@ def _fix_mode(path: Path, mask: int) -> None:
         os.chmod(path, 0o666 & ~mask)
 
 
+def unwritable(folder: str | Path) -> str | None:
+    """Why files could not be written into ``folder`` (created if missing), or None when they can.
+
+    Nothing is left behind: the folder, or its nearest existing ancestor, is probed, so a long
+    job can refuse a bad output location before it starts rather than fail at the end.
+    """
+    path = Path(folder).absolute()
+    probe = path
+    while not probe.exists():
+        if probe.is_symlink():
+            return f"{probe} is a dangling symbolic link"
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is not a folder" if probe == path else f"{probe} is a file, not a folder"
+    try:  # try it rather than ask os.access, which says yes to root even where the filesystem says no
+        os.rmdir(tempfile.mkdtemp(prefix=f".mmzoo-probe.{os.getpid()}.", dir=probe))
+    except OSError as exc:
+        return f"{probe} is not writable ({exc.strerror})"
+    return None
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success fsync it and rename it into place."""

@@ -30,11 +30,13 @@ def cmd_fit(args) -> int:
     from mmzoo.errors import RegistryError
     from mmzoo.fit.pipeline import FitOptions, fit
     from mmzoo.fit.report import summary_lines, terminal_table
+    from mmzoo.zoo.presets import range_problem
 
     overrides = {}
     if args.folds is not None:
-        if args.folds < 2:
-            raise RegistryError(f"--folds must be at least 2, got {args.folds}")
+        problem = range_problem("folds", args.folds)
+        if problem:
+            raise RegistryError(f"--{problem}", hint="5 or 10 folds are the usual choice")
         overrides["folds"] = args.folds
     report = fit(args.data, FitOptions(preset=args.preset, registry=args.registry, label_set=args.label_set,
                                        out=args.out, report_dir=args.report, export_dir=args.export_dir,

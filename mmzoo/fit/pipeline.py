@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mmzoo.errors import DataError, RegistryError
+from mmzoo.errors import DataError, RegistryError, RunError
 
 
 @dataclass
@@ -60,6 +60,8 @@ def fit(data: str, options: FitOptions | None = None) -> dict:
                         hint=f"choose one of: {', '.join(dataset.label_sets)}")
     classes = dataset.classes(label_set)
     _check_fusions(preset)
+    report_dir = Path(options.report_dir or Path("fits") / f"{_slug(dataset.name)}-{time.strftime('%Y%m%d-%H%M%S')}")
+    _check_outputs(options, report_dir)
 
     # ---- frozen features, computed once per dataset and encoder (shared with `mmzoo train`)
     specs = {"text": encoder_spec(preset.text["encoder"], **{k: v for k, v in preset.text.items() if k != "encoder"}),
@@ -155,7 +157,6 @@ def fit(data: str, options: FitOptions | None = None) -> dict:
     else:
         chosen_weights = None
 
-    report_dir = Path(options.report_dir or Path("fits") / f"{_slug(dataset.name)}-{time.strftime('%Y%m%d-%H%M%S')}")
     exported = None
     if options.export:
         from mmzoo.onnx.export import export_run
@@ -180,6 +181,18 @@ def fit(data: str, options: FitOptions | None = None) -> dict:
 
     report["report"] = write_report(report, report_dir)
     return report
+
+
+def _check_outputs(options: FitOptions, report_dir: Path) -> None:
+    """Refuse an output folder that cannot be written before the long work starts, not after it."""
+    from mmzoo import atomic
+    from mmzoo.runs.folders import DEFAULT_ROOT
+
+    for flag, folder in (("--report", report_dir), ("--export-dir", options.export_dir if options.export else None),
+                         ("--out", options.out or DEFAULT_ROOT)):
+        problem = folder is not None and atomic.unwritable(folder)
+        if problem:
+            raise RunError(f"cannot write the fit's output to {folder}: {problem}", hint=f"pass a writable {flag} DIR")
 
 
 def _check_fusions(preset) -> None:

@@ -27,7 +27,18 @@ SCALARS = {
     "seed": (int, 0),
     "metric": (str, "auto"),
 }
+# Inclusive ranges of the integer scalars, checked by `validate` and by `mmzoo fit`'s flags alike.
+# Above 50 folds every candidate trains 50+ times for a CV estimate no steadier than 10-fold's.
+RANGES = {"epochs": (1, 10_000), "batch_size": (1, 65_536), "folds": (2, 50), "trials": (1, 1_000)}
 METRICS = ("auto", "accuracy", "macro_f1")
+
+
+def range_problem(key: str, value) -> str | None:
+    """Why an integer ``value`` is outside ``key``'s range (None when it is inside, or not an int)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return None
+    low, high = RANGES[key]
+    return None if low <= value <= high else f"{key} must be {low} to {high}, got {value}"
 LIST_KEYS = ("fusions", "combiners")
 ENCODER_KEYS = ("text", "image")
 PRESET_KEYS = (*SCALARS, *LIST_KEYS, *ENCODER_KEYS, "heads")
@@ -66,10 +77,10 @@ def check_preset(name: str, raw, zoo=None) -> list[tuple[tuple, str]]:
         value = raw.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
             out.append(((key,), f"preset {name!r}: {key} must be a {kind.__name__}, got {value!r}"))
-    for key, low in (("epochs", 1), ("batch_size", 1), ("folds", 2), ("trials", 1)):
-        value = raw.get(key)
-        if isinstance(value, int) and not isinstance(value, bool) and value < low:
-            out.append(((key,), f"preset {name!r}: {key} must be at least {low}, got {value}"))
+    for key in RANGES:
+        problem = range_problem(key, raw.get(key))
+        if problem:
+            out.append(((key,), f"preset {name!r}: {problem}"))
     if raw.get("metric", "auto") not in METRICS:
         out.append((("metric",), f"preset {name!r}: metric must be one of {', '.join(METRICS)}"))
     for modality in ENCODER_KEYS:

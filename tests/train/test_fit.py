@@ -132,3 +132,33 @@ def test_fit_a_folder_end_to_end(tmp_path, cli):
     runs = list((tmp_path / "runs").glob("*/*/spec.yaml"))
     assert len(runs) >= 4
     assert "cv_mean" in (runs[0].read_text())
+
+
+@pytest.mark.parametrize(("flag", "value", "says"), [
+    ("--folds", "1", "--folds must be 2 to 50, got 1"),
+    ("--folds", "100000", "--folds must be 2 to 50, got 100000"),
+    ("--report", "/proc/mmzoo-report", "pass a writable --report DIR"),
+    ("--export-dir", "FILE/sub", "is a file, not a folder"),
+    ("--out", "FILE", "is not a folder"),
+])
+def test_bad_fit_options_are_refused_before_any_work(tmp_path, cli, flag, value, says):
+    """A bad fold count or an output folder that cannot be written fails in seconds, not after the search."""
+    (tmp_path / "FILE").write_text("a file where a folder should be")
+    registry = tmp_path / "tiny.yaml"
+    registry.write_text(TINY_REGISTRY)
+    value = value.replace("FILE", str(tmp_path / "FILE"))
+    res = cli("--registry", str(registry), "fit", "digits-match", "--preset", "tiny", flag, value,
+              "--report", str(tmp_path / "report")) if flag != "--report" else \
+        cli("--registry", str(registry), "fit", "digits-match", "--preset", "tiny", flag, value)
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert says in res.stderr and "CV" not in res.stderr  # refused before the first candidate
+    assert not (tmp_path / "report").exists() and not list(tmp_path.glob(".mmzoo-probe*"))
+
+
+def test_preset_ranges_are_checked_in_validation():
+    from mmzoo.zoo.presets import check_preset
+
+    raw = {"text": {"encoder": "small_text"}, "image": {"encoder": "small_cnn"}, "folds": 51, "trials": 0}
+    messages = [m for _, m in check_preset("p", raw)]
+    assert "preset 'p': folds must be 2 to 50, got 51" in messages
+    assert "preset 'p': trials must be 1 to 1000, got 0" in messages
