@@ -1,0 +1,193 @@
+"""Image-conditioned tagging: the picture decides an entity's type, so only a tagger that reads it can learn it.
+
+Every sentence names one entity from a pool of made-up words ("i saw zorbel today"); whether that word
+is a PER or a LOC is decided by the sentence's picture alone (reddish: PER, bluish: LOC; no picture:
+PER). A text-only tagger finds the span but can only guess the type (about half the entities); a
+tagger whose tokens are conditioned on the image (FiLM or cross-attention) learns the type too.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+WORDS = ["zorbel", "quant", "mirova", "tesk", "belun", "farro", "gilm", "hovat", "kresh", "lumo", "nadir", "oskel"]
+TEMPLATES = [["i", "saw", "{}", "today"], ["we", "met", "{}", "there"], ["{}", "was", "great"],
+             ["photos", "of", "{}", "again"], ["look", "at", "{}"], ["they", "called", "{}", "yesterday"]]
+
+REGISTRY = textwrap.dedent("""
+    models:
+      pic_text:
+        description: text-only tagger (cannot see the picture)
+        text: {{encoder: small_text, dim: 32, layers: 2, kernel_size: 3, max_length: 48}}
+        task: {{dataset: {data}, type: tokens}}
+        train: {{epochs: 10, lr: 0.01, encoder_lr: null, batch_size: 16, patience: 0, precision: fp32}}
+      pic_film:
+        description: the picture scales and shifts every token (FiLM)
+        text: {{encoder: small_text, dim: 32, layers: 2, kernel_size: 3, max_length: 48}}
+        image: {{encoder: small_cnn, dim: 16, image_size: 16, channels: [8, 16]}}
+        fusion: {{name: film, dim: 32}}
+        task: {{dataset: {data}, type: tokens}}
+        train: {{epochs: 10, lr: 0.01, encoder_lr: null, batch_size: 16, patience: 0, precision: fp32}}
+      pic_xattn:
+        description: each token attends to the picture's grid cells
+        text: {{encoder: small_text, dim: 32, layers: 2, kernel_size: 3, max_length: 48}}
+        image: {{encoder: small_cnn, dim: 16, image_size: 16, channels: [8, 16]}}
+        fusion: {{name: cross_attention, dim: 32, heads: 2, dropout: 0.0}}
+        task: {{dataset: {data}, type: tokens}}
+        train: {{epochs: 10, lr: 0.01, encoder_lr: null, batch_size: 16, patience: 0, precision: fp32, seed: 1}}
+      pic_gated:
+        description: gated has no token form
+        text: {{encoder: small_text}}
+        image: {{encoder: small_cnn}}
+        fusion: gated
+        task: {{dataset: {data}, type: tokens}}
+      pic_nofusion:
+        description: an image without a fusion
+        text: {{encoder: small_text}}
+        image: {{encoder: small_cnn}}
+        task: {{dataset: {data}, type: tokens}}
+      pic_film_condition:
+        description: the classification FiLM's condition param is not a token FiLM param
+        text: {{encoder: small_text}}
+        image: {{encoder: small_cnn}}
+        fusion: {{name: film, condition: text}}
+        task: {{dataset: {data}, type: tokens}}
+""")
+
+
+def picture(path: Path, colour: str, rng: np.random.Generator) -> None:
+    from PIL import Image
+
+    base = {"red": (200, 40, 40), "blue": (40, 60, 200)}[colour]
+    noise = rng.integers(-40, 40, (16, 16, 3))
+    Image.fromarray(np.clip(np.array(base) + noise, 0, 255).astype(np.uint8)).save(path)
+
+
+def make_dataset(folder: Path, seed: int = 0, sizes=(("train", 240), ("val", 60), ("test", 60))) -> None:
+    """manifest.jsonl rows whose one entity's type is the picture's: red PER, blue LOC, none PER."""
+    rng, nprng = random.Random(seed), np.random.default_rng(seed)
+    (folder / "img").mkdir(parents=True)
+    pictures = {colour: [] for colour in ("red", "blue")}
+    for colour, paths in pictures.items():
+        for i in range(12):
+            path = f"img/{colour}{i}.png"
+            picture(folder / path, colour, nprng)
+            paths.append(path)
+    rows = []
+    for split, n in sizes:
+        for k in range(n):
+            template = rng.choice(TEMPLATES)
+            words = [rng.choice(WORDS) if t == "{}" else t for t in template]
+            colour = None if k % 10 == 9 else rng.choice(["red", "blue"])  # one sentence in ten has no picture
+            kind = "LOC" if colour == "blue" else "PER"
+            tags = [f"B-{kind}" if t == "{}" else "O" for t in template]
+            row = {"id": f"{split}-{k}", "tokens": words, "tags": tags, "split": split}
+            if colour:
+                row["image"] = rng.choice(pictures[colour])
+            rows.append(json.dumps(row))
+    (folder / "manifest.jsonl").write_text("\n".join(rows) + "\n")
+
+
+@pytest.fixture(scope="module")
+def pics(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pics")
+    make_dataset(root / "pics")
+    registry = root / "registry.yaml"
+    registry.write_text(REGISTRY.format(data=root / "pics"))
+    return SimpleNamespace(root=root, data=root / "pics", registry=registry, runs=root / "runs")
+
+
+@pytest.fixture(scope="module")
+def trained(pics):
+    from mmzoo.train.factory import resolve_spec
+    from mmzoo.train.trainer import Options, train
+
+    return {name: train(resolve_spec(name, str(pics.registry)), Options(out=pics.runs, quiet=True))
+            for name in ("pic_text", "pic_film", "pic_xattn")}
+
+
+def test_validation_names_the_fusions_that_support_tokens(pics):
+    from mmzoo.zoo.registry import load_registry
+
+    registry = load_registry(pics.registry)
+    assert registry.get("pic_film").ok and registry.get("pic_xattn").ok
+    assert registry.get("pic_film").spec["fusion"] == {"name": "film", "dim": 32}  # the token form's params
+    gated = [str(p) for p in registry.get("pic_gated").problems]
+    assert len(gated) == 1 and "registry.yaml:" in gated[0], gated
+    assert ("model 'pic_gated': fusion 'gated' does not support token models" in gated[0]
+            and "fusions that do: cross_attention, film" in gated[0])
+    nofusion = " ".join(str(p) for p in registry.get("pic_nofusion").problems)
+    assert "needs a 'fusion' (fusions that support token models: cross_attention, film)" in nofusion
+    condition = " ".join(str(p) for p in registry.get("pic_film_condition").problems)
+    assert "unknown key 'condition'" in condition
+
+
+def test_only_the_image_conditioned_taggers_learn_the_type(trained):
+    text = trained["pic_text"].metrics["test"]["f1"]
+    for name in ("pic_film", "pic_xattn"):
+        conditioned = trained[name].metrics["test"]
+        print(f"{name}: test entity F1 {conditioned['f1']:.4f} vs text-only {text:.4f}")
+        assert conditioned["f1"] >= 0.95, conditioned
+        assert set(conditioned["per_type"]) == {"PER", "LOC"}
+    # the span is easy, the type is a coin flip: a text-only tagger is right on about half the entities
+    assert 0.3 <= text <= 0.75, trained["pic_text"].metrics["test"]
+
+
+def test_token_manifest_images_get_the_classification_checks(tmp_path):
+    from mmzoo.data.tokens import scan
+
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    picture(tmp_path / "outside.png", "red", np.random.default_rng(0))
+    (folder / "broken.png").write_bytes(b"not a picture")
+    rows = [{"tokens": ["a"], "tags": ["O"], "image": "../outside.png"},
+            {"tokens": ["a"], "tags": ["O"], "image": "/etc/passwd"},
+            {"tokens": ["a"], "tags": ["O"], "image": "missing.png"},
+            {"tokens": ["a"], "tags": ["O"], "image": "broken.png"},
+            {"tokens": ["a"], "tags": ["O"], "image": 7}]
+    (folder / "manifest.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    _, _, problems, _ = scan(folder)
+    text = [str(p) for p in problems]
+    assert text[0].startswith("manifest.jsonl:1:") and "outside the dataset folder" in text[0]
+    assert text[1].startswith("manifest.jsonl:2:") and "outside the dataset folder" in text[1]
+    assert text[2].startswith("manifest.jsonl:3:") and "not found" in text[2]
+    assert text[3].startswith("manifest.jsonl:4:") and "could not be read" in text[3]
+    assert text[4].startswith("manifest.jsonl:5:") and "must be a path" in text[4]
+
+
+def test_a_changed_picture_changes_the_fingerprint(pics, tmp_path):
+    import shutil
+
+    from mmzoo.data.tokens import load_token_folder
+
+    copy = tmp_path / "copy"
+    shutil.copytree(pics.data, copy)
+    before = load_token_folder(copy).fingerprint
+    picture(copy / "img" / "red0.png", "blue", np.random.default_rng(5))
+    assert load_token_folder(copy).fingerprint != before
+
+
+def test_an_image_model_on_text_only_data_is_refused(pics, tmp_path):
+    from mmzoo.errors import TrainingError
+    from mmzoo.train.factory import resolve_spec
+    from mmzoo.train.trainer import Options, train
+
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    rows = [json.loads(line) for line in (pics.data / "manifest.jsonl").read_text().splitlines()]
+    (plain / "manifest.jsonl").write_text("\n".join(json.dumps({k: v for k, v in r.items() if k != "image"})
+                                                    for r in rows) + "\n")
+    spec = resolve_spec("pic_film", str(pics.registry))
+    spec["task"]["dataset"] = str(plain)
+    with pytest.raises(TrainingError, match="no sentence of dataset 'plain' has one"):
+        train(spec, Options(out=tmp_path / "runs", quiet=True))
