@@ -124,15 +124,24 @@ def predict(args) -> int:
     from mmzoo.errors import DataError
     from mmzoo.tokens.runtime import TokenPredictor
 
-    if args.manifest or args.image is not None:
-        raise DataError(f"{args.file.name} is a token (NER) model: give --text '...' only",
-                        hint="score a token dataset with `mmzoo eval` on its run instead of --manifest")
+    if args.manifest:
+        raise DataError(f"{args.file.name} is a token (NER) model: give --text '...' (and --image PATH when it "
+                        "reads pictures)", hint="score a token dataset with `mmzoo eval` on its run instead of "
+                                                "--manifest")
     if args.text is None:
         raise DataError("nothing to tag", hint="give --text '...'")
     predictor = TokenPredictor(args.file, device=args.device)
-    entities = predictor.entities([args.text])[0]
+    if args.image is not None and not predictor.reads_images:
+        raise DataError(f"{args.file.name} is a text-only token (NER) model: give --text '...' only",
+                        hint="--image is for taggers conditioned on a picture (a token model with a fusion)")
+    image = None if args.image is None else str(args.image)
+    entities = predictor.entities([args.text], [image])[0]
+    if predictor.reads_images and image is None:
+        err(f"note: {args.file.name} reads a picture with the text; without --image it tags as for a sentence "
+            "with no picture")
     if args.json:
-        emit_json({"file": str(args.file), "text": args.text, "entities": entities})
+        emit_json({"file": str(args.file), "text": args.text, "image": None if args.image is None else
+                   str(args.image), "entities": entities})
         return 0
     if not entities:
         print("no entities found")

@@ -191,3 +191,82 @@ def test_an_image_model_on_text_only_data_is_refused(pics, tmp_path):
     spec["task"]["dataset"] = str(plain)
     with pytest.raises(TrainingError, match="no sentence of dataset 'plain' has one"):
         train(spec, Options(out=tmp_path / "runs", quiet=True))
+
+
+@pytest.fixture(scope="module")
+def ensembled(trained, pics):
+    from mmzoo.tokens.ensemble import build_token_ensemble
+
+    members = [trained["pic_film"], trained["pic_xattn"]]
+    spec = {"name": "pic_mean", "kind": "ensemble", "recipe": {"runs": [r.name for r in members]},
+            "combiner": {"name": "mean"}}
+    return build_token_ensemble(spec, members, root=pics.runs)
+
+
+def test_an_ensemble_of_image_conditioned_taggers(ensembled):
+    assert ensembled.metrics["combiner"] == "mean" and ensembled.metrics["test"]["f1"] >= 0.95
+
+
+@pytest.fixture(scope="module")
+def exported(trained, ensembled, pics):
+    from mmzoo.tokens.export import export_token_run
+
+    return {"film": export_token_run(trained["pic_film"], pics.root / "exports"),
+            "text": export_token_run(trained["pic_text"], pics.root / "exports"),
+            "ensemble": export_token_run(ensembled, pics.root / "exports")}
+
+
+def test_export_reads_the_picture_with_parity(exported):
+    from mmzoo.onnx import metadata as md
+
+    for key in ("film", "ensemble"):
+        result = exported[key]
+        figures = result["parity"]["fp32"]
+        assert result["reads_images"] and result["inputs"][-2:] == ["pixel_values", "has_image"]
+        assert figures["sentences"] == 60 and figures["onnx_f1"] == figures["torch_f1"] >= 0.95
+        assert figures["max_abs_diff"] < 1e-4
+    meta = md.read(exported["film"]["path"])
+    assert [p["modality"] for p in meta["preprocessing"]] == ["text", "image"]
+    assert meta["preprocessing"][1]["config"]["crop"] == 16 and "no-image" in meta["inputs"][-1]["description"]
+    assert not exported["text"]["reads_images"] and exported["text"]["inputs"] == ["input_ids", "attention_mask",
+                                                                                   "word_positions"]
+
+
+def test_the_runtime_types_the_entity_by_the_picture(exported, pics):
+    from mmzoo.tokens.runtime import TokenPredictor
+
+    predictor = TokenPredictor(exported["ensemble"]["path"], device="cpu")
+    words = ["i", "saw", "zorbel", "today"]
+    red, blue = pics.data / "img" / "red3.png", pics.data / "img" / "blue3.png"
+    probs = predictor.word_probs([words, words, words], [str(red), str(blue), None])
+    labels = predictor.labels
+    assert [labels[int(p[2].argmax())] for p in probs] == ["B-PER", "B-LOC", "B-PER"]
+    assert all(labels[int(p[i].argmax())] == "O" for p in probs for i in (0, 1, 3))
+
+
+def test_predict_with_an_image_without_torch(exported, pics):
+    path = exported["film"]["path"]
+    blue = str(pics.data / "img" / "blue1.png")
+    script = textwrap.dedent(f"""
+        import sys
+        from mmzoo.cli import main
+        code = main(["predict", {path!r}, "--text", "we met quant there", "--image", {blue!r}, "--json"])
+        print("LOADED", [m for m in ("torch", "transformers", "timm") if m in sys.modules], code)
+    """)
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().splitlines()[-1] == "LOADED [] 0"
+    report = json.loads(res.stdout[:res.stdout.index("\n}\n") + 2])
+    assert [(e["type"], e["text"]) for e in report["entities"]] == [("LOC", "quant")]
+
+
+def test_predict_names_a_missing_picture_and_refuses_one_for_text_only(exported, capsys):
+    from mmzoo.cli import main
+
+    assert main(["predict", exported["film"]["path"], "--text", "look at tesk", "--image", "nowhere.png"]) == 1
+    assert "image nowhere.png not found" in capsys.readouterr().err
+    assert main(["predict", exported["text"]["path"], "--text", "look at tesk", "--image", "nowhere.png"]) == 1
+    assert "text-only token (NER) model" in capsys.readouterr().err
+    assert main(["predict", exported["film"]["path"], "--text", "look at tesk"]) == 0
+    captured = capsys.readouterr()
+    assert "tags as for a sentence with no picture" in captured.err and "PER" in captured.out
