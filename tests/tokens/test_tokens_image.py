@@ -270,3 +270,43 @@ def test_predict_names_a_missing_picture_and_refuses_one_for_text_only(exported,
     assert main(["predict", exported["film"]["path"], "--text", "look at tesk"]) == 0
     captured = capsys.readouterr()
     assert "tags as for a sentence with no picture" in captured.err and "PER" in captured.out
+
+
+def test_the_token_fusion_contract_catches_a_fusion_that_ignores_the_image():
+    import torch
+
+    from mmzoo.errors import PluginError
+    from mmzoo.fusions.tokens import TokenFusion
+    from mmzoo.testing import check_token_fusion
+
+    class Blind(TokenFusion):
+        def __init__(self):
+            super().__init__(12, 20, 5, None)
+            self.head = torch.nn.Linear(12, 5)
+
+        def forward(self, text, image):
+            return self.head(text.tokens)
+
+    class Pooled(Blind):
+        def forward(self, text, image):
+            return self.head(text.pooled)  # (B, L): one tag for the whole sentence
+
+    with pytest.raises(PluginError, match="image conditions nothing"):
+        check_token_fusion(Blind(), export_onnx=False)
+    with pytest.raises(PluginError, match=r"logits \(B, T, 5\)"):
+        check_token_fusion(Pooled(), export_onnx=False)
+
+
+def test_a_token_form_is_declared_for_fusions_only():
+    from mmzoo.zoo.plugins import PluginInfo, _make_register
+
+    claims: dict = {}
+    register = _make_register("encoder", PluginInfo("p", "p", "1"), claims)
+    with pytest.raises(ValueError, match="for fusions only"):
+        register("e", "pkg.mod:E", description="", modality="text", tokens="pkg.mod:T")
+    register = _make_register("fusion", PluginInfo("p", "p", "1"), claims)
+    with pytest.raises(TypeError, match="tokens must be a callable"):
+        register("f", "pkg.mod:F", description="", tokens="not a path")
+    register("f", "pkg.mod:F", description="", tokens="pkg.mod:T")
+    part = claims[("fusion", "f")][0][1]
+    assert part.supports_tokens and part.token_form().factory == "pkg.mod:T" and part.to_dict()["tokens"] is True
