@@ -10,8 +10,8 @@ from typing import Any
 
 from mmzoo.errors import PluginError
 from mmzoo.testing.checks import check_combiner, check_dataset, check_encoder, check_fusion, check_params
-from mmzoo.testing.tokens import check_token_fusion
 from mmzoo.testing.common import fail, registered
+from mmzoo.testing.tokens import check_token_fusion
 from mmzoo.zoo.plugins import PluginInfo
 
 # Modules whose import costs seconds; listing the zoo must load none of them.
