@@ -147,7 +147,8 @@ class _Checker:
                 return None
             part = part.token_form()
         rest = {k: v for k, v in value.items() if k not in extra}
-        resolved = self.params(entry, path, rest, part.params, f"{kind} {name!r}", ())
+        where = f"{kind} {name!r}" + (" in a token model" if tokens else "")
+        resolved = self.params(entry, path, rest, part.params, where, ())
         for key in extra:
             if key != name_key and key in value:
                 resolved[key] = value[key]
