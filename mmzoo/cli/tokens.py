@@ -59,10 +59,11 @@ def render_compare(rows: list[dict]) -> str:
 def data_check(path, as_json: bool) -> int:
     from mmzoo.data.tokens import scan
 
-    _, types, problems, notes = scan(path)
+    raws, types, problems, notes = scan(path)
+    pictures = sum(1 for r in raws if r.image)
     if as_json:
         emit_json({"task": "tokens", "types": types, "problems": [p.__dict__ for p in problems],
-                   "repaired": [p.__dict__ for p in notes]})
+                   "repaired": [p.__dict__ for p in notes], "sentences": len(raws), "with_image": pictures})
         return 1 if problems else 0
     for p in problems:
         print(str(p))
@@ -73,6 +74,8 @@ def data_check(path, as_json: bool) -> int:
             + (f"; {len(notes)} tag(s) will be repaired" if notes else ""))
     else:
         print(f"{path}: ok (token dataset, types: {', '.join(types)})"
+              + (f"; {pictures} of {len(raws)} sentences have an image (the others read the tagger's "
+                 "no-image embedding)" if pictures else "")
               + (f"; {len(notes)} orphan I- tag(s) repaired to B-" if notes else ""))
     return 1 if problems else 0
 

@@ -310,3 +310,10 @@ def test_a_token_form_is_declared_for_fusions_only():
     register("f", "pkg.mod:F", description="", tokens="pkg.mod:T")
     part = claims[("fusion", "f")][0][1]
     assert part.supports_tokens and part.token_form().factory == "pkg.mod:T" and part.to_dict()["tokens"] is True
+
+
+def test_data_check_counts_the_sentences_with_a_picture(pics, capsys):
+    from mmzoo.cli import main
+
+    assert main(["data", "check", str(pics.data)]) == 0
+    assert "324 of 360 sentences have an image" in capsys.readouterr().out
