@@ -80,9 +80,10 @@ def _shared_image(taggers, names) -> dict | None:
     return readers[0][1] if readers else None
 
 
-def export_token_run(run: Run, out_dir: str | Path, opset: int = 17, precision: str = "fp32",
+def export_token_run(run: Run, out_dir: str | Path, opset: int | None = 17, precision: str = "fp32",
                      say: Callable[[str], None] = lambda msg: None) -> dict:
     """Export ``run`` into ``out_dir``; returns {"path", "parity", ...}. Nothing is left behind on failure."""
+    opset = 17 if opset is None else opset  # `mmzoo export` passes None when --opset is not given
     from mmzoo.onnx.graphs import _trace
     from mmzoo.tokens.align import WordAligner
     from mmzoo.tokens.model import WordProbs

@@ -317,3 +317,44 @@ def test_data_check_counts_the_sentences_with_a_picture(pics, capsys):
 
     assert main(["data", "check", str(pics.data)]) == 0
     assert "324 of 360 sentences have an image" in capsys.readouterr().out
+
+
+def test_a_sentence_without_a_picture_reads_the_learned_no_image_embedding(pics):
+    import torch
+
+    from mmzoo.tokens.model import create_tagger
+    from mmzoo.train.factory import resolve_spec
+
+    for name in ("pic_film", "pic_xattn"):
+        tagger = create_tagger(resolve_spec(name, str(pics.registry)), ["O", "B-LOC", "B-PER"]).eval()
+        ids, mask = torch.randint(2, 20, (2, 7)), torch.ones(2, 7, dtype=torch.int64)
+        positions = torch.tensor([[1, 3], [2, 5]])
+        pixels = torch.randn(2, 3, 16, 16)
+        with torch.no_grad():
+            absent = tagger.word_probs(ids, mask, positions, pixels, torch.zeros(2))
+            other = tagger.word_probs(ids, mask, positions, torch.randn(2, 3, 16, 16), torch.zeros(2))
+            present = tagger.word_probs(ids, mask, positions, pixels, torch.ones(2))
+            tagger.no_image.data += 1.0
+            moved = tagger.word_probs(ids, mask, positions, pixels, torch.zeros(2))
+        assert torch.allclose(absent, other), name  # the pixels of a missing picture are never read
+        assert not torch.allclose(absent, present) and not torch.allclose(absent, moved), name
+
+
+def test_a_cancelled_image_tagger_resumes_to_the_same_result(pics):
+    from mmzoo.train.factory import resolve_spec
+    from mmzoo.train.trainer import Cancelled, Options, train
+
+    spec = resolve_spec("pic_film", str(pics.registry))
+    spec["train"]["epochs"] = 3
+    out = pics.root / "resume"
+    whole = train(spec, Options(out=out, quiet=True, run_name="whole"))
+    calls = {"n": 0}
+
+    def stop() -> bool:  # 15 steps per epoch: cancel during the second
+        calls["n"] += 1
+        return calls["n"] > 20
+
+    with pytest.raises(Cancelled):
+        train(spec, Options(out=out, quiet=True, run_name="cut", should_stop=stop))
+    resumed = train(None, Options(out=out, quiet=True, resume=str(next((out / "cut").iterdir()))))
+    assert resumed.metrics["val"] == whole.metrics["val"] and resumed.metrics["test"] == whole.metrics["test"]
