@@ -35,10 +35,17 @@ class TokenTagger(nn.Module):
     def reads_images(self) -> bool:
         return self.fusion is not None
 
-    def image_features(self, pixel_values: torch.Tensor, has_image: torch.Tensor) -> Features:
-        """The image's features, with the "no image" embedding where ``has_image`` (B,) is 0."""
-        image = self.image_encoder({"pixel_values": pixel_values})
-        present = has_image.to(image.pooled.dtype).view(-1, 1)  # (B, 1)
+    def image_features(self, inputs: dict[str, torch.Tensor]) -> Features:
+        """The image's features, with the "no image" embedding where ``has_image`` (B,) is 0.
+
+        They come from ``pixel_values``, or, for a frozen image encoder whose features the trainer
+        cached, from ``image_pooled``, ``image_tokens`` and ``image_mask`` as given.
+        """
+        if "image_pooled" in inputs:
+            image = Features(inputs["image_pooled"], inputs["image_tokens"], inputs["image_mask"])
+        else:
+            image = self.image_encoder({"pixel_values": inputs["pixel_values"]})
+        present = inputs["has_image"].to(image.pooled.dtype).view(-1, 1)  # (B, 1)
         none = self.no_image.to(image.pooled.dtype)  # (Di,)
         pooled = present * image.pooled + (1 - present) * none  # (B, Di)
         tokens = present.unsqueeze(-1) * image.tokens + (1 - present.unsqueeze(-1)) * none  # (B, P, Di)
@@ -49,18 +56,22 @@ class TokenTagger(nn.Module):
         tokens = self.dropout(text.tokens)  # (B, T, D)
         if self.fusion is None:
             return {"logits": self.head(tokens)}  # (B, T, L)
-        image = self.image_features(inputs["pixel_values"], inputs["has_image"])
+        image = self.image_features(inputs)
         return {"logits": self.fusion(Features(text.pooled, tokens, text.mask), image)}  # (B, T, L)
+
+    def probs_at(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Probabilities (B, W, L) of each word, read at its first sub-token ``inputs["word_positions"]`` (B, W)."""
+        logits = self(inputs)["logits"]  # (B, T, L)
+        index = inputs["word_positions"].unsqueeze(-1).expand(-1, -1, logits.shape[-1])  # (B, W, L)
+        return torch.softmax(torch.gather(logits.float(), 1, index), dim=-1)  # (B, W, L)
 
     def word_probs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, word_positions: torch.Tensor,
                    pixel_values: torch.Tensor | None = None, has_image: torch.Tensor | None = None) -> torch.Tensor:
-        """Probabilities (B, W, L) of each word, read at its first sub-token ``word_positions`` (B, W)."""
-        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        """:meth:`probs_at` with positional tensors: the export surface."""
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "word_positions": word_positions}
         if self.reads_images:
             inputs.update(pixel_values=pixel_values, has_image=has_image)
-        logits = self(inputs)["logits"]  # (B, T, L)
-        index = word_positions.unsqueeze(-1).expand(-1, -1, logits.shape[-1])  # (B, W, L)
-        return torch.softmax(torch.gather(logits.float(), 1, index), dim=-1)  # (B, W, L)
+        return self.probs_at(inputs)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]

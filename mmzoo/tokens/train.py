@@ -25,7 +25,7 @@ from mmzoo.data import bio
 from mmzoo.errors import TrainingError
 from mmzoo.runs import folders as runs
 from mmzoo.tokens.align import IGNORE, WordAligner, collate, scatter
-from mmzoo.tokens.images import SentenceImages
+from mmzoo.tokens.image_cache import image_inputs
 from mmzoo.tokens.metrics import entity_metrics
 from mmzoo.train import checkpoint
 from mmzoo.train.progress import progress_bar
@@ -60,30 +60,24 @@ def batches(rows: list, batch_size: int, rng: np.random.Generator | None) -> lis
     return out
 
 
-def images_for(model) -> SentenceImages | None:
-    """The image inputs of an image-conditioned tagger (None for a text-only one)."""
-    return SentenceImages(model.image_encoder.preprocessor.config) if model.reads_images else None
-
-
-def _tensors(rows, pad_id: int, device, images: SentenceImages | None = None,
-             sentences: list | None = None) -> dict[str, torch.Tensor]:
-    arrays = collate(rows, pad_id)
-    if images is not None:  # each row (window) reads its sentence's picture
-        arrays.update(images.batch([sentences[r.sentence].image for r in rows]))
-    return {k: torch.from_numpy(v).to(device) for k, v in arrays.items()}
+def _tensors(rows, pad_id: int, device, images=None, sentences: list | None = None) -> dict[str, torch.Tensor]:
+    out = {k: torch.from_numpy(v).to(device) for k, v in collate(rows, pad_id).items()}
+    if images is not None:  # each row (window) reads its sentence's picture (mmzoo.tokens.image_cache)
+        out.update(images.batch([sentences[r.sentence].image for r in rows]))
+    return out
 
 
 @torch.no_grad()
-def predict_words(model, aligner: WordAligner, sentences: list, device, batch_size: int = 64) -> list[np.ndarray]:
-    """Word probabilities (words, L) per sentence, in float32 without autocast."""
+def predict_words(model, aligner: WordAligner, sentences: list, device, batch_size: int = 64,
+                  images=None) -> list[np.ndarray]:
+    """Word probabilities (words, L) per sentence, in float32 without autocast (``images``: image_inputs')."""
     model.eval()
-    images = images_for(model)
+    images = images if images is not None else image_inputs(model, device)
     rows = aligner.rows([s.tokens for s in sentences])
     row_probs: list = [None] * len(rows)
     for idx in batches(rows, batch_size, None):
         t = _tensors([rows[i] for i in idx], aligner.pad_id, device, images, sentences)
-        probs = model.word_probs(t["input_ids"], t["attention_mask"], t["word_positions"], t.get("pixel_values"),
-                                 t.get("has_image")).cpu().numpy()
+        probs = model.probs_at(t).cpu().numpy()
         for k, i in enumerate(idx):
             row_probs[i] = probs[k]
     return scatter(rows, row_probs, [len(s.tokens) for s in sentences], model.num_classes)
@@ -126,7 +120,7 @@ def train_tokens(spec: dict | None, options):
                             f"{dataset.name!r} has one", hint="add `image` paths to the manifest rows, or remove "
                             "the model's 'image' and 'fusion'")
     model = create_tagger(spec, labels).to(device)
-    images = images_for(model)
+    images = image_inputs(model, device)  # a frozen image encoder's features are computed once
     aligner = aligner_for(model)
     splits = {s: dataset.split(s) for s in ("train", "val", "test")}
     if not splits["train"] or not splits["val"]:
@@ -201,7 +195,7 @@ def train_tokens(spec: dict | None, options):
                 bar.update(loss=total_loss / (b + 1))
                 emit({"type": "step", "epoch": epoch, "step": b + 1, "steps": len(plan), "loss": seen})
         train_seconds = time.perf_counter() - started
-        val = score(predict_words(model, aligner, splits["val"], device), splits["val"], labels)
+        val = score(predict_words(model, aligner, splits["val"], device, images=images), splits["val"], labels)
         progress["seconds"] += time.perf_counter() - started
         value = val["f1"] if metric == "entity_f1" else val["token_accuracy"]
         record = {"epoch": epoch, "loss": total_loss / len(plan), "val_entity_f1": val["f1"],
@@ -224,10 +218,10 @@ def train_tokens(spec: dict | None, options):
             say(f"early stop: no better val {metric} for {tcfg['patience']} epochs")
             break
     model.load_state_dict(best_state, strict=False)
-    return finish(run, model, aligner, splits, labels, progress, device)
+    return finish(run, model, aligner, splits, labels, progress, device, images)
 
 
-def finish(run, model, aligner, splits: dict, labels: list[str], progress: dict, device):
+def finish(run, model, aligner, splits: dict, labels: list[str], progress: dict, device, images=None):
     """Score the best weights on val and test; store word probabilities for ensembles and export parity."""
     atomic.save_tensors(run.path / "model.safetensors", checkpoint.trained_state(model))
     history = progress["history"]
@@ -236,7 +230,7 @@ def finish(run, model, aligner, splits: dict, labels: list[str], progress: dict,
                "epoch_train_seconds": [h["epoch_train_seconds"] for h in history],
                "parameters": sum(p.numel() for p in model.parameters()),
                "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
-    probs = {split: predict_words(model, aligner, splits[split], device) for split in ("val", "test")}
+    probs = {split: predict_words(model, aligner, splits[split], device, images=images) for split in ("val", "test")}
     # The decoding's P(O) multiplier is chosen on val, like the epoch; test only reports.
     scale = max(bio.OUTSIDE_SCALES, key=lambda s: (score(probs["val"], splits["val"], labels, s)["f1"], s))
     metrics["outside_scale"] = scale

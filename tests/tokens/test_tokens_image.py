@@ -358,3 +358,27 @@ def test_a_cancelled_image_tagger_resumes_to_the_same_result(pics):
         train(spec, Options(out=out, quiet=True, run_name="cut", should_stop=stop))
     resumed = train(None, Options(out=out, quiet=True, resume=str(next((out / "cut").iterdir()))))
     assert resumed.metrics["val"] == whole.metrics["val"] and resumed.metrics["test"] == whole.metrics["test"]
+
+
+def test_a_frozen_image_encoder_encodes_each_picture_once_and_exports_with_parity(pics, monkeypatch):
+    from mmzoo.encoders.small_cnn import SmallCNNEncoder
+    from mmzoo.tokens.export import export_token_run
+    from mmzoo.train.factory import resolve_spec
+    from mmzoo.train.trainer import Options, train
+
+    encoded = []
+    forward = SmallCNNEncoder.forward
+
+    def counting(self, inputs):
+        encoded.append(len(inputs["pixel_values"]))
+        return forward(self, inputs)
+
+    monkeypatch.setattr(SmallCNNEncoder, "forward", counting)
+    spec = resolve_spec("pic_film", str(pics.registry))
+    spec["image"]["freeze"] = True  # a random frozen CNN: its features still tell reddish from bluish, roughly
+    run = train(spec, Options(out=pics.root / "frozen", quiet=True))
+    # 24 pictures and the zero picture, once each, over 10 epochs of 15 steps and 12 scorings of val or test
+    assert sum(encoded) == 25, encoded
+    assert run.metrics["test"]["f1"] >= 0.7, run.metrics["test"]  # text alone: about 0.5 (0.80 measured)
+    figures = export_token_run(run, pics.root / "frozen-export")["parity"]["fp32"]  # the graph encodes pixels
+    assert figures["onnx_f1"] == figures["torch_f1"] and figures["max_abs_diff"] < 1e-4
