@@ -38,7 +38,9 @@ def compare_rows(runs: list) -> list[dict]:
     for run in runs:
         spec, m = run.spec, run.metrics
         test = m.get("test", {})
-        kind = f"ensemble:{spec['combiner']['name']}" if spec.get("kind") == "ensemble" else "tokens"
+        fusion = (spec.get("model") or {}).get("fusion") or {}
+        kind = f"ensemble:{spec['combiner']['name']}" if spec.get("kind") == "ensemble" else \
+            f"tokens+image:{fusion['name']}" if fusion else "tokens"
         rows.append({"run": run.name, "kind": kind, "dataset": spec["data"]["dataset"],
                      "entity_f1": test.get("f1"), "precision": test.get("precision"), "recall": test.get("recall"),
                      "token_accuracy": test.get("token_accuracy"), "val_entity_f1": m.get("val", {}).get("f1"),

@@ -382,3 +382,13 @@ def test_a_frozen_image_encoder_encodes_each_picture_once_and_exports_with_parit
     assert run.metrics["test"]["f1"] >= 0.7, run.metrics["test"]  # text alone: about 0.5 (0.80 measured)
     figures = export_token_run(run, pics.root / "frozen-export")["parity"]["fp32"]  # the graph encodes pixels
     assert figures["onnx_f1"] == figures["torch_f1"] and figures["max_abs_diff"] < 1e-4
+
+
+def test_eval_and_compare_show_the_image_conditioned_runs(trained, capsys):
+    from mmzoo.cli import main
+
+    assert main(["compare", *(str(r.path) for r in trained.values())]) == 0
+    out = capsys.readouterr().out
+    assert "tokens+image:film" in out and "tokens+image:cross_attention" in out
+    assert main(["eval", str(trained["pic_xattn"].path)]) == 0
+    assert "LOC" in capsys.readouterr().out
