@@ -43,6 +43,8 @@ class TokenTagger(nn.Module):
         """
         if "image_pooled" in inputs:
             image = Features(inputs["image_pooled"], inputs["image_tokens"], inputs["image_mask"])
+        elif self.training and not getattr(self.image_encoder, "frozen", False):
+            image = self._encode_present(inputs["pixel_values"], inputs["has_image"])
         else:
             image = self.image_encoder({"pixel_values": inputs["pixel_values"]})
         present = inputs["has_image"].to(image.pooled.dtype).view(-1, 1)  # (B, 1)
@@ -50,6 +52,23 @@ class TokenTagger(nn.Module):
         pooled = present * image.pooled + (1 - present) * none  # (B, Di)
         tokens = present.unsqueeze(-1) * image.tokens + (1 - present.unsqueeze(-1)) * none  # (B, P, Di)
         return Features(pooled, tokens, image.mask)
+
+    def _encode_present(self, pixel_values: torch.Tensor, has_image: torch.Tensor) -> Features:
+        """Training: only the rows with a picture go through the encoder, so the zero pixels of the others never
+        enter its BatchNorm statistics; the others get zeros (then the "no image" embedding)."""
+        keep = has_image > 0  # (B,)
+        if bool(keep.all()):
+            return self.image_encoder({"pixel_values": pixel_values})
+        batch, dim = len(has_image), self.no_image.shape[0]
+        if not bool(keep.any()):  # no picture at all: one "patch" per row, replaced by the embedding anyway
+            zeros = self.no_image.new_zeros(batch, 1, dim)
+            return Features(zeros[:, 0], zeros, torch.ones(batch, 1, dtype=torch.bool, device=zeros.device))
+        seen = self.image_encoder({"pixel_values": pixel_values[keep]})
+        pooled = seen.pooled.new_zeros(batch, *seen.pooled.shape[1:])
+        tokens = seen.tokens.new_zeros(batch, *seen.tokens.shape[1:])
+        mask = torch.ones(batch, *seen.mask.shape[1:], dtype=seen.mask.dtype, device=seen.mask.device)
+        pooled[keep], tokens[keep], mask[keep] = seen.pooled, seen.tokens, seen.mask
+        return Features(pooled, tokens, mask)
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         text = self.text_encoder({k: inputs[k] for k in ("input_ids", "attention_mask")})
