@@ -34,6 +34,7 @@ _LAZY = {
     "Fusion": "mmzoo.fusions.base",
     "HeadFactory": "mmzoo.fusions.base",
     "mlp_head": "mmzoo.fusions.base",
+    "TokenFusion": "mmzoo.fusions.tokens",  # a fusion's token form (register(..., tokens=...))
     # combiners and their shared maths
     "Combiner": "mmzoo.combiners.base",
     "log_probs": "mmzoo.combiners.base",

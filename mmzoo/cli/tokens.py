@@ -38,7 +38,9 @@ def compare_rows(runs: list) -> list[dict]:
     for run in runs:
         spec, m = run.spec, run.metrics
         test = m.get("test", {})
-        kind = f"ensemble:{spec['combiner']['name']}" if spec.get("kind") == "ensemble" else "tokens"
+        fusion = (spec.get("model") or {}).get("fusion") or {}
+        kind = f"ensemble:{spec['combiner']['name']}" if spec.get("kind") == "ensemble" else \
+            f"tokens+image:{fusion['name']}" if fusion else "tokens"
         rows.append({"run": run.name, "kind": kind, "dataset": spec["data"]["dataset"],
                      "entity_f1": test.get("f1"), "precision": test.get("precision"), "recall": test.get("recall"),
                      "token_accuracy": test.get("token_accuracy"), "val_entity_f1": m.get("val", {}).get("f1"),
@@ -59,10 +61,11 @@ def render_compare(rows: list[dict]) -> str:
 def data_check(path, as_json: bool) -> int:
     from mmzoo.data.tokens import scan
 
-    _, types, problems, notes = scan(path)
+    raws, types, problems, notes = scan(path)
+    pictures = sum(1 for r in raws if r.image)
     if as_json:
         emit_json({"task": "tokens", "types": types, "problems": [p.__dict__ for p in problems],
-                   "repaired": [p.__dict__ for p in notes]})
+                   "repaired": [p.__dict__ for p in notes], "sentences": len(raws), "with_image": pictures})
         return 1 if problems else 0
     for p in problems:
         print(str(p))
@@ -73,6 +76,8 @@ def data_check(path, as_json: bool) -> int:
             + (f"; {len(notes)} tag(s) will be repaired" if notes else ""))
     else:
         print(f"{path}: ok (token dataset, types: {', '.join(types)})"
+              + (f"; {pictures} of {len(raws)} sentences have an image (the others read the tagger's "
+                 "no-image embedding)" if pictures else "")
               + (f"; {len(notes)} orphan I- tag(s) repaired to B-" if notes else ""))
     return 1 if problems else 0
 
@@ -124,15 +129,24 @@ def predict(args) -> int:
     from mmzoo.errors import DataError
     from mmzoo.tokens.runtime import TokenPredictor
 
-    if args.manifest or args.image is not None:
-        raise DataError(f"{args.file.name} is a token (NER) model: give --text '...' only",
-                        hint="score a token dataset with `mmzoo eval` on its run instead of --manifest")
+    if args.manifest:
+        raise DataError(f"{args.file.name} is a token (NER) model: give --text '...' (and --image PATH when it "
+                        "reads pictures)", hint="score a token dataset with `mmzoo eval` on its run instead of "
+                                                "--manifest")
     if args.text is None:
         raise DataError("nothing to tag", hint="give --text '...'")
     predictor = TokenPredictor(args.file, device=args.device)
-    entities = predictor.entities([args.text])[0]
+    if args.image is not None and not predictor.reads_images:
+        raise DataError(f"{args.file.name} is a text-only token (NER) model: give --text '...' only",
+                        hint="--image is for taggers conditioned on a picture (a token model with a fusion)")
+    image = None if args.image is None else str(args.image)
+    entities = predictor.entities([args.text], [image])[0]
+    if predictor.reads_images and image is None:
+        err(f"note: {args.file.name} reads a picture with the text; without --image it tags as for a sentence "
+            "with no picture")
     if args.json:
-        emit_json({"file": str(args.file), "text": args.text, "entities": entities})
+        emit_json({"file": str(args.file), "text": args.text, "image": None if args.image is None else
+                   str(args.image), "entities": entities})
         return 0
     if not entities:
         print("no entities found")

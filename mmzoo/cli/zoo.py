@@ -115,6 +115,11 @@ def render_part(info: dict) -> str:
              + (f" ({p['range']})" if p.get("range") else ""))
             for p in info["params"]]
     lines.append(table(rows, ("parameter", "type", "default", "meaning")) if rows else "no parameters")
+    if info.get("kind") == "fusion":
+        lines += ["", "token models (a tag per word, conditioned on the image): "
+                  + ("supported" if info.get("tokens") else "not supported")]
+        if info.get("token_params") is not None:
+            lines.append(f"  with params: {', '.join(p['name'] for p in info['token_params']) or 'none'}")
     return "\n".join(lines)
 
 

@@ -141,7 +141,8 @@ def _text_value(record: dict, key: str, name: str, line: int, problems: list[Pro
     return str(value)
 
 
-def _check_image(folder: Path, image: str, name: str, line: int, problems: list[Problem]) -> Path | None:
+def check_image(folder: Path, image: str, name: str, line: int, problems: list[Problem]) -> Path | None:
+    """The image's path when it is usable (inside ``folder``, a readable picture), else None and a problem."""
     from PIL import Image
 
     if not image.strip():
@@ -218,7 +219,7 @@ def _scan(folder: Path) -> tuple[list[_Row], list[str], list[Problem], Path]:
             problems.append(Problem(name, line, "label", f"unknown label '{label}' (labels.txt lists: "
                                                           f"{', '.join(allowed)})"))
         image = _text_value(record, "image", name, line, problems, absent)
-        image_path = _check_image(folder, image, name, line, problems) if image is not None else None
+        image_path = check_image(folder, image, name, line, problems) if image is not None else None
         split = record.get("split", "")  # empty means: assign one
         if split not in ("", *SPLITS):
             problems.append(Problem(name, line, "split", f"bad split {json.dumps(split)}: use train, val or test, "

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmzoo.data import bio
-from mmzoo.data.manifest import Problem
+from mmzoo.data.manifest import Problem, check_image
 from mmzoo.errors import DataError
 from mmzoo.zoo.partbuild import expect
 from mmzoo.zoo.token_schema import TASK
@@ -65,6 +65,11 @@ class TokenDataset:
 
     def split(self, name: str) -> list[Sentence]:
         return [s for s in self.sentences if s.split == name]
+
+    @property
+    def has_images(self) -> bool:
+        """Whether any sentence carries an image (the others then read the tagger's "no image" embedding)."""
+        return any(s.image for s in self.sentences)
 
 
 @dataclass
@@ -168,9 +173,11 @@ def _read_manifest(path: Path, problems: list[Problem]) -> list[_Raw]:
                 problems.append(Problem(path.name, number, "split", f"bad split {json.dumps(split)}: use train, "
                                         "val or test, or leave it out to have one assigned"))
             image = row.get("image")
-            if image is not None and not (isinstance(image, str) and (path.parent / image).is_file()):
-                problems.append(Problem(path.name, number, "image", f"image {json.dumps(image)} not found "
-                                        f"(looked in {path.parent})"))
+            if image is not None and not isinstance(image, str):
+                problems.append(Problem(path.name, number, "image", f"'image' must be a path (a string), got "
+                                        f"{json.dumps(image)}"))
+            elif image is not None:  # the classification manifests' checks: inside the folder, a readable picture
+                check_image(path.parent.resolve(), image, path.name, number, problems)
             if len(problems) > bad:
                 continue
             if len(tokens) != len(tags):
@@ -270,8 +277,11 @@ def load_token_folder(path: str | Path, name: str | None = None) -> TokenDataset
     sentences = []
     for raw in raws:
         split = raw.split or _assign(raw)
-        digest.update(json.dumps([raw.id, raw.tokens, raw.tags, split, raw.image]).encode() + b"\n")
         image = str(folder / raw.image) if raw.image else None
+        # the picture's bytes, not only its name, are part of the data: a changed image is other data
+        picture = hashlib.sha256(Path(image).read_bytes()).hexdigest() if image else None
+        fields = [raw.id, raw.tokens, raw.tags, split, raw.image] + ([picture] if picture else [])
+        digest.update(json.dumps(fields).encode() + b"\n")
         sentences.append(Sentence(raw.id, tuple(raw.tokens), tuple(raw.tags), split, image, f"{raw.file}:{raw.line}"))
     missing = [s for s in ("train", "val") if not any(x.split == s for x in sentences)]
     if missing:

@@ -41,6 +41,7 @@ def register_all(register: Callable[..., None]) -> None:
         "cross_attention",
         "mmzoo.fusions.cross_attention:CrossAttentionFusion",
         description="Co-attention (ViLBERT-style): text and image tokens attend to each other.",
+        tokens="mmzoo.fusions.tokens:TokenCrossAttention",  # token models: each token attends to the patches
         params=(
             Param("dim", "int", 128, _DIM_HELP + " (must be divisible by heads)", min=1),
             Param("heads", "int", 4, "attention heads per direction", min=1),
@@ -52,6 +53,9 @@ def register_all(register: Callable[..., None]) -> None:
         "film",
         "mmzoo.fusions.film:FilmFusion",
         description="FiLM (Perez et al. 2018): one modality scales and shifts the other's features.",
+        tokens="mmzoo.fusions.tokens:TokenFilm",  # token models: the pooled image scales and shifts every token
+        token_params=(Param("dim", "int", 128, "width the tokens are projected to before the image modulates them",
+                            min=1),),
         params=(
             Param("condition", "str", "text", "the modality that produces gamma and beta", choices=("text", "image")),
             Param("dim", "int", 128, "width the modulated modality is projected to", min=1),

@@ -18,7 +18,9 @@ PREFIX = "mmzoo."
 # Keys holding JSON; the rest are plain strings.
 JSON_KEYS = ("labels", "inputs", "outputs", "preprocessing", "members", "spec", "parity", "plugins", "tokens")
 # What each modality's preprocessor produces (mmzoo.data.preprocess), i.e. what its graph inputs may be fed from.
-FIELDS = {"text": ("input_ids", "attention_mask", "word_positions"), "image": ("pixel_values", "image")}
+# has_image: an image-conditioned tagger's "this sentence has a picture" flag (mmzoo.tokens.images).
+FIELDS = {"text": ("input_ids", "attention_mask", "word_positions"),
+          "image": ("pixel_values", "image", "has_image")}
 # The preprocessor kinds (mmzoo.data.preprocess, mmzoo.tokens) each modality may use.
 KINDS = {"text": ("text", "tokens"), "image": ("image", "raw_image")}
 REQUIRED = ("format_version", "version", "kind", "precision", "labels", "inputs", "outputs", "preprocessing")

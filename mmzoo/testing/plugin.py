@@ -11,6 +11,7 @@ from typing import Any
 from mmzoo.errors import PluginError
 from mmzoo.testing.checks import check_combiner, check_dataset, check_encoder, check_fusion, check_params
 from mmzoo.testing.common import fail, registered
+from mmzoo.testing.tokens import check_token_fusion
 from mmzoo.zoo.plugins import PluginInfo
 
 # Modules whose import costs seconds; listing the zoo must load none of them.
@@ -96,4 +97,8 @@ def check_plugin(plugin: str, /, *, params: dict[str, dict[str, Any]] | None = N
         else:
             check = {"encoder": check_encoder, "fusion": check_fusion, "combiner": check_combiner}[kind]
             check(name, export_onnx=export_onnx, **given)
+        if kind == "fusion" and part.supports_tokens:  # its token form, with the given params it declares
+            form = part.token_form()
+            check_params(form)
+            check_token_fusion(name, export_onnx=export_onnx, **{k: v for k, v in given.items() if form.param(k)})
     return {kind: list(found) for kind, found in info.registered.items()}

@@ -67,9 +67,23 @@ def _shared_tokenizer(taggers, names) -> dict:
     return {k: configs[0][k] for k in keys}
 
 
-def export_token_run(run: Run, out_dir: str | Path, opset: int = 17, precision: str = "fp32",
+def _shared_image(taggers, names) -> dict | None:
+    """The image preprocessing every image-reading member shares (None when no member reads images)."""
+    readers = [(name, t.image_encoder.preprocessor.config) for name, t in zip(names, taggers, strict=True)
+               if t.reads_images]
+    for name, cfg in readers[1:]:
+        if cfg != readers[0][1]:
+            raise ExportError(f"member {name} preprocesses images otherwise than {readers[0][0]}; one graph takes "
+                              "one pixel_values input",
+                              hint="export members whose image encoders share image_size and normalisation, or "
+                                   "combine them at the word level with `mmzoo ensemble --runs`")
+    return readers[0][1] if readers else None
+
+
+def export_token_run(run: Run, out_dir: str | Path, opset: int | None = 17, precision: str = "fp32",
                      say: Callable[[str], None] = lambda msg: None) -> dict:
     """Export ``run`` into ``out_dir``; returns {"path", "parity", ...}. Nothing is left behind on failure."""
+    opset = 17 if opset is None else opset  # `mmzoo export` passes None when --opset is not given
     from mmzoo.onnx.graphs import _trace
     from mmzoo.tokens.align import WordAligner
     from mmzoo.tokens.model import WordProbs
@@ -81,6 +95,7 @@ def export_token_run(run: Run, out_dir: str | Path, opset: int = 17, precision: 
     members, weights, vote = _members(run)
     taggers = [load_tagger(m) for m in members]
     tokenizer = _shared_tokenizer(taggers, [m.name for m in members])
+    image = _shared_image(taggers, [m.name for m in members])
     labels = run.spec["data"]["classes"]
     module = WordProbs(taggers, weights, vote).eval()
     aligner = WordAligner(tokenizer["tokenizer_json"], tokenizer["max_length"], tokenizer["pad_id"])
@@ -89,9 +104,20 @@ def export_token_run(run: Run, out_dir: str | Path, opset: int = 17, precision: 
     example = collate(aligner.rows([["mmzoo", "exports", "taggers"], ["in", "one", "graph"]]), aligner.pad_id)
     axes = {"input_ids": {0: "rows", 1: "sequence"}, "attention_mask": {0: "rows", 1: "sequence"},
             "word_positions": {0: "rows", 1: "words"}, "probs": {0: "rows", 1: "words"}}
-    model = _trace(module, tuple(torch.from_numpy(example[k]) for k in INPUTS), list(INPUTS), axes, opset,
+    inputs = INPUTS
+    if image is not None:  # one row with a picture, one without: both paths of the "no image" blend are traced
+        from mmzoo.tokens.images import INPUTS as IMAGE_INPUTS
+        from mmzoo.tokens.images import SentenceImages
+
+        size = image["crop"]
+        example.update(SentenceImages(image).batch([None, None]))
+        example["pixel_values"][0] = np.random.default_rng(0).standard_normal((3, size, size))
+        example["has_image"][0] = 1.0
+        inputs = INPUTS + IMAGE_INPUTS
+        axes.update(pixel_values={0: "rows"}, has_image={0: "rows"})
+    model = _trace(module, tuple(torch.from_numpy(example[k]) for k in inputs), list(inputs), axes, opset,
                    f"token {run.spec.get('kind', 'model')} {run.name}")
-    meta = describe(run, members, tokenizer, labels, weights, vote, opset, aligner)
+    meta = describe(run, members, tokenizer, labels, weights, vote, opset, aligner, image)
     meta["tokens"]["outside_scale"] = float(run.metrics.get("outside_scale", 1.0))
     out_dir = Path(out_dir).absolute()
     try:
@@ -118,14 +144,15 @@ def export_token_run(run: Run, out_dir: str | Path, opset: int = 17, precision: 
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {"path": str(final.resolve()), "run": run.name, "kind": run.spec.get("kind", "model"), "task": TASK,
-            "precision": "fp32", "opset": opset, "members": [m.name for m in members], "inputs": list(INPUTS),
-            "parity": {"fp32": figures}, "bytes": final.stat().st_size, "seconds": time.perf_counter() - started}
+            "precision": "fp32", "opset": opset, "members": [m.name for m in members], "inputs": list(inputs),
+            "parity": {"fp32": figures}, "bytes": final.stat().st_size, "seconds": time.perf_counter() - started,
+            "reads_images": image is not None}
 
 
-def describe(run, members, tokenizer: dict, labels, weights, vote, opset, aligner) -> dict:
+def describe(run, members, tokenizer: dict, labels, weights, vote, opset, aligner, image: dict | None = None) -> dict:
     from mmzoo import __version__
 
-    return {
+    meta = {
         "format_version": md.FORMAT_VERSION, "version": __version__, "task": TASK,
         "kind": run.spec.get("kind", "model"), "precision": "fp32", "opset": opset, "run": run.name,
         "labels": labels,
@@ -160,6 +187,21 @@ def describe(run, members, tokenizer: dict, labels, weights, vote, opset, aligne
         "spec": run.spec if run.spec.get("kind") != "ensemble" else {"ensemble": run.spec["ensemble"],
                                                                       "combiner": run.spec["combiner"]},
     }
+    if image is not None:
+        size = image["crop"]
+        meta["inputs"] += [
+            {"name": "pixel_values", "type": "float32", "shape": ["rows", 3, size, size],
+             "description": "each row's sentence picture, preprocessed as mmzoo.preprocessing[1] says; zeros "
+                            "when the sentence has none"},
+            {"name": "has_image", "type": "float32", "shape": ["rows"],
+             "description": "1 when the row's sentence has a picture, 0 when not (the tagger's learned "
+                            "no-image embedding then replaces the image features)"}]
+        meta["preprocessing"].append({"id": "image", "modality": "image", "kind": "image",
+                                      "inputs": {"pixel_values": "pixel_values", "has_image": "has_image"},
+                                      "config": image})
+        meta["tokens"]["image"] = ("every row (window) of a sentence gets the sentence's picture; a sentence "
+                                   "without one gets zero pixels and has_image 0")
+    return meta
 
 
 def parity(path: Path, run: Run, labels: list[str]) -> dict:
@@ -174,7 +216,9 @@ def parity(path: Path, run: Run, labels: list[str]) -> dict:
                            else run.spec["data"]["dataset"])
     by_id = {s.id: s for s in dataset.split("val")}
     sentences = [by_id[i].tokens for i in ids]
-    onnx_probs = np.concatenate(TokenPredictor(path, device="cpu").word_probs(sentences))
+    predictor = TokenPredictor(path, device="cpu")
+    images = [by_id[i].image for i in ids] if predictor.reads_images else None
+    onnx_probs = np.concatenate(predictor.word_probs(sentences, images))
     return {"sentences": len(sentences), "words": int(len(gold)),
             "max_abs_diff": float(np.abs(onnx_probs - torch_probs).max()) if len(gold) else 0.0,
             "argmax_agreement": float((onnx_probs.argmax(-1) == torch_probs.argmax(-1)).mean()) if len(gold) else 1.0,

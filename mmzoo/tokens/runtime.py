@@ -2,6 +2,7 @@
 
 Imports onnxruntime, tokenizers and numpy only. The steps follow the file's ``mmzoo.tokens``
 metadata: split words with the stored pattern, align them to sub-tokens (windows when long),
+give every window its sentence's picture when the export reads images (mmzoo.tokens.images),
 run the graph, read each word at its first sub-token, decode BIO with repair.
 """
 
@@ -16,6 +17,7 @@ from mmzoo.data import bio
 from mmzoo.errors import DataError, ExportError
 from mmzoo.onnx import metadata as md
 from mmzoo.tokens.align import WordAligner, collate, scatter, split_words
+from mmzoo.tokens.images import SentenceImages
 from mmzoo.zoo.token_schema import TASK
 
 
@@ -41,33 +43,63 @@ class TokenPredictor:
         except (KeyError, ValueError, Exception) as exc:  # tokenizers raises its own Exception type
             raise ExportError(f"{self.path}: its tokenizer metadata is unusable ({exc})",
                               hint="re-export the run with this mmzoo version") from None
+        self.images = None  # an image-conditioned tagger's pixel inputs (mmzoo.tokens.images)
+        image = next((p["config"] for p in self.meta["preprocessing"] if p.get("modality") == "image"), None)
+        if image is not None:
+            try:
+                self.images = SentenceImages(image)
+            except (KeyError, ValueError, TypeError) as exc:
+                raise ExportError(f"{self.path}: its image preprocessing metadata is unusable ({exc})",
+                                  hint="re-export the run with this mmzoo version") from None
         try:
             self.session = make_session(self.path, device, threads)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             raise ExportError(f"onnxruntime could not load {self.path}: {exc}",
                               hint="re-export the run; the file may be damaged") from None
 
-    def word_probs(self, sentences: Sequence[Sequence[str]], batch_size: int = 32) -> list[np.ndarray]:
-        """Per sentence, word tag probabilities (words, L) in ``labels`` order."""
+    @property
+    def reads_images(self) -> bool:
+        return self.images is not None
+
+    def word_probs(self, sentences: Sequence[Sequence[str]], images: Sequence | None = None,
+                   batch_size: int = 32) -> list[np.ndarray]:
+        """Per sentence, word tag probabilities (words, L) in ``labels`` order.
+
+        ``images``: one per sentence (a path, a PIL image, or None for none), read only by an
+        image-conditioned export; leaving it out means no sentence has a picture.
+        """
+        if images is not None and len(images) != len(sentences):
+            raise DataError(f"{len(images)} images for {len(sentences)} sentences; give one (or None) per sentence")
+        if images is not None and not self.reads_images and any(i is not None for i in images):
+            raise DataError(f"{self.path.name} is a text-only tagger; it reads no image",
+                            hint="leave out the image, or export an image-conditioned tagger")
+        from mmzoo.onnx.runtime import _image  # a missing or unreadable picture is a DataError naming it
+
+        images = [None if i is None else _image(i, f" (sentence {k + 1})") for k, i in enumerate(images)] \
+            if images is not None else [None] * len(sentences)
         rows = self.aligner.rows(sentences)
         order = sorted(range(len(rows)), key=lambda i: len(rows[i].ids))  # similar lengths pad little
         row_probs: list = [None] * len(rows)
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
             feeds = collate([rows[i] for i in idx], self.aligner.pad_id)
+            if self.images is not None:  # each row (window) reads its sentence's picture
+                feeds.update(self.images.batch([images[rows[i].sentence] for i in idx]))
             probs = self.session.run(["probs"], feeds)[0]
             for k, i in enumerate(idx):
                 row_probs[i] = probs[k]
         return scatter(rows, row_probs, [len(s) for s in sentences], len(self.labels),
                        self.labels.index(bio.OUTSIDE))
 
-    def entities(self, texts: Sequence[str], batch_size: int = 32) -> list[list[dict]]:
-        """Per text, its entities: type, text, character offsets [start, end), words and score."""
+    def entities(self, texts: Sequence[str], images: Sequence | None = None,
+                 batch_size: int = 32) -> list[list[dict]]:
+        """Per text (and its picture, if any), its entities: type, text, character offsets [start, end), words
+        and score."""
         for text in texts:
             if not isinstance(text, str) or not text.strip():
                 raise DataError("text is empty", hint="pass the text to tag, e.g. --text 'Paris is nice'")
         words = [split_words(t) for t in texts]
-        probs = self.word_probs([[w for w, _, _ in ws] for ws in words], batch_size)
+        probs = self.word_probs([[w for w, _, _ in ws] for ws in words], images, batch_size)
         out = []
         for text, ws, p in zip(texts, words, probs, strict=True):
             found = []

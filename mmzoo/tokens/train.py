@@ -25,6 +25,7 @@ from mmzoo.data import bio
 from mmzoo.errors import TrainingError
 from mmzoo.runs import folders as runs
 from mmzoo.tokens.align import IGNORE, WordAligner, collate, scatter
+from mmzoo.tokens.image_cache import image_inputs
 from mmzoo.tokens.metrics import entity_metrics
 from mmzoo.train import checkpoint
 from mmzoo.train.progress import progress_bar
@@ -59,19 +60,24 @@ def batches(rows: list, batch_size: int, rng: np.random.Generator | None) -> lis
     return out
 
 
-def _tensors(rows, pad_id: int, device) -> dict[str, torch.Tensor]:
-    return {k: torch.from_numpy(v).to(device) for k, v in collate(rows, pad_id).items()}
+def _tensors(rows, pad_id: int, device, images=None, sentences: list | None = None) -> dict[str, torch.Tensor]:
+    out = {k: torch.from_numpy(v).to(device) for k, v in collate(rows, pad_id).items()}
+    if images is not None:  # each row (window) reads its sentence's picture (mmzoo.tokens.image_cache)
+        out.update(images.batch([sentences[r.sentence].image for r in rows]))
+    return out
 
 
 @torch.no_grad()
-def predict_words(model, aligner: WordAligner, sentences: list, device, batch_size: int = 64) -> list[np.ndarray]:
-    """Word probabilities (words, L) per sentence, in float32 without autocast."""
+def predict_words(model, aligner: WordAligner, sentences: list, device, batch_size: int = 64,
+                  images=None) -> list[np.ndarray]:
+    """Word probabilities (words, L) per sentence, in float32 without autocast (``images``: image_inputs')."""
     model.eval()
+    images = images if images is not None else image_inputs(model, device)
     rows = aligner.rows([s.tokens for s in sentences])
     row_probs: list = [None] * len(rows)
     for idx in batches(rows, batch_size, None):
-        t = _tensors([rows[i] for i in idx], aligner.pad_id, device)
-        probs = model.word_probs(t["input_ids"], t["attention_mask"], t["word_positions"]).cpu().numpy()
+        t = _tensors([rows[i] for i in idx], aligner.pad_id, device, images, sentences)
+        probs = model.probs_at(t).cpu().numpy()
         for k, i in enumerate(idx):
             row_probs[i] = probs[k]
     return scatter(rows, row_probs, [len(s.tokens) for s in sentences], model.num_classes)
@@ -109,7 +115,12 @@ def train_tokens(spec: dict | None, options):
         raise TrainingError(f"dataset {dataset.name!r} has one label per sample, but model {spec['name']!r} is a "
                             "token tagger (task.type: tokens)", hint="use a token dataset such as wnut17")
     labels = dataset.labels
+    if spec.get("image") and not getattr(dataset, "has_images", False):
+        raise TrainingError(f"model {spec['name']!r} conditions its tags on an image, but no sentence of dataset "
+                            f"{dataset.name!r} has one", hint="add `image` paths to the manifest rows, or remove "
+                            "the model's 'image' and 'fusion'")
     model = create_tagger(spec, labels).to(device)
+    images = image_inputs(model, device)  # a frozen image encoder's features are computed once
     aligner = aligner_for(model)
     splits = {s: dataset.split(s) for s in ("train", "val", "test")}
     if not splits["train"] or not splits["val"]:
@@ -125,9 +136,11 @@ def train_tokens(spec: dict | None, options):
     index = {label: i for i, label in enumerate(labels)}
     train_rows = aligner.rows([s.tokens for s in splits["train"]])
     targets = [w.token_labels([index[t] for t in splits["train"][w.sentence].tags]) for w in train_rows]
-    # Two parameter groups: the pretrained encoder moves slower than the freshly initialised head.
-    encoder_params = [p for p in model.text_encoder.parameters() if p.requires_grad]
-    head_params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("text_encoder.")]
+    # Two parameter groups: the encoders (text, and image when there is one) move slower than the freshly
+    # initialised head and fusion.
+    encoders = ("text_encoder.", "image_encoder.")
+    encoder_params = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith(encoders)]
+    head_params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith(encoders)]
     encoder_lr = tcfg["encoder_lr"] if tcfg["encoder_lr"] is not None else tcfg["lr"]
     groups = [{"params": head_params, "peak": tcfg["lr"]}]
     if encoder_params:
@@ -158,7 +171,7 @@ def train_tokens(spec: dict | None, options):
                                     f"epoch {progress['epoch']}", hint=f"resume with `mmzoo train --resume {run.path}`")
                 for group in optimizer.param_groups:
                     group["lr"] = lr_at(progress["step"], total_steps, group["peak"], tcfg["warmup"])
-                t = _tensors([train_rows[i] for i in idx], aligner.pad_id, device)
+                t = _tensors([train_rows[i] for i in idx], aligner.pad_id, device, images, splits["train"])
                 width = t["input_ids"].shape[1]
                 y = torch.full((len(idx), width), IGNORE, dtype=torch.int64)
                 for k, i in enumerate(idx):
@@ -178,7 +191,7 @@ def train_tokens(spec: dict | None, options):
                 bar.update(loss=total_loss / (b + 1))
                 emit({"type": "step", "epoch": epoch, "step": b + 1, "steps": len(plan), "loss": seen})
         train_seconds = time.perf_counter() - started
-        val = score(predict_words(model, aligner, splits["val"], device), splits["val"], labels)
+        val = score(predict_words(model, aligner, splits["val"], device, images=images), splits["val"], labels)
         progress["seconds"] += time.perf_counter() - started
         value = val["f1"] if metric == "entity_f1" else val["token_accuracy"]
         record = {"epoch": epoch, "loss": total_loss / len(plan), "val_entity_f1": val["f1"],
@@ -201,10 +214,10 @@ def train_tokens(spec: dict | None, options):
             say(f"early stop: no better val {metric} for {tcfg['patience']} epochs")
             break
     model.load_state_dict(best_state, strict=False)
-    return finish(run, model, aligner, splits, labels, progress, device)
+    return finish(run, model, aligner, splits, labels, progress, device, images)
 
 
-def finish(run, model, aligner, splits: dict, labels: list[str], progress: dict, device):
+def finish(run, model, aligner, splits: dict, labels: list[str], progress: dict, device, images=None):
     """Score the best weights on val and test; store word probabilities for ensembles and export parity."""
     atomic.save_tensors(run.path / "model.safetensors", checkpoint.trained_state(model))
     history = progress["history"]
@@ -213,7 +226,7 @@ def finish(run, model, aligner, splits: dict, labels: list[str], progress: dict,
                "epoch_train_seconds": [h["epoch_train_seconds"] for h in history],
                "parameters": sum(p.numel() for p in model.parameters()),
                "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
-    probs = {split: predict_words(model, aligner, splits[split], device) for split in ("val", "test")}
+    probs = {split: predict_words(model, aligner, splits[split], device, images=images) for split in ("val", "test")}
     # The decoding's P(O) multiplier is chosen on val, like the epoch; test only reports.
     scale = max(bio.OUTSIDE_SCALES, key=lambda s: (score(probs["val"], splits["val"], labels, s)["f1"], s))
     metrics["outside_scale"] = scale

@@ -61,6 +61,15 @@ def build_encoder(entry: dict):
     return encoder
 
 
+def build_token_fusion(entry: dict, text_dim: int, image_dim: int, num_labels: int, make_head):
+    """A fusion's token form (mmzoo.fusions.tokens), from a token model's resolved ``fusion`` entry."""
+    part = get_zoo().get("fusion", entry["name"])
+    if part is None or not part.supports_tokens:
+        raise RegistryError(f"fusion {entry['name']!r} has no token form; it cannot condition a token tagger")
+    params = {k: v for k, v in entry.items() if k != "name"}
+    return part.token_form().create(text_dim, image_dim, num_labels, make_head, **params)
+
+
 # Task families (the registry's task.type) whose models are built elsewhere, by "module:function"; imported only
 # when such a model is built, so this module names no package above it.
 TASK_MODELS = {"tokens": "mmzoo.tokens.model:create_tagger"}

@@ -122,6 +122,22 @@ class Part:
     package: str = ""  # ...its distribution and version, recorded in run specs and ONNX metadata
     version: str = ""
     task: str | None = None  # datasets: "classification" (one label per sample) or "tokens" (a tag per token)
+    # Fusions: the factory of the fusion's token form (a tag per word, conditioned on the image), or None when it
+    # has none; its params are ``token_params`` (None: the same as ``params``).
+    tokens: str | Callable | None = field(default=None, repr=False)
+    token_params: tuple[Param, ...] | None = None
+
+    @property
+    def supports_tokens(self) -> bool:
+        return self.tokens is not None
+
+    def token_form(self) -> Part:
+        """The part that builds this fusion's token form: ``tokens`` as factory, ``token_params`` as params."""
+        if self.tokens is None:
+            raise ValueError(f"{self.kind} {self.name!r} has no token form")
+        params = self.params if self.token_params is None else self.token_params
+        return Part(self.kind, self.name, self.tokens, self.description, tuple(params), self.modality, self.plugin,
+                    self.package, self.version, "tokens")
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
@@ -183,6 +199,9 @@ class Part:
             "name": self.name,
             "modality": self.modality,
             **({"task": self.task} if self.kind == "dataset" else {}),
+            **({"tokens": self.supports_tokens} if self.kind == "fusion" else {}),
+            **({"token_params": [p.to_dict() for p in self.token_params]}
+               if self.kind == "fusion" and self.token_params is not None else {}),
             "description": self.description,
             "plugin": self.plugin,
             "package": self.package,

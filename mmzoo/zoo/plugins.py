@@ -89,7 +89,7 @@ def _wanted() -> set[str] | None:
 
 
 def _make_register(kind: str, info: PluginInfo, claims: dict):
-    def register(name, factory, *, description, params=(), modality=None, task=None):
+    def register(name, factory, *, description, params=(), modality=None, task=None, tokens=None, token_params=None):
         if not isinstance(name, str) or not name:
             raise TypeError(f"{kind} name must be a non-empty string, got {name!r}")
         if kind == "encoder" and modality not in ("text", "image"):
@@ -100,13 +100,20 @@ def _make_register(kind: str, info: PluginInfo, claims: dict):
             raise ValueError(f"{kind} {name!r}: task is for datasets only, 'classification' or 'tokens', not {task!r}")
         if kind == "dataset":
             task = task or "classification"
+        if (tokens is not None or token_params is not None) and kind != "fusion":
+            raise ValueError(f"{kind} {name!r}: tokens= and token_params= are for fusions only")
+        if tokens is not None and not (callable(tokens) or (isinstance(tokens, str) and _factory_path(tokens))):
+            raise TypeError(f"fusion {name!r}: tokens must be a callable or a 'package.module:attr' string, "
+                            f"got {tokens!r}")
+        if token_params is not None and (tokens is None or not all(isinstance(p, Param) for p in token_params)):
+            raise TypeError(f"fusion {name!r}: token_params must be mmzoo.plugin.Param instances, given with tokens=")
         if not isinstance(description, str):
             raise TypeError(f"{kind} {name!r}: description must be a string")
         if not (callable(factory) or (isinstance(factory, str) and _factory_path(factory))):
             raise TypeError(f"{kind} {name!r}: factory must be a callable or a 'package.module:attr' string, "
                             f"got {factory!r}")
         part = Part(kind, name, factory, description, tuple(params), modality, info.name, info.package, info.version,
-                    task)
+                    task, tokens, None if token_params is None else tuple(token_params))
         claims.setdefault((kind, name), []).append((info, part))
 
     return register

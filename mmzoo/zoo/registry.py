@@ -123,8 +123,11 @@ class _Checker:
         return resolved
 
     def part(self, entry: Entry, path: tuple, value: Any, kind: str, name_key: str, extra: tuple,
-             modality: str | None = None) -> dict | None:
-        """Resolve `name` or `{name_key: name, ...params}` into `{name_key: name, ...all params}`."""
+             modality: str | None = None, tokens: bool = False) -> dict | None:
+        """Resolve `name` or `{name_key: name, ...params}` into `{name_key: name, ...all params}`.
+
+        ``tokens``: a fusion of a token model, resolved against its token form (refused when it has none).
+        """
         if isinstance(value, str):
             value = {name_key: value}
         if not isinstance(value, dict) or name_key not in value:
@@ -138,8 +141,14 @@ class _Checker:
             self.problem(entry, path + (name_key,) if name_key in value else path,
                          f"{label} {name!r} is not registered; {_suggest(str(name), sorted(known))}")
             return None
+        if tokens:
+            if not part.supports_tokens:
+                self.problem(entry, path + (name_key,), token_spec.unsupported_fusion(entry.name, name, self.zoo))
+                return None
+            part = part.token_form()
         rest = {k: v for k, v in value.items() if k not in extra}
-        resolved = self.params(entry, path, rest, part.params, f"{kind} {name!r}", ())
+        where = f"{kind} {name!r}" + (" in a token model" if tokens else "")
+        resolved = self.params(entry, path, rest, part.params, where, ())
         for key in extra:
             if key != name_key and key in value:
                 resolved[key] = value[key]
@@ -162,16 +171,18 @@ class _Checker:
                         self.problem(entry, path + (modality, "freeze"), "'freeze' expected bool")
                 spec[modality] = enc
         has_both = "text" in raw and "image" in raw
+        tokens = token_spec.is_token_entry(raw)
         if not raw.get("text") and not raw.get("image"):
             self.problem(entry, path, f"model {entry.name!r}: needs a 'text' encoder, an 'image' encoder, or both")
         if has_both and "fusion" not in raw:
+            fusions = token_spec.token_fusions(self.zoo) if tokens else self.zoo.names("fusion")
             self.problem(entry, path, f"model {entry.name!r}: has both encoders, so it needs a 'fusion' "
-                         f"(installed: {', '.join(self.zoo.names('fusion'))})")
+                         f"({'fusions that support token models' if tokens else 'installed'}: {', '.join(fusions)})")
         if "fusion" in raw:
             if not has_both:
                 self.problem(entry, path + ("fusion",), f"model {entry.name!r}: 'fusion' needs both a text and an image encoder")
-            spec["fusion"] = self.part(entry, path + ("fusion",), raw["fusion"], "fusion", "name", schema.FUSION_KEYS)
-        tokens = token_spec.is_token_entry(raw)
+            spec["fusion"] = self.part(entry, path + ("fusion",), raw["fusion"], "fusion", "name", schema.FUSION_KEYS,
+                                       tokens=tokens)
         for section, params in (("head", token_spec.HEAD_PARAMS if tokens else schema.HEAD_PARAMS),
                                 ("task", schema.TASK_PARAMS),
                                 ("train", token_spec.TRAIN_PARAMS if tokens else schema.TRAIN_PARAMS)):

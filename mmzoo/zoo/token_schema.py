@@ -2,7 +2,9 @@
 
 A token model is a registry model with ``task: {type: tokens, dataset: ...}``: one text
 encoder (fine-tuned unless ``freeze: true``), a per-token head, and a training section whose
-``lr`` is the head's peak learning rate and ``encoder_lr`` the pretrained encoder's.
+``lr`` is the head's peak learning rate and ``encoder_lr`` the pretrained encoder's. It may add
+an ``image`` encoder and a ``fusion`` that has a token form (``Part.supports_tokens``): the
+image then conditions every token.
 """
 
 from __future__ import annotations
@@ -43,10 +45,6 @@ def is_token_entry(raw: dict) -> bool:
 def check(checker, entry, path: tuple, raw: dict, spec: dict) -> None:
     """Token-specific problems of a model entry, each at its line (``checker`` is registry._Checker)."""
     name = entry.name
-    if raw.get("image") is not None or raw.get("fusion") is not None:
-        key = "image" if raw.get("image") is not None else "fusion"
-        checker.problem(entry, path + (key,), f"model {name!r}: token models read text only; no fusion "
-                        "conditions tokens on an image yet (remove 'image' and 'fusion')")
     if not raw.get("text"):
         checker.problem(entry, path, f"model {name!r}: a token model needs a 'text' encoder")
     if spec["task"].get("label_set") is not None:
@@ -60,6 +58,17 @@ def check(checker, entry, path: tuple, raw: dict, spec: dict) -> None:
                         "`type: tokens`")
 
 
+def token_fusions(zoo) -> list[str]:
+    """The registered fusions with a token form (they can condition a tagger on an image)."""
+    return [name for name in zoo.names("fusion") if zoo.get("fusion", name).supports_tokens]
+
+
+def unsupported_fusion(model: str, fusion: str, zoo) -> str:
+    able = token_fusions(zoo)
+    return (f"model {model!r}: fusion {fusion!r} does not support token models (a tag per word conditioned on the "
+            f"image); fusions that do: {', '.join(able) or 'none installed'}")
+
+
 def check_classification(checker, entry, path: tuple, spec: dict) -> None:
     """A classifier must not name a token dataset."""
     dataset = spec["task"].get("dataset")
@@ -67,8 +76,6 @@ def check_classification(checker, entry, path: tuple, spec: dict) -> None:
     if part is not None and part.task == TASK:
         checker.problem(entry, path + ("task", "dataset"), f"model {entry.name!r}: dataset {dataset!r} tags "
                         "every token; add `type: tokens` to the task to train a token tagger")
-
-
 
 
 

@@ -76,6 +76,21 @@ def test_part_meets_its_contract(kind, name, params):
     CHECKS[kind](name, **params)
 
 
+TOKEN_FORMS = [pytest.param(name, {k: v for k, v in TINY["fusion"].get(name, {}).items()
+                                    if ZOO.get("fusion", name).token_form().param(k)}, id=f"tokens-{name}")
+               for name in ZOO.names("fusion") if ZOO.get("fusion", name).supports_tokens]
+
+
+def test_film_and_cross_attention_have_token_forms():
+    assert {"film", "cross_attention"} <= {p.values[0] for p in TOKEN_FORMS}
+
+
+@pytest.mark.parametrize(("name", "params"), TOKEN_FORMS)
+def test_token_form_meets_its_contract(name, params):
+    testing.check_params(ZOO.get("fusion", name).token_form())
+    testing.check_token_fusion(name, **params)
+
+
 @pytest.mark.parametrize("plugin", [p.name for p in ZOO.plugins])
 def test_plugin_loads_cleanly_and_listing_it_stays_torch_free(plugin):
     info = next(p for p in ZOO.plugins if p.name == plugin)

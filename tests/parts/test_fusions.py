@@ -28,8 +28,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def _registered() -> dict[str, Part]:
     parts: dict[str, Part] = {}
 
-    def register(name, factory, *, description, params=(), modality=None):
-        parts[name] = Part("fusion", name, factory, description, tuple(params), modality)
+    def register(name, factory, *, description, params=(), modality=None, tokens=None, token_params=None):
+        parts[name] = Part("fusion", name, factory, description, tuple(params), modality, tokens=tokens,
+                           token_params=token_params)
 
     meta.register_all(register)
     return parts

@@ -102,7 +102,8 @@ def test_registry_validates_token_models(toy):
     registry = load_registry(toy.registry)
     assert registry.get("toy_tagger").ok and registry.get("toy_tagger").spec["text"]["freeze"] is False
     bad = " ".join(str(p) for p in registry.get("bad_tagger").problems)
-    assert "token models read text only" in bad and "registry.yaml:" in bad
+    assert "fusion 'concat' does not support token models" in bad and "registry.yaml:" in bad
+    assert "fusions that do: cross_attention, film" in bad
     wrong = " ".join(str(p) for p in registry.get("bad_classifier").problems)
     assert "add `type: tokens`" in wrong
     stack = " ".join(str(p) for p in registry.get("toy_stack").problems)
