@@ -75,6 +75,15 @@ def train_model(model: str | dict | None = None, overrides: Overrides | None = N
 
     if model is None and resume is None:
         raise RegistryError("name a model to train, or pass --resume RUN", hint="see `mmzoo list models`")
+    if resume is not None:
+        from mmzoo.runs.folders import find_run
+
+        run = find_run(str(resume), out, newest="unfinished")
+        if run.spec.get("teacher"):  # a distilled run resumes with its teacher and settings
+            from mmzoo.ensemble.distill import resume_distill
+
+            return resume_distill(run, out=out, device=device, quiet=quiet, on_event=on_event,
+                                  should_stop=should_stop)
     spec = None if resume is not None else prepare_spec(model, overrides, registry)
     options = Options(out=out, device=device, resume=str(resume) if resume is not None else None, quiet=quiet,
                       on_event=on_event, should_stop=should_stop)

@@ -16,6 +16,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--temperature", type=float, default=2.0, help="softening of teacher and student (default 2)")
     p.add_argument("--alpha", type=float, default=0.5,
                    help="weight of the soft-label term; 1 - alpha weighs the hard labels (default 0.5)")
+    p.add_argument("--augment", default="none", metavar="KINDS",
+                   help="also ask the teacher on perturbed copies of each train batch: none, or shift, noise, "
+                        "mixup, swap joined by '+' (e.g. shift+swap; default none)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--batch-size", type=int)
@@ -28,26 +31,27 @@ def add_parsers(sub) -> None:
 
 
 def cmd_distill(args) -> int:
-    from mmzoo.app.train import Overrides, prepare_spec
+    from mmzoo.app.distill import distill_from_run
+    from mmzoo.app.train import Overrides
     from mmzoo.cli.train import apply_threads
-    from mmzoo.ensemble.distill import check_settings, distill
+    from mmzoo.ensemble.distill import check_settings
     from mmzoo.runs.compare import gap_closed
-    from mmzoo.runs.folders import find_run
 
-    check_settings(args.temperature, args.alpha)
+    check_settings(args.temperature, args.alpha, args.augment)
     apply_threads(args)
-    teacher = find_run(args.ensemble, args.out)
-    student = prepare_spec(args.student, Overrides.from_object(args), args.registry)
-    run = distill(teacher, student, temperature=args.temperature, alpha=args.alpha, out=args.out,
-                  device=args.device)
+    run = distill_from_run(args.ensemble, args.student, Overrides.from_object(args), temperature=args.temperature,
+                           alpha=args.alpha, augment=args.augment, registry=args.registry, out=args.out,
+                           device=args.device)
+    teacher = run.spec["teacher"]
     test = run.metrics["test"]
     gap = gap_closed(run)
     if args.json:
-        emit_json({"run": run.name, "path": str(run.path), "teacher": teacher.name, "test_accuracy": test["accuracy"],
+        emit_json({"run": run.name, "path": str(run.path), "teacher": teacher["run"], "test_accuracy": test["accuracy"],
                    "test_macro_f1": test["macro_f1"], **(gap or {})})
         return 0
     print(f"{run.name}: test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f}, distilled from "
-          f"{teacher.name} (T {args.temperature:g}, alpha {args.alpha:g}) -> {run.path}")
+          f"{teacher['run']} (T {args.temperature:g}, alpha {args.alpha:g}, augment {teacher['augment']}) "
+          f"-> {run.path}")
     if gap is not None:
         closed = "n/a (the teacher does not beat its best member on test)" if gap["gap_closed"] is None else \
             f"{100 * gap['gap_closed']:.0f}%"

@@ -89,12 +89,13 @@ def detail_markup(path: Path) -> str:
 
 
 class RunDetail(ModalScreen):
-    """One run, scrollable; escape closes, a opens its error analysis, x its export."""
+    """One run, scrollable; escape closes, a opens its error analysis, x its export, k distils an ensemble."""
 
     BINDINGS = [
         Binding("escape,enter", "close", "Close"),
         Binding("a", "analyse", "Analyse errors"),
         Binding("x", "export", "To export"),
+        Binding("k", "distill", "Distil"),
     ]
 
     def __init__(self, path: Path) -> None:
@@ -114,3 +115,6 @@ class RunDetail(ModalScreen):
 
     def action_export(self) -> None:
         self.dismiss("export")
+
+    def action_distill(self) -> None:
+        self.dismiss("distill")
