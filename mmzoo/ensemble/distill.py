@@ -11,6 +11,13 @@ where ``hard`` is the usual joint cross-entropy, ``teacher_T`` the teacher's pro
 tempered as ``softmax(log p / T)`` and ``student_T`` = ``softmax(logits / T)``. With
 ``alpha = 0`` the loss is exactly the ordinary one. The result is an ordinary run
 (folder ``<student>_distilled``) whose spec.yaml records its teacher.
+
+With ``augment`` (see mmzoo.ensemble.augment) every step also builds a perturbed copy of the
+batch (mixup between its rows, shifted or noisy images, swapped images), asks the live teacher
+(mmzoo.ensemble.live_teacher) on that copy, and the soft term becomes the mean of the KL on the
+batch and the KL on its copy. The copies are made from train samples only, so the soft labels
+still come from the train split; the perturbation is drawn from the seed and the step, so the
+run is deterministic and resumes exactly (``mmzoo train --resume`` asks the recorded teacher again).
 """
 
 from __future__ import annotations

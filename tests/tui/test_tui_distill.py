@@ -34,6 +34,9 @@ async def test_an_ensemble_run_is_distilled_from_the_runs_screen(runs_copy, tiny
         await pilot.pause()
         assert shown[-1]["message"] == "pick a finished ensemble run to distil"
         app.screen.focus_run(ensemble.path)
+        await pilot.press("enter")  # the ensemble's detail view offers it
+        await pilot.pause()
+        assert "(k: distil it into one model)" in screen_text(app)
         await pilot.press("k")
         await pilot.pause()
         text = screen_text(app)

@@ -32,7 +32,7 @@ def _metric_lines(metrics: dict) -> list[str]:
 def _ensemble_lines(spec: dict, metrics: dict) -> list[str]:
     combiner = spec.get("combiner", {})
     name = combiner.get("name", "?") if isinstance(combiner, dict) else str(combiner)
-    lines = ["", f"[b]ensemble[/] combiner [b]{escape(name)}[/]"]
+    lines = ["", f"[b]ensemble[/] combiner [b]{escape(name)}[/]  [dim](k: distil it into one model)[/]"]
     if metrics.get("val_note"):
         lines.append(f"  val: {escape(str(metrics['val_note']))}")
     lines.append("[b]members[/] (weight notes from spec.yaml)")

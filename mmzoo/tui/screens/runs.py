@@ -33,7 +33,7 @@ COLUMNS = (
     ("tags", "tags", "tag_text", None),
     ("seconds", "train s", "seconds", ".1f"),
 )
-HINT = "⏎ detail · / filter · g tag · s sort · u resume · k distil · x export · [ ] tabs"
+HINT = "⏎ detail · / filter · g tag · s sort · u resume · x export · [ ] compare tabs"
 SORTABLE = [c[0] for c in COLUMNS if c[2]]
 
 
