@@ -130,7 +130,7 @@ def distillation_loss(soft, temperature: float, alpha: float, teacher=None, kind
 
     def loss(out: dict, idx, hard, ctx):
         soft_term = kl_to(soft[idx.cpu()], out["logits"], temperature)
-        if kinds:
+        if kinds and alpha > 0:  # with alpha 0 the soft term weighs nothing: no extra forward, an ordinary run
             draw = augment.Draw.make(kinds, ctx.seed, ctx.step, len(idx))
             cached, raw = augment.apply(draw, *ctx.data.batch(idx, ctx.device))
             feats = dict(cached)
