@@ -157,3 +157,14 @@ def test_distill_cli_takes_augment_on_cached_features(run_cli, teacher, registry
     res = run_cli("--registry", str(registry_file), "distill", str(ensemble.path), "--student", "frozen_concat",
                   "--augment", "blur", "--out", str(root))
     assert res.returncode != 0 and "unknown perturbation 'blur'" in res.stderr
+
+
+def test_alpha_zero_with_augment_is_still_an_ordinary_run(teacher, registry_file, tmp_path):
+    from mmzoo.ensemble.distill import distill
+
+    ensemble, _ = teacher
+    spec = spec_of("frozen_concat", registry_file)
+    plain = train(spec, Options(out=tmp_path, quiet=True))
+    student = distill(ensemble, spec, temperature=1.0, alpha=0.0, augment="mixup", out=tmp_path, quiet=True)
+    a, b = _weights(plain), _weights(student)
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
