@@ -9,16 +9,18 @@ from mmzoo.cli.output import emit_json
 
 def add_parsers(sub) -> None:
     from mmzoo.cli.train import add_threads_flag
+    from mmzoo.ensemble.distill import DEFAULT_ALPHA, DEFAULT_AUGMENT, DEFAULT_TEMPERATURE
 
     p = sub.add_parser("distill", help="train one model on an ensemble run's soft labels (train split only)")
     p.add_argument("ensemble", metavar="ENSEMBLE_RUN", help="a finished ensemble run (folder, model/id or name)")
     p.add_argument("--student", required=True, metavar="MODEL", help="model name in registry.yaml to train")
-    p.add_argument("--temperature", type=float, default=2.0, help="softening of teacher and student (default 2)")
-    p.add_argument("--alpha", type=float, default=0.5,
-                   help="weight of the soft-label term; 1 - alpha weighs the hard labels (default 0.5)")
-    p.add_argument("--augment", default="none", metavar="KINDS",
+    p.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE,
+                   help=f"softening of teacher and student (default {DEFAULT_TEMPERATURE:g})")
+    p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
+                   help=f"weight of the soft-label term; 1 - alpha weighs the hard labels (default {DEFAULT_ALPHA:g})")
+    p.add_argument("--augment", default=DEFAULT_AUGMENT, metavar="KINDS",
                    help="also ask the teacher on perturbed copies of each train batch: none, or shift, noise, "
-                        "mixup, swap joined by '+' (e.g. shift+swap; default none)")
+                        f"mixup, swap joined by '+' (e.g. mixup, shift+swap; default {DEFAULT_AUGMENT})")
     p.add_argument("--epochs", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--batch-size", type=int)

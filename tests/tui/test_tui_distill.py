@@ -62,7 +62,7 @@ async def test_an_ensemble_run_is_distilled_from_the_runs_screen(runs_copy, tiny
         assert any(s.startswith("student of tiny_pair · epoch 1 · step") for s in statuses), statuses
     (student,) = [r for r in list_runs(runs_copy) if r.spec.get("teacher")]
     assert student.model == "tiny_concat_distilled" and student.finished
-    assert student.spec["teacher"] | {"path": None} == {"run": ensemble.name, "path": None, "temperature": 2.0,
+    assert student.spec["teacher"] | {"path": None} == {"run": ensemble.name, "path": None, "temperature": 1.0,
                                                         "alpha": 0.7, "augment": "shift+swap", "soft_labels": "train"}
 
 
