@@ -78,8 +78,12 @@ def train_model(model: str | dict | None = None, overrides: Overrides | None = N
     if resume is not None:
         from mmzoo.runs.folders import find_run
 
-        run = find_run(str(resume), out, newest="unfinished")
-        if run.spec.get("teacher"):  # a distilled run resumes with its teacher and settings
+        try:
+            run = find_run(str(resume), out, newest="unfinished")
+            distilled = isinstance(run.spec, dict) and bool(run.spec.get("teacher"))
+        except Exception:  # a bad reference or a damaged folder: the trainer reports it, with its own message
+            distilled = False
+        if distilled:  # a distilled run resumes with its teacher and settings
             from mmzoo.ensemble.distill import resume_distill
 
             return resume_distill(run, out=out, device=device, quiet=quiet, on_event=on_event,
