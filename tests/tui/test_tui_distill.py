@@ -60,7 +60,12 @@ async def test_an_ensemble_run_is_distilled_from_the_runs_screen(runs_copy, tiny
         text = screen_text(app)
         assert "model tiny_concat" in text and "tiny_concat_distilled/" in text and "finished" in text
         assert any(s.startswith("student of tiny_pair · epoch 1 · step") for s in statuses), statuses
-    (student,) = [r for r in list_runs(runs_copy) if r.spec.get("teacher")]
+        (student,) = [r for r in list_runs(runs_copy) if r.spec.get("teacher")]
+        await pilot.press("r")
+        app.screen.focus_run(student.path)
+        await pilot.press("enter")  # a distilled run's detail names its teacher and settings
+        await pilot.pause()
+        assert f"teacher {ensemble.name} · T 1.0 · alpha 0.7 · augment shift+swap" in screen_text(app)
     assert student.model == "tiny_concat_distilled" and student.finished
     assert student.spec["teacher"] | {"path": None} == {"run": ensemble.name, "path": None, "temperature": 1.0,
                                                         "alpha": 0.7, "augment": "shift+swap", "soft_labels": "train"}

@@ -78,6 +78,10 @@ def detail_markup(path: Path) -> str:
         lines.append(f"model   {escape(' · '.join(parts))}")
         lines.append("train   " + escape(" · ".join(f"{k} {train[k]}" for k in ("epochs", "lr", "batch_size", "seed")
                                                       if k in train)))
+        teacher = spec.get("teacher")
+        if isinstance(teacher, dict):  # a distilled run: its teacher and settings
+            lines.append(f"teacher {escape(str(teacher.get('run', '?')))} · T {teacher.get('temperature')} · alpha "
+                         f"{teacher.get('alpha')} · augment {escape(str(teacher.get('augment', 'none')))}")
         if metrics:
             lines.append(f"        best epoch {metrics.get('best_epoch')} of {metrics.get('epochs')} · "
                          f"{metrics.get('train_seconds', 0):.1f}s · {metrics.get('parameters', 0):,} parameters")
