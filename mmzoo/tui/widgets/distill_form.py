@@ -64,8 +64,8 @@ class DistillDialog(ModalScreen[DistillChoice | None]):
                          "from the train split only", id="distill-title", markup=False)
             with Horizontal(classes="distill-row"):
                 yield Label("student", classes="distill-label")
-                yield Select([(s, s) for s in self.students], value=self.student or Select.BLANK, allow_blank=False
-                             if self.students else True, compact=True, id="distill-student")
+                yield Select([(s, s) for s in self.students], value=self.student or Select.BLANK,
+                             allow_blank=not self.students, compact=True, id="distill-student")
             with Horizontal(classes="distill-row"):
                 yield Label("temperature", classes="distill-label")
                 yield Input(f"{temperature:g}", compact=True, id="distill-temperature")
