@@ -75,6 +75,19 @@ def train_model(model: str | dict | None = None, overrides: Overrides | None = N
 
     if model is None and resume is None:
         raise RegistryError("name a model to train, or pass --resume RUN", hint="see `mmzoo list models`")
+    if resume is not None:
+        from mmzoo.runs.folders import find_run
+
+        try:
+            run = find_run(str(resume), out, newest="unfinished")
+            distilled = isinstance(run.spec, dict) and bool(run.spec.get("teacher"))
+        except Exception:  # a bad reference or a damaged folder: the trainer reports it, with its own message
+            distilled = False
+        if distilled:  # a distilled run resumes with its teacher and settings
+            from mmzoo.ensemble.distill import resume_distill
+
+            return resume_distill(run, out=out, device=device, quiet=quiet, on_event=on_event,
+                                  should_stop=should_stop)
     spec = None if resume is not None else prepare_spec(model, overrides, registry)
     options = Options(out=out, device=device, resume=str(resume) if resume is not None else None, quiet=quiet,
                       on_event=on_event, should_stop=should_stop)

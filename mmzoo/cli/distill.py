@@ -9,13 +9,18 @@ from mmzoo.cli.output import emit_json
 
 def add_parsers(sub) -> None:
     from mmzoo.cli.train import add_threads_flag
+    from mmzoo.ensemble.distill import DEFAULT_ALPHA, DEFAULT_AUGMENT, DEFAULT_TEMPERATURE
 
     p = sub.add_parser("distill", help="train one model on an ensemble run's soft labels (train split only)")
     p.add_argument("ensemble", metavar="ENSEMBLE_RUN", help="a finished ensemble run (folder, model/id or name)")
     p.add_argument("--student", required=True, metavar="MODEL", help="model name in registry.yaml to train")
-    p.add_argument("--temperature", type=float, default=2.0, help="softening of teacher and student (default 2)")
-    p.add_argument("--alpha", type=float, default=0.5,
-                   help="weight of the soft-label term; 1 - alpha weighs the hard labels (default 0.5)")
+    p.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE,
+                   help=f"softening of teacher and student (default {DEFAULT_TEMPERATURE:g})")
+    p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
+                   help=f"weight of the soft-label term; 1 - alpha weighs the hard labels (default {DEFAULT_ALPHA:g})")
+    p.add_argument("--augment", default=DEFAULT_AUGMENT, metavar="KINDS",
+                   help="also ask the teacher on perturbed copies of each train batch: none, or shift, noise, "
+                        f"mixup, swap joined by '+' (e.g. mixup, shift+swap; default {DEFAULT_AUGMENT})")
     p.add_argument("--epochs", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--batch-size", type=int)
@@ -28,26 +33,27 @@ def add_parsers(sub) -> None:
 
 
 def cmd_distill(args) -> int:
-    from mmzoo.app.train import Overrides, prepare_spec
+    from mmzoo.app.distill import distill_from_run
+    from mmzoo.app.train import Overrides
     from mmzoo.cli.train import apply_threads
-    from mmzoo.ensemble.distill import check_settings, distill
+    from mmzoo.ensemble.distill import check_settings
     from mmzoo.runs.compare import gap_closed
-    from mmzoo.runs.folders import find_run
 
-    check_settings(args.temperature, args.alpha)
+    check_settings(args.temperature, args.alpha, args.augment)
     apply_threads(args)
-    teacher = find_run(args.ensemble, args.out)
-    student = prepare_spec(args.student, Overrides.from_object(args), args.registry)
-    run = distill(teacher, student, temperature=args.temperature, alpha=args.alpha, out=args.out,
-                  device=args.device)
+    run = distill_from_run(args.ensemble, args.student, Overrides.from_object(args), temperature=args.temperature,
+                           alpha=args.alpha, augment=args.augment, registry=args.registry, out=args.out,
+                           device=args.device)
+    teacher = run.spec["teacher"]
     test = run.metrics["test"]
     gap = gap_closed(run)
     if args.json:
-        emit_json({"run": run.name, "path": str(run.path), "teacher": teacher.name, "test_accuracy": test["accuracy"],
+        emit_json({"run": run.name, "path": str(run.path), "teacher": teacher["run"], "test_accuracy": test["accuracy"],
                    "test_macro_f1": test["macro_f1"], **(gap or {})})
         return 0
     print(f"{run.name}: test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f}, distilled from "
-          f"{teacher.name} (T {args.temperature:g}, alpha {args.alpha:g}) -> {run.path}")
+          f"{teacher['run']} (T {args.temperature:g}, alpha {args.alpha:g}, augment {teacher['augment']}) "
+          f"-> {run.path}")
     if gap is not None:
         closed = "n/a (the teacher does not beat its best member on test)" if gap["gap_closed"] is None else \
             f"{100 * gap['gap_closed']:.0f}%"

@@ -11,11 +11,19 @@ where ``hard`` is the usual joint cross-entropy, ``teacher_T`` the teacher's pro
 tempered as ``softmax(log p / T)`` and ``student_T`` = ``softmax(logits / T)``. With
 ``alpha = 0`` the loss is exactly the ordinary one. The result is an ordinary run
 (folder ``<student>_distilled``) whose spec.yaml records its teacher.
+
+With ``augment`` (see mmzoo.ensemble.augment) every step also builds a perturbed copy of the
+batch (mixup between its rows, shifted or noisy images, swapped images), asks the live teacher
+(mmzoo.ensemble.live_teacher) on that copy, and the soft term becomes the mean of the KL on the
+batch and the KL on its copy. The copies are made from train samples only, so the soft labels
+still come from the train split; the perturbation is drawn from the seed and the step, so the
+run is deterministic and resumes exactly (``mmzoo train --resume`` asks the recorded teacher again).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +32,11 @@ from mmzoo import atomic
 from mmzoo.errors import RunError, TrainingError
 from mmzoo.runs.folders import Run
 
-DEFAULT_TEMPERATURE = 2.0
+# Chosen on val by benchmarks/distill.py (docs/benchmarks.md): the best mean val accuracy over emoji and
+# digits-match. mixup helps at T >= 2 on both, but T 1 without it did as well or better, for a ninth of the cost.
+DEFAULT_TEMPERATURE = 1.0
 DEFAULT_ALPHA = 0.5
+DEFAULT_AUGMENT = "none"
 
 
 def member_train_probabilities(run: Run, dataset, device) -> tuple[np.ndarray, list]:
@@ -99,35 +110,96 @@ def soften(probs, temperature: float):
     return torch.softmax(logp / temperature, dim=-1)
 
 
-def distillation_loss(soft, temperature: float, alpha: float):
-    """The trainer's loss hook: mixes the hard loss with T^2 * KL to the tempered teacher rows ``soft[idx]``."""
+def kl_to(target, logits, temperature: float):
+    """KL(target || softmax(logits / T)), averaged over rows; target (B, C) probabilities."""
     import torch
     import torch.nn.functional as F
 
-    def loss(out: dict, idx, hard):
-        log_student = F.log_softmax(out["logits"].float() / temperature, dim=-1)  # (B, C)
-        target = soft[idx.cpu()].to(log_student.device)  # (B, C)
-        kl = (torch.special.xlogy(target, target) - target * log_student).sum(dim=-1).mean()
-        return (1.0 - alpha) * hard + alpha * temperature ** 2 * kl
+    log_student = F.log_softmax(logits.float() / temperature, dim=-1)  # (B, C)
+    target = target.to(log_student.device)
+    return (torch.special.xlogy(target, target) - target * log_student).sum(dim=-1).mean()
+
+
+def distillation_loss(soft, temperature: float, alpha: float, teacher=None, kinds: tuple[str, ...] = ()):
+    """The trainer's loss hook: the hard loss mixed with T^2 * KL to the tempered teacher.
+
+    The soft term is the KL on the batch's own train rows (``soft[idx]``, the stored soft labels). With
+    perturbations (``kinds``, a live ``teacher``) it is the mean of that and the KL on a perturbed copy of
+    the batch, where the teacher is asked afresh: the student sees the teacher's function off the
+    training points.
+    """
+    from mmzoo.ensemble import augment
+
+    def loss(out: dict, idx, hard, ctx):
+        soft_term = kl_to(soft[idx.cpu()], out["logits"], temperature)
+        if kinds and alpha > 0:  # with alpha 0 the soft term weighs nothing: no extra forward, an ordinary run
+            draw = augment.Draw.make(kinds, ctx.seed, ctx.step, len(idx))
+            cached, raw = augment.apply(draw, *ctx.data.batch(idx, ctx.device))
+            feats = dict(cached)
+            if raw:
+                feats.update(ctx.model.encode(raw))
+            perturbed = ctx.model.head(feats)["logits"]  # (B, C)
+            soft_term = 0.5 * (soft_term + kl_to(soften(teacher.probs(idx, draw), temperature), perturbed,
+                                                  temperature))
+        return (1.0 - alpha) * hard + alpha * temperature ** 2 * soft_term
 
     return loss
 
 
-def check_settings(temperature: float, alpha: float) -> None:
+def check_settings(temperature: float, alpha: float, augment: str = "none") -> None:
+    from mmzoo.ensemble.augment import parse
+
     if not temperature > 0:
         raise TrainingError(f"--temperature must be positive, got {temperature}")
     if not 0.0 <= alpha <= 1.0:
         raise TrainingError(f"--alpha must be between 0 and 1, got {alpha}")
+    parse(augment)
 
 
 def distill(ensemble: Run, student_spec: dict, *, temperature: float = DEFAULT_TEMPERATURE,
-            alpha: float = DEFAULT_ALPHA, out=None, device: str = "auto", quiet: bool = False,
-            run_name: str | None = None) -> Run:
-    """Train ``student_spec`` on ``ensemble``'s train-split soft labels; returns the finished run."""
-    from mmzoo.train.factory import open_dataset
-    from mmzoo.train.trainer import Options, pick_device, train
+            alpha: float = DEFAULT_ALPHA, augment: str = DEFAULT_AUGMENT, out=None, device: str = "auto",
+            quiet: bool = False, run_name: str | None = None, on_event=None, should_stop=None,
+            threads: int | None = None) -> Run:
+    """Train ``student_spec`` on ``ensemble``'s soft labels (train split only); returns the finished run."""
+    from mmzoo.ensemble.augment import canonical
+    from mmzoo.train.trainer import Options, train
 
-    check_settings(temperature, alpha)
+    check_settings(temperature, alpha, augment)
+    hook = _loss_hook(ensemble, student_spec, temperature, alpha, augment, device)
+    teacher = {"run": ensemble.name, "path": str(ensemble.path.resolve()), "temperature": temperature,
+               "alpha": alpha, "augment": canonical(augment), "soft_labels": "train"}
+    options = Options(out=out, device=device, quiet=quiet, run_name=run_name or f"{student_spec['name']}_distilled",
+                      extra_spec={"teacher": teacher}, loss_hook=hook, on_event=on_event, should_stop=should_stop,
+                      threads=threads)
+    return train(student_spec, options)
+
+
+def resume_distill(run: Run, *, out=None, device: str = "auto", quiet: bool = False, on_event=None,
+                   should_stop=None, threads: int | None = None) -> Run:
+    """Continue an interrupted distilled run with the teacher and settings its spec.yaml records."""
+    from mmzoo.train.trainer import Options, train
+
+    record = run.spec.get("teacher")
+    if not record:
+        raise RunError(f"{run.name} is not a distilled run", hint=f"resume it with `mmzoo train --resume {run.path}`")
+    ensemble = Run(Path(record["path"]))
+    if not (ensemble.path / "spec.yaml").exists():
+        raise RunError(f"{run.name}: its teacher {record['run']} is gone ({record['path']})",
+                       hint="a distilled run resumes only with the ensemble it started from")
+    hook = _loss_hook(ensemble, run.spec["model"], record["temperature"], record["alpha"],
+                      record.get("augment", "none"), device)
+    options = Options(out=out, device=device, resume=str(run.path), quiet=quiet, loss_hook=hook, on_event=on_event,
+                      should_stop=should_stop, threads=threads)
+    return train(None, options)
+
+
+def _loss_hook(ensemble: Run, student_spec: dict, temperature: float, alpha: float, augment: str, device: str):
+    from mmzoo.ensemble.augment import parse
+    from mmzoo.ensemble.live_teacher import LiveTeacher
+    from mmzoo.train.factory import open_dataset
+    from mmzoo.train.trainer import pick_device
+
+    kinds = parse(augment)
     data = ensemble.spec.get("data", {})
     dataset = open_dataset(student_spec["task"]["dataset"])
     label_set = student_spec["task"]["label_set"] or dataset.default_label_set
@@ -136,10 +208,10 @@ def distill(ensemble: Run, student_spec: dict, *, temperature: float = DEFAULT_T
         raise TrainingError(f"student {student_spec['name']!r} learns {dataset.name!r} (label set {label_set!r}); "
                             f"teacher {ensemble.name} predicts {data.get('dataset')!r} (label set "
                             f"{data.get('label_set')!r})", hint="pick a student trained on the teacher's data")
-    probs, _ = teacher_soft_labels(ensemble, dataset, pick_device(device))
-    teacher = {"run": ensemble.name, "path": str(ensemble.path.resolve()), "temperature": temperature,
-               "alpha": alpha, "soft_labels": "train"}
-    options = Options(out=out, device=device, quiet=quiet, run_name=run_name or f"{student_spec['name']}_distilled",
-                      extra_spec={"teacher": teacher},
-                      loss_hook=distillation_loss(soften(probs, temperature), temperature, alpha))
-    return train(student_spec, options)
+    if kinds and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise TrainingError("--augment queries the teacher in the training loop, which runs in one process",
+                            hint="distill with --augment none under torchrun, or run without torchrun")
+    target = pick_device(device)
+    probs, _ = teacher_soft_labels(ensemble, dataset, target)
+    live = LiveTeacher(ensemble, dataset, target) if kinds else None
+    return distillation_loss(soften(probs, temperature), temperature, alpha, live, kinds)

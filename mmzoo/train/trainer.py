@@ -49,7 +49,18 @@ class Options:
     quiet: bool = False
     extra_spec: dict = field(default_factory=dict)  # recorded in spec.yaml (e.g. recipe details)
     threads: int | None = None  # torch CPU threads; None: the train section's `threads`, else chosen from the work
-    loss_hook: Callable | None = None  # (out, idx, loss) -> the loss to minimise (distillation: mmzoo.ensemble.distill)
+    loss_hook: Callable | None = None  # (out, idx, loss, LossContext) -> the loss to minimise (see mmzoo.ensemble.distill)
+
+
+@dataclass
+class LossContext:
+    """What a loss hook may read besides the batch's outputs: the model, the train split's inputs, the step."""
+
+    model: torch.nn.Module
+    data: SplitInputs
+    device: torch.device
+    step: int  # optimiser steps taken before this one (the same after a resume)
+    seed: int
 
 
 def pick_device(name: str) -> torch.device:
@@ -283,7 +294,9 @@ def _train(spec: dict, options: Options, ctx: distributed.Context, held: context
                 loss = joint_loss(out, y_all[idx].to(device), None if uniform else batch_weights.to(device), tcfg,
                                   total)
                 if options.loss_hook is not None:
-                    loss = options.loss_hook(out, idx, loss)
+                    with autocast:
+                        loss = options.loss_hook(out, idx, loss, LossContext(model, train_data, device,
+                                                                             progress["step"], tcfg["seed"]))
                 # the global batch's loss, the same on every rank; one host sync per step, read once
                 seen = ctx.mean(loss.detach()).item()
                 if not math.isfinite(seen):
@@ -358,6 +371,9 @@ def _check_resumable(run, options: Options) -> None:
     if spec.get("kind") == "ensemble":
         raise TrainingError(f"{run.name} is an ensemble run; `mmzoo train --resume` continues model runs only",
                             hint=runs.resume_hint(run))
+    if spec.get("teacher") is not None and options.loss_hook is None:
+        raise TrainingError(f"{run.name} is a distilled run; resuming it without its teacher would silently train "
+                            "on the hard labels alone", hint=f"resume it with `mmzoo train --resume {run.path}`, which asks its teacher again")
     if spec.get("resample") is not None and options.train_rows is None and options.sample_weights is None:
         raise TrainingError(f"{run.name} trained on resampled data ({spec['resample'].get('kind')}); resuming it "
                             "without that data would silently train on the whole split", hint=runs.resume_hint(run))

@@ -12,6 +12,7 @@ from mmzoo.tui.catalog import Catalog, load_catalog
 from mmzoo.tui.commands import MmzooCommands
 from mmzoo.tui.messages import (
     AnalyseRequested,
+    DistillRequested,
     ExportRequested,
     ResumeRequested,
     RunsChanged,
@@ -110,6 +111,10 @@ class MmzooApp(App):
     async def on_resume_requested(self, message: ResumeRequested) -> None:
         await self.switch_mode("train")
         self.get_screen("train").resume(message.path)
+
+    async def on_distill_requested(self, message: DistillRequested) -> None:
+        await self.switch_mode("train")
+        self.get_screen("train").distill(message.choice)
 
     async def on_export_requested(self, message: ExportRequested) -> None:
         self.selected_run = message.path

@@ -31,6 +31,14 @@ class ResumeRequested(Message):
         self.path = path
 
 
+class DistillRequested(Message):
+    """Distil an ensemble run into one model on the train screen (``choice``: a widgets.distill_form.DistillChoice)."""
+
+    def __init__(self, choice) -> None:
+        super().__init__()
+        self.choice = choice
+
+
 class ExportRequested(Message):
     """Open the export screen on this run."""
 

@@ -32,7 +32,7 @@ def _metric_lines(metrics: dict) -> list[str]:
 def _ensemble_lines(spec: dict, metrics: dict) -> list[str]:
     combiner = spec.get("combiner", {})
     name = combiner.get("name", "?") if isinstance(combiner, dict) else str(combiner)
-    lines = ["", f"[b]ensemble[/] combiner [b]{escape(name)}[/]"]
+    lines = ["", f"[b]ensemble[/] combiner [b]{escape(name)}[/]  [dim](k: distil it into one model)[/]"]
     if metrics.get("val_note"):
         lines.append(f"  val: {escape(str(metrics['val_note']))}")
     lines.append("[b]members[/] (weight notes from spec.yaml)")
@@ -78,6 +78,10 @@ def detail_markup(path: Path) -> str:
         lines.append(f"model   {escape(' · '.join(parts))}")
         lines.append("train   " + escape(" · ".join(f"{k} {train[k]}" for k in ("epochs", "lr", "batch_size", "seed")
                                                       if k in train)))
+        teacher = spec.get("teacher")
+        if isinstance(teacher, dict):  # a distilled run: its teacher and settings
+            lines.append(f"teacher {escape(str(teacher.get('run', '?')))} · T {teacher.get('temperature')} · alpha "
+                         f"{teacher.get('alpha')} · augment {escape(str(teacher.get('augment', 'none')))}")
         if metrics:
             lines.append(f"        best epoch {metrics.get('best_epoch')} of {metrics.get('epochs')} · "
                          f"{metrics.get('train_seconds', 0):.1f}s · {metrics.get('parameters', 0):,} parameters")
@@ -89,12 +93,13 @@ def detail_markup(path: Path) -> str:
 
 
 class RunDetail(ModalScreen):
-    """One run, scrollable; escape closes, a opens its error analysis, x its export."""
+    """One run, scrollable; escape closes, a opens its error analysis, x its export, k distils an ensemble."""
 
     BINDINGS = [
         Binding("escape,enter", "close", "Close"),
         Binding("a", "analyse", "Analyse errors"),
         Binding("x", "export", "To export"),
+        Binding("k", "distill", "Distil"),
     ]
 
     def __init__(self, path: Path) -> None:
@@ -114,3 +119,6 @@ class RunDetail(ModalScreen):
 
     def action_export(self) -> None:
         self.dismiss("export")
+
+    def action_distill(self) -> None:
+        self.dismiss("distill")

@@ -87,6 +87,7 @@ class RunsScreen(Screen):
         Binding("s", "sort", "Sort", show=False),
         Binding("u", "resume", "Resume", show=False),
         Binding("x", "export", "To export", show=False),
+        Binding("k", "distill", "Distil", show=False),
         Binding("left_square_bracket", "tab(-1)", "Prev tab", show=False),
         Binding("right_square_bracket", "tab(1)", "Next tab", show=False),
         Binding("escape", "escape", "Close", show=False),
@@ -316,6 +317,8 @@ class RunsScreen(Screen):
                 self.action_export()
             elif choice == "analyse":
                 self.post_message(AnalyseRequested(row.path))
+            elif choice == "distill":
+                self.action_distill()
 
         self.app.push_screen(RunDetail(row.path), closed)
 
@@ -355,6 +358,15 @@ class RunsScreen(Screen):
                         severity="warning", markup=False)
             return
         self.post_message(ResumeRequested(row.path))
+
+    def action_distill(self) -> None:
+        from mmzoo.tui.widgets.distill_form import open_distill
+
+        row = self.current()
+        if row is None or row.kind != "ensemble" or row.state != "finished":
+            self.notify("pick a finished ensemble run to distil", severity="warning")
+            return
+        open_distill(self, row.path)
 
     def action_export(self) -> None:
         row = self.current()

@@ -123,6 +123,19 @@ class TrainScreen(Screen):
         self.run_worker(lambda: self._train_model(None, None, resume=path), thread=True, group="training",
                         exit_on_error=False)
 
+    def distill(self, choice) -> None:
+        """Distil an ensemble run (a DistillChoice from the runs screen) through mmzoo.app.distill, as the CLI does."""
+        if self.running:
+            self.notify("a run is already training; cancel it first", severity="warning")
+            return
+        entry = self.app.catalog.entry(choice.student)
+        if entry is not None:
+            self.form.pick(choice.student)  # the form shows the model being trained
+        epochs = entry.spec["train"]["epochs"] if entry is not None and entry.spec else None
+        self.begin(f"distilling {choice.ensemble.parent.name} into {choice.student} (T {choice.temperature:g}, "
+                   f"alpha {choice.alpha:g}, augment {choice.augment})", epochs)
+        self.run_worker(lambda: self._distill(choice), thread=True, group="training", exit_on_error=False)
+
     def begin(self, what: str, epochs: int | None) -> None:
         self.running = True
         self.epochs = epochs
@@ -160,6 +173,19 @@ class TrainScreen(Screen):
             return result.run, "ensemble finished"
 
         self._report(work, "ensemble crashed")
+
+    def _distill(self, choice) -> None:
+        """Runs in a thread: train the student on the ensemble's soft labels, reporting through messages only."""
+        from mmzoo.app.distill import distill_from_run
+
+        def work():
+            run = distill_from_run(choice.ensemble, choice.student, temperature=choice.temperature,
+                                   alpha=choice.alpha, augment=choice.augment, registry=self.app.registry_file,
+                                   out=self.app.runs_dir, on_event=self._post_event, should_stop=self.stop.is_set,
+                                   quiet=True)
+            return run, "distillation finished"
+
+        self._report(work, "distillation crashed")
 
     def _post_event(self, event: dict) -> None:
         self.post_message(TrainingEvent(event))
@@ -206,6 +232,9 @@ class TrainScreen(Screen):
                 pass
             member = run.spec.get("member_of", {}).get("ensemble") if isinstance(run.spec, dict) else None
             self.member = f"member {run.model} of {member} · " if member else ""
+            teacher = run.spec.get("teacher") if isinstance(run.spec, dict) else None
+            if isinstance(teacher, dict):  # a distilled run: say whose student it is
+                self.member = f"student of {str(teacher.get('run', '?')).split('/')[0]} · "
             self.query_one("#train-status", Static).update(f"{self.member}starting {run.name}")
             log.write_line(f"run {event['run']} -> {event['path']}")
             self.redraw()
