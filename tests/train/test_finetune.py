@@ -175,3 +175,27 @@ def test_fit_keeps_the_frozen_model_when_fine_tuning_does_not_pay_and_reports_it
     assert "CV CPU s" in (tmp_path / "report" / "report.md").read_text()
     spec = (next((tmp_path / "runs").glob("fit-squares-image-finetuned/*")) / "spec.yaml").read_text()
     assert "train_last: 1" in spec and "encoder_lr: 0.001" in spec
+
+
+def test_a_bad_finetune_section_is_reported_by_key():
+    import yaml
+
+    from mmzoo.zoo.presets import build_preset, check_preset
+
+    raw = yaml.safe_load(TINY)["presets"]["tiny"]
+    assert check_preset("tiny", raw) == []
+    assert build_preset("tiny", raw).finetune["modalities"] == ["text", "image"]  # defaults filled in
+    raw["finetune"] = {"kinds": ["bilinear"], "train_last": [0], "encoder_lr": [1e-4], "epochs": 0, "lr": 1}
+    found = {path: message for path, message in check_preset("tiny", raw)}
+    assert set(found) == {("finetune", "kinds"), ("finetune", "train_last"), ("finetune", "epochs"),
+                          ("finetune", "lr")}, found
+    assert "bilinear" in found[("finetune", "kinds")]
+
+
+
+def test_fast_stays_frozen_and_best_cross_validates_fine_tuning():
+    from mmzoo.zoo.presets import load_preset
+
+    assert load_preset("fast").finetune is None
+    best = load_preset("best").finetune
+    assert best is not None and "text" in best["kinds"] and min(best["train_last"]) >= 1
