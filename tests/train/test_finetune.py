@@ -199,3 +199,13 @@ def test_fast_stays_frozen_and_best_cross_validates_fine_tuning():
     assert load_preset("fast").finetune is None
     best = load_preset("best").finetune
     assert best is not None and "text" in best["kinds"] and min(best["train_last"]) >= 1
+
+
+def test_runs_from_before_encoder_lr_are_still_reused():
+    from mmzoo.runs.spec import RunSpec
+
+    old = {"name": "m", "kind": "model", "train": {"lr": 0.001}}
+    run = RunSpec.from_dict({"model": old, "data": {"dataset": "emoji", "label_set": None, "fingerprint": "f",
+                                                    "classes": ["a", "b"]}})
+    assert run.matches({**old, "train": {"lr": 0.001, "encoder_lr": None}}, "f")
+    assert not run.matches({**old, "train": {"lr": 0.001, "encoder_lr": 0.0001}}, "f")
