@@ -205,7 +205,7 @@ def fit(data: str, options: FitOptions | None = None) -> dict:
         "candidates": [_row(r) for r in results],
         "models": [dict(_row(r), run=runs[r.name].name, test=test_scores[r.name], **refit_cost[r.name])
                    for r in members],
-        "finetune": _finetune_record(preset, tuner, results, runs, test_scores, refit_cost),
+        "finetune": _finetune_record(preset, tuner, results, members, runs, test_scores, refit_cost),
         "ensembles": [dict(_row(r), test=test_scores[r.name]) for r in ensembles],
         "chosen": {"name": chosen.name, "run": final.name, "path": str(final.path), "cv_mean": chosen.mean,
                    "cv_std": chosen.std, "cv_se": chosen.se, "test": test_scores[chosen.name],
@@ -247,37 +247,40 @@ def _row(r) -> dict:
             "family": r.candidate.family if r.candidate is not None else "ensemble"}
 
 
-def _sides(results, kind: str):
-    """(chosen frozen, best fine-tuned by CV mean, every fine-tuned) of one model kind."""
+def _sides(results, members, kind: str):
+    """(frozen, best fine-tuned by CV mean, every fine-tuned) of one model kind; the frozen side is the kind's
+    member when that is frozen, else the frozen candidate the one-standard-error rule picks among frozen ones."""
     from mmzoo.fit.search import one_standard_error
 
     rows = [r for r in results if r.candidate is not None and r.candidate.kind == kind]
     tuned = [r for r in rows if r.candidate.family == "finetune"]
     if not tuned:
         return None, None, []
-    return one_standard_error([r for r in rows if r.candidate.family != "finetune"])[0], \
-        max(tuned, key=lambda r: r.mean), tuned
+    member = next((m for m in members if m.candidate.kind == kind), None)
+    frozen = member if member is not None and member.candidate.family != "finetune" else \
+        one_standard_error([r for r in rows if r.candidate.family != "finetune"])[0]
+    return frozen, max(tuned, key=lambda r: r.mean), tuned
 
 
 def _counterparts(preset, results, members) -> list:
-    """Per fine-tuned kind, the side that is not its member: the chosen frozen or the best fine-tuned."""
+    """Per fine-tuned kind, the side that is not its member: the frozen one or the best fine-tuned."""
     out = []
     for kind in preset.finetune["kinds"]:
-        frozen, best_tuned, _ = _sides(results, kind)
+        frozen, best_tuned, _ = _sides(results, members, kind)
         member = next((m for m in members if m.candidate.kind == kind), None)
         if frozen is not None and member is not None:
             out.append(best_tuned if member.candidate.family != "finetune" else frozen)
     return out
 
 
-def _finetune_record(preset, tuner, results, runs, test_scores, refit_cost) -> dict | None:
+def _finetune_record(preset, tuner, results, members, runs, test_scores, refit_cost) -> dict | None:
     """Fine-tuning's part of the report: its settings, the prefix caches' cost, and per kind the chosen frozen
     candidate next to the fine-tuned ones (CV, wall and CPU time; test for the two that were refit)."""
     if tuner is None:
         return None
     kinds = {}
     for kind in preset.finetune["kinds"]:
-        frozen, best_tuned, tuned = _sides(results, kind)
+        frozen, best_tuned, tuned = _sides(results, members, kind)
         if frozen is None:
             continue
         def side(r):

@@ -171,6 +171,7 @@ def test_fit_keeps_the_frozen_model_when_fine_tuning_does_not_pay_and_reports_it
         assert tuned[0]["test"] is not None and row["frozen"]["test"] is not None  # both sides refit for the report
     # The image of a colour square is enough (CV 1.0 frozen): the frozen image model is kept, not its fine-tuned twin.
     assert report["chosen"]["name"].startswith("image/linear")
+    assert ft["kinds"]["image"]["frozen"]["name"] == report["chosen"]["name"]  # the frozen side is the member
     assert ft["prefix_cpu_seconds"] > 0
     assert "CV CPU s" in (tmp_path / "report" / "report.md").read_text()
     spec = (next((tmp_path / "runs").glob("fit-squares-image-finetuned/*")) / "spec.yaml").read_text()
