@@ -117,6 +117,41 @@ class HFEncoder(Encoder):
     def forward(self, inputs: dict[str, torch.Tensor]) -> Features:
         mask = inputs["attention_mask"]  # (B, T) int64
         tokens = self.model(input_ids=inputs["input_ids"], attention_mask=mask).last_hidden_state  # (B, T, D)
-        real = mask.bool()  # (B, T)
+        return self._features(tokens, mask.bool())
+
+    def _features(self, tokens: torch.Tensor, real: torch.Tensor) -> Features:
         pooled = masked_mean(tokens, real) if self.pooling == "mean" else tokens[:, 0]  # (B, D)
         return Features(pooled, tokens, real)
+
+    def _layers(self):
+        """The transformer layers of a BERT-style encoder (``encoder.layer``), or None."""
+        layers = getattr(getattr(self.model, "encoder", None), "layer", None)
+        if isinstance(layers, torch.nn.ModuleList) and not getattr(self.model.config, "is_decoder", False):
+            return layers
+        return None
+
+    def trainable_blocks(self) -> int:
+        layers = self._layers()
+        return 0 if layers is None else len(layers)
+
+    def suffix_modules(self, n: int) -> list[torch.nn.Module]:
+        layers = self._layers()
+        return list(layers[len(layers) - n:])
+
+    def forward_prefix(self, inputs: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
+        mask = inputs["attention_mask"]  # (B, T)
+        out = self.model(input_ids=inputs["input_ids"], attention_mask=mask, output_hidden_states=True)
+        # hidden_states[k] is the state after k layers (0: the embeddings)
+        return {"hidden": out.hidden_states[len(self._layers()) - n], "attention_mask": mask}  # (B, T, D), (B, T)
+
+    def forward_suffix(self, state: dict[str, torch.Tensor], n: int) -> Features:
+        from transformers.masking_utils import create_bidirectional_mask
+
+        hidden, mask = state["hidden"], state["attention_mask"]  # (B, T, D), (B, T)
+        extended = create_bidirectional_mask(config=self.model.config, inputs_embeds=hidden,
+                                             attention_mask=mask.long())  # as the model's own forward makes it
+        layers = self._layers()
+        for layer in layers[len(layers) - n:]:
+            hidden = layer(hidden, extended)
+            hidden = hidden[0] if isinstance(hidden, tuple) else hidden
+        return self._features(hidden, mask.bool())

@@ -46,3 +46,16 @@ class SmallCNNEncoder(Encoder):
     def forward(self, inputs: dict[str, torch.Tensor]) -> Features:
         fmap = self.project(self.blocks(inputs["pixel_values"]))  # (B, dim, h, w)
         return image_features(grid_tokens(fmap))  # tokens (B, h*w, dim), pooled (B, dim)
+
+    def trainable_blocks(self) -> int:
+        return len(self.blocks)
+
+    def suffix_modules(self, n: int) -> list[nn.Module]:
+        return [*self.blocks[len(self.blocks) - n:], self.project]
+
+    def forward_prefix(self, inputs: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
+        return {"fmap": self.blocks[:len(self.blocks) - n](inputs["pixel_values"])}  # (B, c, h', w')
+
+    def forward_suffix(self, state: dict[str, torch.Tensor], n: int) -> Features:
+        fmap = self.project(self.blocks[len(self.blocks) - n:](state["fmap"]))  # (B, dim, h, w)
+        return image_features(grid_tokens(fmap))

@@ -33,11 +33,29 @@ class SmallTextEncoder(Encoder):
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> Features:
-        mask = inputs["attention_mask"].bool()  # (B, T)
-        keep = mask.unsqueeze(1).to(torch.float32)  # (B, 1, T)
-        x = self.embed(inputs["input_ids"]).transpose(1, 2)  # (B, D, T)
-        for block in self.blocks:
+        return self.forward_suffix(self.forward_prefix(inputs, 0), 0)
+
+    def _run(self, x: torch.Tensor, mask: torch.Tensor, blocks) -> torch.Tensor:
+        keep = mask.unsqueeze(1).to(x.dtype)  # (B, 1, T)
+        for block in blocks:
             # zeroing padding after each block stops it leaking into real positions through the kernel
             x = (x + block(x)) * keep  # (B, D, T)
+        return x
+
+    def trainable_blocks(self) -> int:
+        return len(self.blocks)
+
+    def suffix_modules(self, n: int) -> list[nn.Module]:
+        return [*self.blocks[len(self.blocks) - n:], self.norm]
+
+    def forward_prefix(self, inputs: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
+        mask = inputs["attention_mask"].bool()  # (B, T)
+        x = self.embed(inputs["input_ids"]).transpose(1, 2)  # (B, D, T)
+        x = self._run(x, mask, self.blocks[:len(self.blocks) - n])
+        return {"hidden": x.transpose(1, 2), "attention_mask": mask}  # (B, T, D), (B, T)
+
+    def forward_suffix(self, state: dict[str, torch.Tensor], n: int) -> Features:
+        mask = state["attention_mask"].bool()  # (B, T)
+        x = self._run(state["hidden"].transpose(1, 2), mask, self.blocks[len(self.blocks) - n:])  # (B, D, T)
         tokens = self.norm(x.transpose(1, 2))  # (B, T, D)
         return Features(masked_mean(tokens, mask), tokens, mask)

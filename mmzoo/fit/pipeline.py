@@ -99,7 +99,7 @@ def fit(data: str, options: FitOptions | None = None) -> dict:
         from mmzoo.fit.heads import model_spec
 
         return model_spec(candidate, specs, task, epochs or preset.epochs, preset.batch_size, metric, preset.seed,
-                          name=f"{base}-{candidate.kind}")
+                          name=f"{base}-{candidate.kind}" + ("-finetuned" if candidate.family == "finetune" else ""))
 
     results = []
     pool = candidates(preset, random.Random(preset.seed))
@@ -108,6 +108,19 @@ def fit(data: str, options: FitOptions | None = None) -> dict:
         results.append(result)
         say(f"[{i}/{len(pool)}] {candidate.label}: CV {metric} {result.mean:.4f} +- {result.std:.4f}"
             + (f" (epochs {result.epochs})" if candidate.family == "mlp" else "") + f", {result.seconds:.1f}s")
+    tuner = None
+    if preset.finetune:  # the last encoder blocks trained with each kind's chosen MLP head, on the same folds
+        from mmzoo.fit.features import training_amp
+        from mmzoo.fit.finetune import Tuner, finetune_candidates
+
+        tuner = Tuner(dataset, encoders, specs, rows, training_amp())
+        tuned = finetune_candidates(preset.finetune, results)
+        for i, candidate in enumerate(tuned, 1):
+            result = tuner.cross_validate(candidate, lambda c: make_spec(c, preset.finetune["epochs"]), x, y, fold,
+                                          metric, len(classes))
+            results.append(result)
+            say(f"[finetune {i}/{len(tuned)}] {candidate.label}: CV {metric} {result.mean:.4f} +- {result.std:.4f} "
+                f"(epochs {result.epochs}), {result.seconds:.1f}s wall, {result.cpu_seconds:.1f}s CPU")
     # Each kind's configuration is chosen by the same rule: the simplest within a standard error of its best.
     kinds = list(dict.fromkeys(r.candidate.kind for r in results))
     members = [one_standard_error([r for r in results if r.candidate.kind == kind])[0] for kind in kinds]
@@ -126,20 +139,44 @@ def fit(data: str, options: FitOptions | None = None) -> dict:
 
     runs, member_runs = {}, []
     y_t = torch.as_tensor(y)
-    for r in members:
-        spec = make_spec(r.candidate)
-        spec["train"]["epochs"] = r.epochs if r.candidate.family == "mlp" else spec["train"]["epochs"]
-        fitted = train_head(make_spec(r.candidate), r.candidate, encoders, len(classes), x, y_t,
-                            epochs=r.epochs)
+    refit_cost = {}
+
+    def refit(r, role: str):
+        """Refit ``r`` on train+val for its CV-chosen epochs and write it as a run folder."""
+        wall, cpu = time.perf_counter(), time.process_time()
+        if r.candidate.family == "finetune":
+            from mmzoo.fit.finetune import finetune_spec
+
+            schedule = preset.finetune["epochs"]
+            fitted = tuner.refit(make_spec(r.candidate, schedule), r.candidate, x, y_t, len(classes), r.epochs)
+            spec = finetune_spec(make_spec(r.candidate, schedule), r.candidate)
+        else:
+            schedule = preset.epochs
+            spec = make_spec(r.candidate)
+            fitted = train_head(make_spec(r.candidate), r.candidate, encoders, len(classes), x, y_t,
+                                epochs=r.epochs)
+        spec["train"]["epochs"] = r.epochs if r.candidate.family != "linear" else spec["train"]["epochs"]
+        refit_cost[r.name] = {"refit_seconds": time.perf_counter() - wall,
+                              "refit_cpu_seconds": time.process_time() - cpu}
         extra = {"preset": preset.name, "candidate": r.candidate.label, "cv_metric": metric, "cv_mean": r.mean,
-                 "cv_std": r.std, "cv_folds": r.fold_scores, "epochs": r.epochs, "schedule_epochs": preset.epochs,
-                 "refit": "train+val"}
-        run = write_member(spec, fitted.model, dataset, label_set, classes, r.epochs, fitted.seconds, options.out,
-                           extra)
-        runs[r.name] = run
-        member_runs.append(run)
+                 "cv_std": r.std, "cv_folds": r.fold_scores, "epochs": r.epochs, "schedule_epochs": schedule,
+                 "refit": "train+val", "role": role, "cv_cpu_seconds": r.cpu_seconds, **refit_cost[r.name]}
+        return write_member(spec, fitted.model, dataset, label_set, classes, r.epochs, fitted.seconds, options.out,
+                            extra)
+
+    for r in members:
+        runs[r.name] = refit(r, "member")
+        member_runs.append(runs[r.name])
+    # Where fine-tuning was tried, the other side (frozen or fine-tuned) is refit too, for the report's test column
+    # only: the choice above is already made.
+    compared = _counterparts(preset, results, members) if tuner is not None else []
+    for r in compared:
+        runs[r.name] = refit(r, "comparison for the report (not chosen)")
     final = runs.get(chosen.name)
     test_scores = _test_scores(member_runs, members, ensembles, y, groups, metric, len(classes))
+    for r in compared:
+        probs, labels, _ = runs[r.name].probabilities("test")
+        test_scores[r.name] = _interval(probs, labels, metric, len(classes))
     if chosen.combiner:
         from mmzoo.ensemble.build import build_combiner
         from mmzoo.fit.runs import write_ensemble
@@ -167,7 +204,9 @@ def fit(data: str, options: FitOptions | None = None) -> dict:
         "metric": metric, "folds": folds, "rows": {"train+val": len(trval), "test": len(test)},
         "groups": int(len(np.unique(groups))),
         "candidates": [_row(r) for r in results],
-        "models": [dict(_row(r), run=runs[r.name].name, test=test_scores[r.name]) for r in members],
+        "models": [dict(_row(r), run=runs[r.name].name, test=test_scores[r.name], **refit_cost[r.name])
+                   for r in members],
+        "finetune": _finetune_record(preset, tuner, results, members, runs, test_scores, refit_cost),
         "ensembles": [dict(_row(r), test=test_scores[r.name]) for r in ensembles],
         "chosen": {"name": chosen.name, "run": final.name, "path": str(final.path), "cv_mean": chosen.mean,
                    "cv_std": chosen.std, "cv_se": chosen.se, "test": test_scores[chosen.name],
@@ -217,7 +256,54 @@ def _dataset_ref(data: str, dataset) -> str:
 
 def _row(r) -> dict:
     return {"name": r.name, "cv_mean": r.mean, "cv_std": r.std, "cv_se": r.se, "cv_folds": r.fold_scores,
-            "epochs": r.epochs, "seconds": r.seconds}
+            "epochs": r.epochs, "seconds": r.seconds, "cpu_seconds": r.cpu_seconds,
+            "family": r.candidate.family if r.candidate is not None else "ensemble"}
+
+
+def _sides(results, members, kind: str):
+    """(frozen, best fine-tuned by CV mean, every fine-tuned) of one model kind; the frozen side is the kind's
+    member when that is frozen, else the frozen candidate the one-standard-error rule picks among frozen ones."""
+    from mmzoo.fit.search import one_standard_error
+
+    rows = [r for r in results if r.candidate is not None and r.candidate.kind == kind]
+    tuned = [r for r in rows if r.candidate.family == "finetune"]
+    if not tuned:
+        return None, None, []
+    member = next((m for m in members if m.candidate.kind == kind), None)
+    frozen = member if member is not None and member.candidate.family != "finetune" else \
+        one_standard_error([r for r in rows if r.candidate.family != "finetune"])[0]
+    return frozen, max(tuned, key=lambda r: r.mean), tuned
+
+
+def _counterparts(preset, results, members) -> list:
+    """Per fine-tuned kind, the side that is not its member: the frozen one or the best fine-tuned."""
+    out = []
+    for kind in preset.finetune["kinds"]:
+        frozen, best_tuned, _ = _sides(results, members, kind)
+        member = next((m for m in members if m.candidate.kind == kind), None)
+        if frozen is not None and member is not None:
+            out.append(best_tuned if member.candidate.family != "finetune" else frozen)
+    return out
+
+
+def _finetune_record(preset, tuner, results, members, runs, test_scores, refit_cost) -> dict | None:
+    """Fine-tuning's part of the report: its settings, the prefix caches' cost, and per kind the chosen frozen
+    candidate next to the fine-tuned ones (CV, wall and CPU time; test for the two that were refit)."""
+    if tuner is None:
+        return None
+    kinds = {}
+    for kind in preset.finetune["kinds"]:
+        frozen, best_tuned, tuned = _sides(results, members, kind)
+        if frozen is None:
+            continue
+        def side(r):
+            return dict(_row(r), test=test_scores.get(r.name), run=runs[r.name].name if r.name in runs else None,
+                        **refit_cost.get(r.name, {}))
+
+        kinds[kind] = {"frozen": side(frozen), "finetuned": [side(r) for r in tuned],
+                       "best_finetuned": best_tuned.name}
+    return {"settings": preset.finetune, "prefix_seconds": tuner.prefix_seconds,
+            "prefix_cpu_seconds": tuner.prefix_cpu_seconds, "kinds": kinds}
 
 
 def _weights(combiner, names: list[str]) -> dict | None:

@@ -48,6 +48,27 @@ def summary_lines(report: dict) -> list[str]:
         lines.append("  combiner weights: " + ", ".join(f"{k} {v:.3f}" for k, v in c["weights"].items()))
     if report.get("export"):
         lines.append(f"  ONNX: {report['export']['path']}")
+    lines += finetune_lines(report)
+    return lines
+
+
+def _cost(r: dict) -> str:
+    return f"{r['cpu_seconds']:.1f}s CPU, {r['seconds']:.1f}s wall"
+
+
+def finetune_lines(report: dict) -> list[str]:
+    """Frozen against fine-tuned per kind: CV (used for choosing), test (not), and the CPU time each cost."""
+    ft = report.get("finetune")
+    if not ft:
+        return []
+    metric = report["metric"]
+    lines = [f"  fine-tuning (train_last {ft['settings']['train_last']}, encoder_lr {ft['settings']['encoder_lr']}): "
+             f"prefix caches {ft['prefix_cpu_seconds']:.1f}s CPU, {ft['prefix_seconds']:.1f}s wall"]
+    for row in ft["kinds"].values():
+        for r in [row["frozen"], *row["finetuned"]]:
+            test = f", test {r['test']['score']:.4f}" if r.get("test") else ""
+            lines.append(f"    {r['name']}: CV {metric} {r['cv_mean']:.4f} +- {r['cv_std']:.4f}{test}; "
+                         f"CV cost {_cost(r)}")
     return lines
 
 
@@ -80,12 +101,33 @@ def _markdown(report: dict, plots: dict) -> str:
         mark = " (chosen)" if r["name"] == report["chosen"]["name"] else ""
         out.append(f"| {r['name']}{mark} | {r['cv_mean']:.4f} | {r['cv_std']:.4f} | {t['score']:.4f} | "
                    f"[{t['low']:.3f}, {t['high']:.3f}] | {t['accuracy']:.4f} |")
-    out += ["", "All candidates searched (CV only):", "", f"| candidate | CV {metric} | sd | epochs | seconds |",
-            "|---|---:|---:|---:|---:|"]
-    out += [f"| {r['name']} | {r['cv_mean']:.4f} | {r['cv_std']:.4f} | {r['epochs']} | {r['seconds']:.1f} |"
-            for r in report["candidates"]]
+    out += _finetune_markdown(report)
+    out += ["", "All candidates searched (CV only):", "",
+            f"| candidate | CV {metric} | sd | epochs | wall seconds | CPU seconds |", "|---|---:|---:|---:|---:|---:|"]
+    out += [f"| {r['name']} | {r['cv_mean']:.4f} | {r['cv_std']:.4f} | {r['epochs']} | {r['seconds']:.1f} | "
+            f"{r.get('cpu_seconds', 0.0):.1f} |" for r in report["candidates"]]
     out += [""] + [f"![{k}]({Path(v).name})" for k, v in plots.items()] + [""]
     return "\n".join(out)
+
+
+def _finetune_markdown(report: dict) -> list[str]:
+    ft = report.get("finetune")
+    if not ft:
+        return []
+    metric = report["metric"]
+    out = ["", "Fine-tuning against frozen features, per model kind (the CV columns chose; test did not). "
+           f"Filling the prefix caches cost {ft['prefix_cpu_seconds']:.1f}s CPU ({ft['prefix_seconds']:.1f}s wall) "
+           "once per dataset.", "",
+           f"| candidate | CV {metric} | sd | test {metric} | CV CPU s | CV wall s | refit CPU s |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
+    refit = {m["name"]: m for m in report["models"]}
+    for row in ft["kinds"].values():
+        for r in [row["frozen"], *row["finetuned"]]:
+            test = f"{r['test']['score']:.4f}" if r.get("test") else "-"
+            cost = r.get("refit_cpu_seconds", refit.get(r["name"], {}).get("refit_cpu_seconds"))
+            out.append(f"| {r['name']} | {r['cv_mean']:.4f} | {r['cv_std']:.4f} | {test} | {r['cpu_seconds']:.1f} | "
+                       f"{r['seconds']:.1f} | {'-' if cost is None else f'{cost:.1f}'} |")
+    return out
 
 
 def _html(report: dict, plots: dict) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -37,7 +38,8 @@ class Result:
     fold_scores: list[float]
     oof: np.ndarray  # (N, C) out-of-fold probabilities over train+val
     epochs: int = 1
-    seconds: float = 0.0
+    seconds: float = 0.0  # wall time of the cross-validation
+    cpu_seconds: float = 0.0  # CPU time of this process in it (time.process_time: every thread)
     candidate: Candidate | None = None
     members: list[str] = field(default_factory=list)  # for ensembles: member kinds
     combiner: str = ""
@@ -98,13 +100,17 @@ def candidates(preset, rng: random.Random) -> list[Candidate]:
 
 
 def complexity(candidate: Candidate) -> tuple:
-    """Kind, then linear before MLP, then (within a family) stronger regularisation and smaller heads first."""
+    """Frozen before fine-tuned, then kind, then linear before MLP, then (within a family) stronger
+    regularisation and smaller heads first; fine-tuned: fewer trained blocks and lower encoder_lr first."""
     p = candidate.p
     if candidate.family == "linear":
-        detail = (float(p["C"]),)
+        detail: tuple = (float(p["C"]),)
     else:
         detail = (int(p["hidden"]), -float(p["weight_decay"]), -float(p["dropout"]), float(p.get("aux", 0.0)))
-    return (0, KIND_ORDER.get(candidate.kind, 9), 0 if candidate.family == "linear" else 1, detail)
+    tuned = candidate.family == "finetune"
+    if tuned:
+        detail = (int(p["train_last"]), float(p["encoder_lr"]), *detail)
+    return (0, int(tuned), KIND_ORDER.get(candidate.kind, 9), 0 if candidate.family == "linear" else 1, detail)
 
 
 def cross_validate(candidate: Candidate, make_spec: Callable[[Candidate], dict], encoders: dict,
@@ -116,7 +122,7 @@ def cross_validate(candidate: Candidate, make_spec: Callable[[Candidate], dict],
     spec = make_spec(candidate)
     folds = int(fold.max()) + 1
     y_t = torch.as_tensor(y)
-    curves, seconds = [], 0.0
+    curves, seconds, cpu = [], 0.0, time.process_time()
     for k in range(folds):
         train = torch.as_tensor(np.flatnonzero(fold != k))
         held = torch.as_tensor(np.flatnonzero(fold == k))
@@ -124,6 +130,14 @@ def cross_validate(candidate: Candidate, make_spec: Callable[[Candidate], dict],
                             y_t[train], evaluate={m: v[held] for m, v in x.items()})
         curves.append(fitted.curve)
         seconds += fitted.seconds
+    return from_curves(candidate, curves, y, fold, metric, num_classes, seconds, time.process_time() - cpu)
+
+
+def from_curves(candidate: Candidate, curves: list[list[np.ndarray]], y: np.ndarray, fold: np.ndarray, metric: str,
+                num_classes: int, seconds: float, cpu_seconds: float) -> Result:
+    """A candidate's record from its per-fold, per-epoch held-out probabilities; the epoch count from the
+    smoothed mean curve (never below MIN_EPOCHS), the same for every fold."""
+    folds = len(curves)
     n_epochs = len(curves[0])
     per_epoch = np.array([[score(curves[k][e], y[fold == k], metric, num_classes) for e in range(n_epochs)]
                           for k in range(folds)])  # (folds, epochs)
@@ -138,7 +152,7 @@ def cross_validate(candidate: Candidate, make_spec: Callable[[Candidate], dict],
     for k in range(folds):
         oof[fold == k] = curves[k][epoch]
     return Result(candidate.label, complexity(candidate), [float(s) for s in per_epoch[:, epoch]], oof,
-                  epochs=epoch + 1, seconds=seconds, candidate=candidate)
+                  epochs=epoch + 1, seconds=seconds, candidate=candidate, cpu_seconds=cpu_seconds)
 
 
 def cross_fit_combiner(name: str, members: list[Result], y: np.ndarray, fold: np.ndarray, groups: np.ndarray,

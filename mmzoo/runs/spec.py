@@ -55,7 +55,7 @@ class RunSpec:
 
     def matches(self, model_spec: dict, fingerprint: str | None = None, resample: Any = None) -> bool:
         """Whether this run trained exactly ``model_spec`` on this data (and this resample record)."""
-        return (self.kind == "model" and self.model == model_spec
+        return (self.kind == "model" and _comparable(self.model) == _comparable(model_spec)
                 and (fingerprint is None or self.data.fingerprint == fingerprint) and self.resample == resample)
 
     def reopen_dataset(self, run_name: str = "", opened=None):
@@ -68,3 +68,11 @@ class RunSpec:
             raise RunError(f"{run_name or self.name} was trained on other data than {opened.name!r} holds now",
                            hint="retrain it, or restore the dataset it was trained on")
         return opened
+
+
+def _comparable(model: dict | None) -> dict | None:
+    """A model spec without settings whose value means "as before they existed": ``train.encoder_lr: null``
+    (one learning rate), so runs finished before ``encoder_lr`` was declared are still reused."""
+    if not isinstance(model, dict) or (model.get("train") or {}).get("encoder_lr", 0) is not None:
+        return model
+    return {**model, "train": {k: v for k, v in model["train"].items() if k != "encoder_lr"}}

@@ -119,7 +119,27 @@ def check_encoder(encoder: str | Encoder, /, *, export_onnx: bool = True, **para
                         {**axes, "pooled": {0: "batch"}, "tokens": {0: "batch", 1: "tokens"}},
                         tuple(torch.from_numpy(other[n]) for n in fields), ["pooled", "tokens"])
     _check_freeze(what, copy.deepcopy(encoder), feed)
+    _check_split(what, encoder, feed)
     return encoder
+
+
+def _check_split(what: str, encoder: Encoder, feed: dict) -> None:
+    """An encoder that offers train_last: prefix then suffix is its forward, and only the suffix trains."""
+    blocks = encoder.trainable_blocks()
+    if not blocks:
+        return
+    with torch.no_grad():
+        whole = encoder(feed)
+        for n in sorted({1, blocks}):
+            split = encoder.forward_suffix(encoder.forward_prefix(feed, n), n)
+            close(what, f"forward_suffix(forward_prefix(x, {n}), {n}) against forward(x)", split.pooled, whole.pooled)
+    tuned = copy.deepcopy(encoder)
+    tuned.freeze()
+    tuned.unfreeze_last(1)
+    suffix = {id(p) for m in tuned.suffix_modules(1) for p in m.parameters()}
+    trainable = {id(p) for p in tuned.parameters() if p.requires_grad}
+    if not suffix or trainable != suffix:
+        fail(what, "unfreeze_last(1) must make exactly the parameters of suffix_modules(1) trainable")
 
 
 def _check_freeze(what: str, encoder: Encoder, feed: dict) -> None:

@@ -32,7 +32,11 @@ PROGRESS = {"epoch": int, "step": int, "best": (int, float), "best_epoch": int, 
 def trained_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The weights that training changes: frozen encoders are rebuilt from their spec instead."""
     frozen = [name for name, mod in model.named_children() if getattr(mod, "frozen", False)]
-    return {k: v for k, v in model.state_dict().items() if not any(k.startswith(f + ".") for f in frozen)}
+    # a frozen encoder's last blocks may train (train_last): those parameters are trained weights
+    trained = {f"{name}.{key}" for name in frozen for key, p in getattr(model, name).named_parameters()
+               if p.requires_grad}
+    return {k: v for k, v in model.state_dict().items()
+            if k in trained or not any(k.startswith(f + ".") for f in frozen)}
 
 
 def load_trained_state(model: torch.nn.Module, path: Path) -> None:

@@ -41,7 +41,8 @@ def _build_part(kind: str, name: str, *args: Any, **params: Any) -> Any:
 
 
 def build_encoder(entry: dict):
-    params = {k: v for k, v in entry.items() if k not in ("encoder", "freeze")}
+    """An encoder from its registry entry: trainable, frozen, or frozen but for its last ``train_last`` blocks."""
+    params = {k: v for k, v in entry.items() if k not in ("encoder", "freeze", "train_last")}
     if not entry.get("freeze"):
         return _build_part("encoder", entry["encoder"], **params)
     # A frozen encoder's weights are never saved, so any random init must come back the same on every
@@ -52,12 +53,20 @@ def build_encoder(entry: dict):
 
     import torch
 
-    described = {k: v for k, v in entry.items() if k != "freeze"}
+    # train_last is left out: a partly trained encoder starts from the very weights of the frozen one
+    described = {k: v for k, v in entry.items() if k not in ("freeze", "train_last")}
     seed = int(hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()[:8], 16)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         encoder = _build_part("encoder", entry["encoder"], **params)
     encoder.freeze()
+    if entry.get("train_last"):
+        from mmzoo.zoo.parts import ParamError
+
+        try:
+            encoder.unfreeze_last(int(entry["train_last"]))
+        except ParamError as exc:
+            raise RegistryError(f"{encoder.modality} encoder {entry['encoder']!r}: {exc}") from None
     return encoder
 
 
@@ -96,7 +105,7 @@ def create_model(name_or_spec: str | dict, num_classes: int | None = None, regis
     if num_classes is None:
         num_classes = spec.get("num_classes") or _num_classes(spec)
     def encoder(entry):
-        if defer_frozen and entry.get("freeze"):
+        if defer_frozen and entry.get("freeze") and not entry.get("train_last"):
             from mmzoo.train.deferred import frozen_encoder
 
             return frozen_encoder(entry)

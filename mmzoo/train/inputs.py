@@ -143,6 +143,64 @@ def cached_features(encoder, encoder_spec: dict, dataset, samples, tokens: bool,
         return Features(pooled, fh.get_tensor("tokens"), fh.get_tensor("mask").bool())
 
 
+def _pad_cat(parts: list[torch.Tensor]) -> torch.Tensor:
+    """Concatenate batches along the first axis, padding the second (tokens) with zeros to the widest."""
+    if parts[0].dim() >= 2 and len({p.shape[1] for p in parts}) > 1:
+        width = max(p.shape[1] for p in parts)
+        parts = [torch.nn.functional.pad(p, (0, 0) * (p.dim() - 2) + (0, width - p.shape[1])) for p in parts]
+    return torch.cat(parts)
+
+
+@torch.inference_mode()
+def encode_prefix_all(encoder, samples, device, label: str, amp=None, show: bool = True) -> dict[str, torch.Tensor]:
+    """The state entering a partly frozen encoder's trained blocks, for every sample (float16, like tokens)."""
+    n = encoder.trained_blocks
+    out: dict[str, list[torch.Tensor]] = {}
+    with progress_bar(f"encoding {label} up to its last {n} blocks", total=len(samples), enabled=show) as bar:
+        for start in range(0, len(samples), ENCODE_BATCH):
+            chunk = samples[start:start + ENCODE_BATCH]
+            inputs = {k: v.to(device) for k, v in raw_inputs(encoder.preprocessor, chunk).items()}
+            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                state = encoder.forward_prefix(inputs, n)
+            for key, value in state.items():
+                value = value.to(torch.float16) if value.is_floating_point() else value
+                out.setdefault(key, []).append(value.cpu())
+            bar.advance(len(chunk))
+    return {key: _pad_cat(parts) for key, parts in out.items()}
+
+
+def cached_prefix(encoder, encoder_spec: dict, dataset, samples, device, label: str, amp=None,
+                  show: bool = True) -> dict[str, torch.Tensor]:
+    """A partly frozen encoder's prefix states (``train_last``) of every sample, from disk when cached.
+
+    Keyed like frozen features, with ``train_last`` in the encoder entry: the frozen part's output
+    never changes while its last blocks train, so it is computed once per dataset.
+    """
+    from safetensors.torch import load_file
+
+    key = cache_key(dataset, encoder_spec, encoder.preprocessor.config, amp)
+    path = cache_root() / f"{dataset.name}-{encoder_spec['encoder']}-prefix{encoder.trained_blocks}-{key}.safetensors"
+    if not path.exists():
+        atomic.save_tensors(path, encode_prefix_all(encoder.to(device), samples, device, label, amp, show))
+    state = load_file(str(path))
+    if any(v.shape[0] != len(samples) for v in state.values()):
+        path.unlink()  # stale: written for other content under the same key
+        return cached_prefix(encoder, encoder_spec, dataset, samples, device, label, amp, show)
+    return state
+
+
+@torch.no_grad()
+def initial_pooled(model, data: SplitInputs, device="cpu", batch: int = 256) -> dict[str, torch.Tensor]:
+    """Pooled features (N, D) of every modality before training: cached ones, and trained suffixes run once."""
+    pooled = {m: f.pooled for m, f in data.cached.items()}
+    if data.prefixes:
+        model.eval()
+        parts = [model.encode_suffix(data.prefix_batch(torch.arange(s, min(s + batch, len(data))), device))
+                 for s in range(0, len(data), batch)]
+        pooled.update({m: torch.cat([p[m].pooled.float().cpu() for p in parts]) for m in data.prefixes})
+    return pooled
+
+
 # Live (trainable) encoders' inputs are preprocessed once per split when they fit in this budget;
 # above it (e.g. 224 px images of a large dataset) they are preprocessed per batch instead.
 PREPROCESS_BUDGET_BYTES = 512 * 2**20
@@ -157,6 +215,7 @@ class SplitInputs:
     cached: dict[str, Features]
     preprocessors: dict  # modality -> preprocessor, for modalities computed live
     pretensored: dict[str, torch.Tensor] = field(default_factory=dict)  # input name -> (N, ...) for live modalities
+    prefixes: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)  # modality -> prefix state (N, ...)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -168,6 +227,17 @@ class SplitInputs:
             per_sample = sum(v[0].numel() * v.element_size() for v in probe.values())
             if per_sample * len(self.samples) <= PREPROCESS_BUDGET_BYTES:
                 self.pretensored.update(raw_inputs(prep, self.samples))
+
+    def prefix_batch(self, idx: torch.Tensor, device) -> dict[str, dict[str, torch.Tensor]]:
+        """Cached prefix states of partly frozen encoders for this batch, widened to float32."""
+        out = {}
+        for modality, state in self.prefixes.items():
+            part = {k: v[idx] for k, v in state.items()}
+            if "attention_mask" in part:  # trim the dataset-wide padding to this batch's longest text
+                width = max(1, int(part["attention_mask"].sum(dim=1).max()))
+                part = {k: v[:, :width] for k, v in part.items()}
+            out[modality] = {k: (v.float() if v.is_floating_point() else v).to(device) for k, v in part.items()}
+        return out
 
     def batch(self, idx: torch.Tensor, device) -> tuple[dict[str, Features], dict[str, torch.Tensor]]:
         """(cached features for this batch, raw encoder inputs for live modalities)."""
@@ -195,11 +265,15 @@ def prepare(model, dataset, label_set: str | None, device, amp=None, show: bool 
     everything = dataset.samples
     position = {id(s): i for i, s in enumerate(everything)}
     cached_all: dict[str, Features] = {}
+    prefix_all: dict[str, dict[str, torch.Tensor]] = {}
     live = {}
     for modality, encoder in (("text", model.text_encoder), ("image", model.image_encoder)):
         if encoder is None:
             continue
-        if getattr(encoder, "frozen", False):
+        if getattr(encoder, "trained_blocks", 0):  # frozen but for its last blocks: cache what enters them
+            prefix_all[modality] = cached_prefix(encoder, model.spec[modality], dataset, everything, device,
+                                                 f"{modality} with {model.spec[modality]['encoder']}", amp, show)
+        elif getattr(encoder, "frozen", False):
             cached_all[modality] = cached_features(encoder, model.spec[modality], dataset, everything, tokens,
                                                    device, f"{modality} with {model.spec[modality]['encoder']}", amp,
                                                    show)
@@ -211,6 +285,7 @@ def prepare(model, dataset, label_set: str | None, device, amp=None, show: bool 
         rows = torch.tensor([position[id(s)] for s in samples], dtype=torch.long)
         cached = {m: Features(f.pooled[rows], f.tokens[rows], f.mask[rows]) for m, f in cached_all.items()}
         targets = torch.tensor(dataset.targets(samples, label_set), dtype=torch.long)
-        out[split] = SplitInputs(samples, targets, cached, live)
+        prefixes = {m: {k: v[rows] for k, v in state.items()} for m, state in prefix_all.items()}
+        out[split] = SplitInputs(samples, targets, cached, live, prefixes=prefixes)
         out[split].preload()
     return out

@@ -53,6 +53,14 @@ class MultimodalClassifier(nn.Module):
             feats["image"] = self.image_encoder({"pixel_values": inputs["pixel_values"]})
         return feats
 
+    def encode_suffix(self, states: dict[str, dict[str, torch.Tensor]]) -> dict[str, Features]:
+        """Run the trained last blocks of partly frozen encoders on their cached prefix states (train_last)."""
+        out = {}
+        for modality, state in states.items():
+            encoder = self.text_encoder if modality == "text" else self.image_encoder
+            out[modality] = encoder.forward_suffix(state, encoder.trained_blocks)
+        return out
+
     def head(self, feats: dict[str, Features]) -> dict[str, torch.Tensor]:
         """Features -> {"logits": (B, C)} plus auxiliary unimodal logits when they are trained."""
         if self.standardizers is not None:
@@ -88,6 +96,17 @@ class MultimodalClassifier(nn.Module):
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
+
+    def param_groups(self, lr: float, encoder_lr: float | None) -> list[dict]:
+        """AdamW groups, each with its peak learning rate: the head at ``lr``, trained encoder layers at
+        ``encoder_lr`` (one group at ``lr`` when it is None, as before encoder_lr existed)."""
+        if encoder_lr is None:
+            return [{"params": self.trainable_parameters(), "peak": lr}]
+        encoders = {id(p) for enc in (self.text_encoder, self.image_encoder) if enc is not None
+                    for p in enc.parameters()}
+        head = [p for p in self.trainable_parameters() if id(p) not in encoders]
+        encoder = [p for p in self.trainable_parameters() if id(p) in encoders]
+        return [g for g in ({"params": head, "peak": lr}, {"params": encoder, "peak": encoder_lr}) if g["params"]]
 
     def preprocessors(self) -> dict:
         return {m: enc.preprocessor for m, enc in (("text", self.text_encoder), ("image", self.image_encoder))

@@ -27,7 +27,7 @@ from mmzoo.errors import TrainingError
 from mmzoo.runs import folders as runs
 from mmzoo.runs import lock as runlock
 from mmzoo.train import checkpoint, distributed, threads
-from mmzoo.train.inputs import SplitInputs, prepare
+from mmzoo.train.inputs import SplitInputs, initial_pooled, prepare
 from mmzoo.train.metrics import classification_metrics
 from mmzoo.train.progress import progress_bar
 
@@ -105,6 +105,8 @@ def forward(model, data: SplitInputs, idx: torch.Tensor, device) -> dict[str, to
     feats = dict(cached)
     if raw:
         feats.update(model.encode(raw))
+    if data.prefixes:  # partly frozen encoders: their trained last blocks run on cached prefix states
+        feats.update(model.encode_suffix(data.prefix_batch(idx, device)))
     return model.head(feats)
 
 
@@ -242,7 +244,7 @@ def _train(spec: dict, options: Options, ctx: distributed.Context, held: context
     # a head over cached features gains nothing from more threads, and loses much on a busy machine
     threads.use(threads.choose(threads.ENCODER if train_data.preprocessors else threads.HEAD, wanted))
     if ckpt is None:  # on resume the checkpoint restores the standardisation with the weights
-        model.fit_standardizers({m: f.pooled for m, f in train_data.cached.items()})
+        model.fit_standardizers(initial_pooled(model, train_data, device))
     rows = np.arange(len(train_data)) if options.train_rows is None else np.asarray(options.train_rows)
     weights = torch.ones(len(train_data)) if options.sample_weights is None else torch.as_tensor(
         options.sample_weights, dtype=torch.float32)
@@ -250,7 +252,9 @@ def _train(spec: dict, options: Options, ctx: distributed.Context, held: context
         raise TrainingError(f"dataset {dataset.name!r} has no training samples")
     step = ctx.wrap(model, forward)  # first: on CUDA it swaps BatchNorm for SyncBatchNorm (same parameters)
     params = model.trainable_parameters()
-    optimizer = torch.optim.AdamW(params, lr=tcfg["lr"], weight_decay=tcfg["weight_decay"])
+    # the head at lr, trained encoder layers at encoder_lr (lower, for pretrained weights) when it is set
+    optimizer = torch.optim.AdamW(model.param_groups(tcfg["lr"], tcfg.get("encoder_lr")), lr=tcfg["lr"],
+                                  weight_decay=tcfg["weight_decay"])
     steps_per_epoch = math.ceil(len(rows) / tcfg["batch_size"])
     total_steps = steps_per_epoch * tcfg["epochs"]
     metric_name = tcfg["metric"]
@@ -286,8 +290,8 @@ def _train(spec: dict, options: Options, ctx: distributed.Context, held: context
                                     f"epoch {progress['epoch']}", hint=f"resume with `mmzoo train --resume {run.path}`")
                 idx = order[b * tcfg["batch_size"]:(b + 1) * tcfg["batch_size"]]
                 idx, batch_weights, total = ctx.shard(idx, weights)  # this rank's rows of the global batch
-                for group in optimizer.param_groups:
-                    group["lr"] = lr_at(progress["step"], total_steps, tcfg["lr"], tcfg["warmup"])
+                for group in optimizer.param_groups:  # each group's own peak, on one schedule
+                    group["lr"] = lr_at(progress["step"], total_steps, group.get("peak", tcfg["lr"]), tcfg["warmup"])
                 with autocast:
                     out = step(train_data, idx, device)
                 uniform = options.sample_weights is None and total is None

@@ -41,7 +41,10 @@ def range_problem(key: str, value) -> str | None:
     return None if low <= value <= high else f"{key} must be {low} to {high}, got {value}"
 LIST_KEYS = ("fusions", "combiners")
 ENCODER_KEYS = ("text", "image")
-PRESET_KEYS = (*SCALARS, *LIST_KEYS, *ENCODER_KEYS, "heads")
+PRESET_KEYS = (*SCALARS, *LIST_KEYS, *ENCODER_KEYS, "heads", "finetune")
+# The optional finetune: section (partial fine-tuning, cross-validated next to the frozen heads), with defaults.
+FINETUNE_DEFAULTS = {"kinds": ["text"], "modalities": ["text", "image"], "train_last": [1], "encoder_lr": [0.0001],
+                     "epochs": 5}
 
 
 @dataclass
@@ -63,6 +66,7 @@ class Preset:
     description: str = ""
     source: str = ""  # FILE:LINE it came from
     raw: dict = field(default_factory=dict)
+    finetune: dict | None = None  # None: heads on frozen features only
 
 
 def check_preset(name: str, raw, zoo=None) -> list[tuple[tuple, str]]:
@@ -101,6 +105,8 @@ def check_preset(name: str, raw, zoo=None) -> list[tuple[tuple, str]]:
                 if zoo.get(kind, v) is None:
                     out.append(((key, i), f"preset {name!r}: {kind} {v!r} is not installed "
                                           f"(installed: {', '.join(zoo.names(kind))})"))
+    if raw.get("finetune") is not None:
+        out += _check_finetune(name, raw)
     heads = raw.get("heads")
     if not isinstance(heads, dict) or not heads:
         out.append((("heads",), f"preset {name!r}: heads must map linear and/or mlp to their grids"))
@@ -128,12 +134,45 @@ def check_preset(name: str, raw, zoo=None) -> list[tuple[tuple, str]]:
     return out
 
 
+def _check_finetune(name: str, raw: dict) -> list[tuple[tuple, str]]:
+    """Problems of a preset's finetune: section."""
+    section, out = raw["finetune"], []
+    where = f"preset {name!r}: finetune"
+    if not isinstance(section, dict):
+        return [(("finetune",), f"{where} must be a mapping ({', '.join(FINETUNE_DEFAULTS)})")]
+    for key in section:
+        if key not in FINETUNE_DEFAULTS:
+            out.append((("finetune", key), f"{where} has no key {key!r} (allowed: {', '.join(FINETUNE_DEFAULTS)})"))
+    kinds = ["text", "image", *(raw.get("fusions") or [])]
+    lists = {"kinds": (str, kinds), "modalities": (str, ["text", "image"]), "train_last": (int, None),
+             "encoder_lr": ((int, float), None)}
+    for key, (kind, allowed) in lists.items():
+        values = section.get(key, FINETUNE_DEFAULTS[key])
+        if not isinstance(values, list) or not values or not all(
+                isinstance(v, kind) and not isinstance(v, bool) for v in values):
+            out.append((("finetune", key), f"{where}.{key} must be a non-empty list of "
+                                           f"{'names' if kind is str else 'numbers'}"))
+        elif allowed is not None and any(v not in allowed for v in values):
+            out.append((("finetune", key), f"{where}.{key}: {', '.join(v for v in values if v not in allowed)} "
+                                           f"not among {', '.join(allowed)}"))
+        elif kind is not str and any(v <= 0 for v in values):
+            out.append((("finetune", key), f"{where}.{key} must hold positive numbers (train_last 1 trains the "
+                                           "last block; a frozen encoder is the frozen candidates' job)"))
+    epochs = section.get("epochs", FINETUNE_DEFAULTS["epochs"])
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        out.append((("finetune", "epochs"), f"{where}.epochs must be an int of at least 1, got {epochs!r}"))
+    if "mlp" not in (raw.get("heads") or {}):
+        out.append((("finetune",), f"{where} trains each kind's best MLP head with its encoders, so heads needs mlp"))
+    return out
+
+
 def build_preset(name: str, raw: dict, source: str = "") -> Preset:
     """A Preset from a raw mapping that passed check_preset."""
     values = {key: raw.get(key, default) for key, (_, default) in SCALARS.items()}
+    finetune = None if raw.get("finetune") is None else {**copy.deepcopy(FINETUNE_DEFAULTS), **raw["finetune"]}
     return Preset(name=name, text=dict(raw["text"]), image=dict(raw["image"]), fusions=list(raw.get("fusions", [])),
                   heads=copy.deepcopy(raw["heads"]), combiners=list(raw.get("combiners", [])), source=source,
-                  raw=copy.deepcopy(raw), **values)
+                  raw=copy.deepcopy(raw), finetune=finetune, **values)
 
 
 def load_preset(name: str, registry_file=None) -> Preset:

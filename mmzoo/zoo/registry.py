@@ -169,6 +169,13 @@ class _Checker:
                     enc["freeze"] = raw[modality].get("freeze", False) if isinstance(raw[modality], dict) else False
                     if not isinstance(enc["freeze"], bool):
                         self.problem(entry, path + (modality, "freeze"), "'freeze' expected bool")
+                    if "train_last" in enc:
+                        complaint = schema.TRAIN_LAST.check(enc["train_last"])
+                        if complaint:
+                            self.problem(entry, path + (modality, "train_last"), f"train_last: {complaint}")
+                        elif enc["train_last"] and enc["freeze"] is not True:
+                            self.problem(entry, path + (modality, "train_last"), "train_last needs freeze: true "
+                                         "(with freeze: false the whole encoder trains already)")
                 spec[modality] = enc
         has_both = "text" in raw and "image" in raw
         tokens = token_spec.is_token_entry(raw)

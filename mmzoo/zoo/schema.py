@@ -33,11 +33,17 @@ TRAIN_PARAMS = (
     Param("seed", "int", 0, "random seed; the same seed gives the same metrics on CPU", min=0, max=2**32 - 1),
     Param("threads", "int", None, "torch CPU threads (at least 1); null: 1 for a head over cached features, every "
           "allowed CPU when an encoder runs", nullable=True, min=1, max=4096),
+    Param("encoder_lr", "float", None, "peak learning rate of the pretrained encoder layers that train (train_last, "
+          "or freeze: false); null means lr", nullable=True, above=0),
     Param("precision", "str", "auto", "auto: bf16 autocast where supported; fp32 to disable",
           choices=("auto", "fp32", "bf16", "fp16")),
 )
 
-ENCODER_KEYS = ("encoder", "freeze")  # keys of a text:/image: entry besides the encoder's own params
+# Keys of a text:/image: entry besides the encoder's own params. `train_last` is declared once, here:
+ENCODER_KEYS = ("encoder", "freeze", "train_last")
+TRAIN_LAST = Param("train_last", "int", 0, "with freeze: true, train the encoder's last N blocks (transformer layers "
+                   "of hf/minilm, MBConv blocks plus the head conv of efficientnet_lite0, conv blocks of small_text "
+                   "and small_cnn) and keep the rest frozen; 0: all frozen", min=0, max=10_000)
 FUSION_KEYS = ("name",)
 COMBINER_KEYS = ("name",)
 MODEL_KEYS = ("description", "text", "image", "fusion", "head", "task", "train")

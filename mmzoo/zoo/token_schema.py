@@ -29,12 +29,11 @@ _TOKEN_TRAIN = {
                       "0 disables"),
     "metric": Param("metric", "str", "entity_f1", "validation metric that picks the best epoch",
                     choices=("entity_f1", "token_accuracy")),
+    "encoder_lr": Param("encoder_lr", "float", 1e-4, "peak learning rate of the pretrained text encoder; null means lr",
+                        nullable=True),
 }
 TRAIN_PARAMS = tuple(_TOKEN_TRAIN.get(p.name, p) for p in schema.TRAIN_PARAMS
-                     if p.name not in ("aux_text", "aux_image")) + (
-    Param("encoder_lr", "float", 1e-4, "peak learning rate of the pretrained text encoder; null means lr",
-          nullable=True),
-)
+                     if p.name not in ("aux_text", "aux_image"))
 
 
 def is_token_entry(raw: dict) -> bool:

@@ -57,3 +57,29 @@ class EfficientNetLite0(Encoder):
     def forward(self, inputs: dict[str, torch.Tensor]) -> Features:
         fmap = self.net.extract_features(inputs["pixel_values"])  # (B, 1280, 7, 7)
         return image_features(grid_tokens(fmap))  # tokens (B, 49, 1280), pooled (B, 1280)
+
+    # train_last: N trains the last N MBConv blocks and the head convolution (its BatchNorm kept as pretrained)
+
+    def trainable_blocks(self) -> int:
+        return len(self.net._blocks)
+
+    def suffix_modules(self, n: int) -> list[nn.Module]:
+        return [*self.net._blocks[len(self.net._blocks) - n:], self.net._conv_head, self.net._bn1]
+
+    def _blocks(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        net = self.net
+        for idx in range(start, stop):  # as extract_features runs them, drop-connect rate included
+            rate = net._global_params.drop_connect_rate
+            x = net._blocks[idx](x, drop_connect_rate=rate * float(idx) / len(net._blocks) if rate else rate)
+        return x
+
+    def forward_prefix(self, inputs: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
+        net = self.net
+        x = net._swish(net._bn0(net._conv_stem(inputs["pixel_values"])))
+        return {"fmap": self._blocks(x, 0, len(net._blocks) - n)}  # (B, c, h, w), e.g. (B, 192, 7, 7)
+
+    def forward_suffix(self, state: dict[str, torch.Tensor], n: int) -> Features:
+        net = self.net
+        x = self._blocks(state["fmap"], len(net._blocks) - n, len(net._blocks))
+        fmap = net._swish(net._bn1(net._conv_head(x)))  # (B, 1280, h, w)
+        return image_features(grid_tokens(fmap))
