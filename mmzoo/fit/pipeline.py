@@ -43,7 +43,14 @@ def fit(data: str, options: FitOptions | None = None) -> dict:
     """Run the whole fit on ``data`` (a registered dataset or a manifest folder); returns the report dict."""
     from mmzoo.data.folds import group_codes, stratified_group_folds
     from mmzoo.fit.features import encoder_and_features, encoder_spec
-    from mmzoo.fit.search import candidates, cross_fit_combiner, cross_validate, one_standard_error, pick_metric
+    from mmzoo.fit.search import (
+        beyond_the_grid,
+        candidates,
+        cross_fit_combiner,
+        cross_validate,
+        one_standard_error,
+        pick_metric,
+    )
     from mmzoo.train.factory import open_dataset
     from mmzoo.zoo.presets import build_preset, load_preset
 
@@ -108,6 +115,13 @@ def fit(data: str, options: FitOptions | None = None) -> dict:
         results.append(result)
         say(f"[{i}/{len(pool)}] {candidate.label}: CV {metric} {result.mean:.4f} +- {result.std:.4f}"
             + (f" (epochs {result.epochs})" if candidate.family == "mlp" else "") + f", {result.seconds:.1f}s")
+    for kind in dict.fromkeys(c.kind for c in pool if c.family == "linear"):
+        linear = [r for r in results if r.candidate.kind == kind and r.candidate.family == "linear"]
+        for result in beyond_the_grid(linear, lambda c: cross_validate(c, make_spec, encoders, x, y, fold, metric,
+                                                                      len(classes))):
+            results.append(result)
+            say(f"[past the grid's end] {result.candidate.label}: CV {metric} {result.mean:.4f} +- "
+                f"{result.std:.4f}, {result.seconds:.1f}s")
     tuner = None
     if preset.finetune:  # the last encoder blocks trained with each kind's chosen MLP head, on the same folds
         from mmzoo.fit.features import training_amp

@@ -27,6 +27,7 @@ COMBINER_ORDER = {"mean": 0, "vote": 1, "weighted": 2, "greedy": 3, "stacking": 
 MIN_EPOCHS = 3  # an MLP's chosen epoch count is never below this
 SMOOTH = 3  # epochs in the moving average of the mean CV curve
 IMBALANCE = 1.5  # metric "auto": macro_f1 when the largest class is more than this times the smallest
+EDGE_STEPS = 3  # at most this many C values tried past the end of a linear grid whose best C sits on that end
 
 
 @dataclass
@@ -97,6 +98,34 @@ def candidates(preset, rng: random.Random) -> list[Candidate]:
             chosen = every if len(every) <= preset.trials else rng.sample(every, preset.trials)
             out += [Candidate(kind, "mlp", params) for params in chosen]
     return out
+
+
+def beyond_the_grid(linear: list[Result], evaluate: Callable[[Candidate], Result],
+                    steps: int = EDGE_STEPS) -> list[Result]:
+    """Results of C values past the end of one kind's linear grid, when its best C sits on that end.
+
+    A best C on the edge of the grid says the grid stopped too early, not that the edge is
+    right (scikit-learn users meet this as "C hit the bound"). Steps continue by the grid's own
+    ratio at that end while the CV mean improves, at most ``steps`` times; every one is a
+    cross-validated candidate like the others, so the usual rules choose among them.
+    """
+    if len(linear) < 2:
+        return []
+    cs = sorted({float(r.candidate.p["C"]) for r in linear})
+    current = max(sorted(linear, key=lambda r: r.complexity), key=lambda r: r.mean)
+    c = float(current.candidate.p["C"])
+    if len(cs) < 2 or c not in (cs[0], cs[-1]):
+        return []
+    factor = cs[0] / cs[1] if c == cs[0] else cs[-1] / cs[-2]
+    added = []
+    for _ in range(steps):
+        c *= factor
+        result = evaluate(Candidate(current.candidate.kind, "linear", (("C", float(f"{c:.6g}")),)))
+        added.append(result)
+        if result.mean <= current.mean:
+            break
+        current = result
+    return added
 
 
 def complexity(candidate: Candidate) -> tuple:

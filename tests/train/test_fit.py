@@ -162,3 +162,31 @@ def test_preset_ranges_are_checked_in_validation():
     messages = [m for _, m in check_preset("p", raw)]
     assert "preset 'p': folds must be 2 to 50, got 51" in messages
     assert "preset 'p': trials must be 1 to 1000, got 0" in messages
+
+
+def _linear(kind: str, c: float, mean: float) -> Result:
+    from mmzoo.fit.search import complexity
+
+    candidate = Candidate(kind, "linear", (("C", c),))
+    return Result(candidate.label, complexity(candidate), [mean] * 3, np.zeros((1, 2)), candidate=candidate)
+
+
+@pytest.mark.parametrize(("peak", "grid", "tried"), [
+    (0.001, [0.01, 0.1, 1.0], [0.001, 0.0001]),  # best on the low end: step down until it stops improving
+    (100.0, [0.01, 0.1, 1.0], [10.0, 100.0, 1000.0]),  # high end: up to three steps
+    (0.1, [0.01, 0.1, 1.0], []),  # best inside the grid: nothing more to try
+])
+def test_a_best_C_on_the_grid_s_end_is_followed_past_it(peak, grid, tried):
+    from mmzoo.fit.search import beyond_the_grid
+
+    def cv(c: float) -> float:  # a single peak in log C
+        return 0.9 - 0.05 * abs(np.log10(c) - np.log10(peak))
+
+    asked = []
+
+    def evaluate(candidate):
+        asked.append(candidate.p["C"])
+        return _linear("text", candidate.p["C"], cv(candidate.p["C"]))
+
+    added = beyond_the_grid([_linear("text", c, cv(c)) for c in grid], evaluate)
+    assert asked == pytest.approx(tried) and [r.candidate.p["C"] for r in added] == pytest.approx(tried)
