@@ -70,9 +70,18 @@ class RunSpec:
         return opened
 
 
+# Train settings declared after runs existed, at the value that means "as before": a spec holding one of
+# these compares equal to an older spec without it, so finished runs are still reused.
+AS_BEFORE = {"encoder_lr": None, "freeze_embeddings": False}
+
+
 def _comparable(model: dict | None) -> dict | None:
-    """A model spec without settings whose value means "as before they existed": ``train.encoder_lr: null``
-    (one learning rate), so runs finished before ``encoder_lr`` was declared are still reused."""
-    if not isinstance(model, dict) or (model.get("train") or {}).get("encoder_lr", 0) is not None:
+    """A model spec without the settings whose value means "as before they existed" (``AS_BEFORE``)."""
+    train = model.get("train") if isinstance(model, dict) else None
+    if not isinstance(train, dict):
         return model
-    return {**model, "train": {k: v for k, v in model["train"].items() if k != "encoder_lr"}}
+    return {**model, "train": {k: v for k, v in train.items() if not _as_before(k, v)}}
+
+
+def _as_before(key: str, value) -> bool:
+    return key in AS_BEFORE and type(value) is type(AS_BEFORE[key]) and value == AS_BEFORE[key]

@@ -96,6 +96,24 @@ class TokenTagger(nn.Module):
         return [p for p in self.parameters() if p.requires_grad]
 
 
+def freeze_word_embeddings(encoder: nn.Module) -> int:
+    """Stop training a text encoder's word-embedding table(s); returns how many weights that froze.
+
+    A Hugging Face model names its table (``get_input_embeddings``); other encoders have every
+    ``nn.Embedding`` they hold frozen.
+    """
+    inner = getattr(encoder, "model", None)
+    table = inner.get_input_embeddings() if hasattr(inner, "get_input_embeddings") else None
+    tables = [table] if isinstance(table, nn.Embedding) else [m for m in encoder.modules()
+                                                              if isinstance(m, nn.Embedding)]
+    frozen = 0
+    for module in tables:
+        for weight in module.parameters():
+            frozen += weight.numel() if weight.requires_grad else 0
+            weight.requires_grad_(False)
+    return frozen
+
+
 def create_tagger(spec: dict, labels: list[str]) -> TokenTagger:
     """Build the tagger a resolved token spec describes (pretrained weights load here)."""
     from mmzoo.train.factory import build_encoder, build_token_fusion

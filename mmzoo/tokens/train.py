@@ -89,7 +89,7 @@ def score(probs: list[np.ndarray], sentences: list, labels: list[str], outside_s
 
 def train_tokens(spec: dict | None, options):
     """Train one token tagger (``options`` is a :class:`mmzoo.train.trainer.Options`); returns the finished Run."""
-    from mmzoo.tokens.model import create_tagger
+    from mmzoo.tokens.model import create_tagger, freeze_word_embeddings
     from mmzoo.train.factory import open_dataset
     from mmzoo.train.trainer import Cancelled, autocast_dtype, lr_at, optimizer_step, pick_device, seed_everything
 
@@ -120,6 +120,8 @@ def train_tokens(spec: dict | None, options):
                             f"{dataset.name!r} has one", hint="add `image` paths to the manifest rows, or remove "
                             "the model's 'image' and 'fusion'")
     model = create_tagger(spec, labels).to(device)
+    if tcfg.get("freeze_embeddings"):
+        freeze_word_embeddings(model.text_encoder)
     images = image_inputs(model, device)  # a frozen image encoder's features are computed once
     aligner = aligner_for(model)
     splits = {s: dataset.split(s) for s in ("train", "val", "test")}

@@ -253,3 +253,32 @@ def test_cancelled_token_run_resumes_to_the_same_result(toy):
     cut = next((toy.root / "resume" / "cut").iterdir())
     resumed = train(None, Options(out=toy.root / "resume", quiet=True, resume=str(cut)))
     assert resumed.metrics["val"] == whole.metrics["val"] and resumed.metrics["test"] == whole.metrics["test"]
+
+
+def test_freeze_embeddings_keeps_the_word_table_and_trains_the_rest(toy, tmp_path):
+    import torch
+
+    from mmzoo.runs.folders import Run
+    from mmzoo.tokens.model import create_tagger
+    from mmzoo.train.checkpoint import load_run_model
+    from mmzoo.train.factory import resolve_spec
+    from mmzoo.train.trainer import Options, seed_everything, train
+
+    spec = resolve_spec("toy_tagger", str(toy.registry))
+    spec["train"].update(epochs=2, freeze_embeddings=True)
+    run = train(spec, Options(out=tmp_path, quiet=True))
+    seed_everything(spec["train"]["seed"])  # as the trainer does before building: the same initial weights
+    initial = dict(create_tagger(spec, Run(run.path).spec["data"]["classes"]).named_parameters())
+    trained = dict(load_run_model(Run(run.path)).named_parameters())
+    tables = [n for n in trained if "embed" in n]
+    assert tables and all(torch.equal(trained[n], initial[n]) for n in tables)
+    assert any(not torch.equal(trained[n], initial[n]) for n in trained if n not in tables)
+    assert run.run_spec.model["train"]["freeze_embeddings"] is True
+
+
+def test_a_spec_without_freeze_embeddings_reuses_runs_made_before_it_existed():
+    from mmzoo.runs.spec import _comparable
+
+    old = {"name": "m", "train": {"lr": 0.001, "encoder_lr": 0.0001}}
+    assert _comparable({**old, "train": {**old["train"], "freeze_embeddings": False}}) == _comparable(old)
+    assert _comparable({**old, "train": {**old["train"], "freeze_embeddings": True}}) != _comparable(old)
