@@ -19,7 +19,18 @@ from mmzoo.data.preprocess import ImagePreprocessor, from_config
 from mmzoo.encoders.base import Encoder, Features
 from mmzoo.errors import MmzooError, PluginError, TrainingError
 from mmzoo.fusions.base import Fusion, mlp_head
-from mmzoo.testing.common import ATOL, check_train_batches, close, fail, gradients, images, onnx_round_trip, registered
+from mmzoo.testing.common import (
+    ATOL,
+    FusionGraph,
+    check_train_batches,
+    close,
+    fail,
+    gradients,
+    images,
+    onnx_round_trip,
+    random_features,
+    registered,
+)
 from mmzoo.zoo.parts import Part
 
 # Arguments mmzoo passes positionally before a part's declared params, per kind.
@@ -158,22 +169,6 @@ def _check_freeze(what: str, encoder: Encoder, feed: dict) -> None:
         fail(what, f"freeze() left {changed[:3]} changing during training")
 
 
-def _features(batch: int, tokens: int, dim: int, real: int, seed: int) -> Features:
-    g = torch.Generator().manual_seed(seed)
-    mask = torch.zeros(batch, tokens, dtype=torch.bool)
-    mask[:, :real] = True
-    return Features(torch.randn(batch, dim, generator=g), torch.randn(batch, tokens, dim, generator=g), mask)
-
-
-class _FusionGraph(nn.Module):
-    def __init__(self, fusion: nn.Module):
-        super().__init__()
-        self.fusion = fusion
-
-    def forward(self, *t: torch.Tensor) -> torch.Tensor:
-        return self.fusion(Features(*t[:3]), Features(*t[3:]))
-
-
 def check_fusion(fusion: str | Fusion, /, *, text_dim: int = 12, image_dim: int = 20, num_classes: int = 3,
                  export_onnx: bool = True, **params: Any) -> Fusion:
     """Check a fusion (a registered name built with these dims and ``params``, or an instance); returns it."""
@@ -182,8 +177,8 @@ def check_fusion(fusion: str | Fusion, /, *, text_dim: int = 12, image_dim: int 
     if not isinstance(fusion, Fusion):
         fail(what, f"must be a mmzoo.fusions.base.Fusion subclass, got {type(fusion).__name__}")
     c = fusion.num_classes
-    text = _features(4, 6, fusion.text_dim, 4, seed=1)  # the last 2 text tokens are padding
-    image = _features(4, 5, fusion.image_dim, 5, seed=2)
+    text = random_features(4, 6, fusion.text_dim, 4, seed=1)  # the last 2 text tokens are padding
+    image = random_features(4, 5, fusion.image_dim, 5, seed=2)
     torch.manual_seed(0)
     fusion.eval()
     with torch.no_grad():
@@ -215,8 +210,8 @@ def check_fusion(fusion: str | Fusion, /, *, text_dim: int = 12, image_dim: int 
     if export_onnx:
         names = ["text_pooled", "text_tokens", "text_mask", "image_pooled", "image_tokens", "image_mask"]
         axes = {n: {0: "batch", 1: f"{n[:5]}tokens"} if not n.endswith("pooled") else {0: "batch"} for n in names}
-        other = (*_features(2, 3, fusion.text_dim, 2, 3), *_features(2, 7, fusion.image_dim, 7, 4))
-        onnx_round_trip(what, _FusionGraph(fusion).eval(), (*text, *image), names, {**axes, "logits": {0: "batch"}},
+        other = (*random_features(2, 3, fusion.text_dim, 2, 3), *random_features(2, 7, fusion.image_dim, 7, 4))
+        onnx_round_trip(what, FusionGraph(fusion).eval(), (*text, *image), names, {**axes, "logits": {0: "batch"}},
                         other, ["logits"])
     return fusion
 

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mmzoo.encoders.base import Features
 from mmzoo.errors import PluginError
 from mmzoo.zoo.parts import Part
 
@@ -158,3 +159,22 @@ def check_train_batches(what: str, module: nn.Module, batch: tuple, alone: tuple
     finally:
         module.load_state_dict(state)
         module.train(was_training)
+
+
+def random_features(batch: int, tokens: int, dim: int, real: int, seed: int) -> Features:
+    """Seeded pooled (B, D) and token (B, T, D) features whose first ``real`` tokens are unmasked."""
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.zeros(batch, tokens, dtype=torch.bool)
+    mask[:, :real] = True
+    return Features(torch.randn(batch, dim, generator=g), torch.randn(batch, tokens, dim, generator=g), mask)
+
+
+class FusionGraph(nn.Module):
+    """A fusion (or a fusion's token form) as a module of six tensors, for tracing to ONNX."""
+
+    def __init__(self, fusion: nn.Module):
+        super().__init__()
+        self.fusion = fusion
+
+    def forward(self, *t: torch.Tensor) -> torch.Tensor:
+        return self.fusion(Features(*t[:3]), Features(*t[3:]))

@@ -10,23 +10,16 @@ from torch import nn
 from mmzoo.encoders.base import Features
 from mmzoo.fusions.base import mlp_head
 from mmzoo.fusions.tokens import TokenFusion
-from mmzoo.testing.common import check_train_batches, close, fail, gradients, onnx_round_trip, registered
-
-
-def _features(batch: int, tokens: int, dim: int, real: int, seed: int) -> Features:
-    g = torch.Generator().manual_seed(seed)
-    mask = torch.zeros(batch, tokens, dtype=torch.bool)
-    mask[:, :real] = True
-    return Features(torch.randn(batch, dim, generator=g), torch.randn(batch, tokens, dim, generator=g), mask)
-
-
-class _TokenGraph(nn.Module):
-    def __init__(self, fusion: nn.Module):
-        super().__init__()
-        self.fusion = fusion
-
-    def forward(self, *t: torch.Tensor) -> torch.Tensor:
-        return self.fusion(Features(*t[:3]), Features(*t[3:]))
+from mmzoo.testing.common import (
+    FusionGraph,
+    check_train_batches,
+    close,
+    fail,
+    gradients,
+    onnx_round_trip,
+    random_features,
+    registered,
+)
 
 
 def check_token_fusion(fusion: str | TokenFusion, /, *, text_dim: int = 12, image_dim: int = 20, num_labels: int = 5,
@@ -47,8 +40,8 @@ def check_token_fusion(fusion: str | TokenFusion, /, *, text_dim: int = 12, imag
         what = f"token fusion {type(fusion).__name__!r}"
     if not isinstance(fusion, TokenFusion):
         fail(what, f"must be a mmzoo.fusions.tokens.TokenFusion subclass, got {type(fusion).__name__}")
-    text = _features(4, 6, fusion.text_dim, 4, seed=1)  # the last 2 text tokens are padding
-    image = _features(4, 5, fusion.image_dim, 3, seed=2)  # the last 2 image tokens are masked
+    text = random_features(4, 6, fusion.text_dim, 4, seed=1)  # the last 2 text tokens are padding
+    image = random_features(4, 5, fusion.image_dim, 3, seed=2)  # the last 2 image tokens are masked
     torch.manual_seed(0)
     fusion.eval()
     with torch.no_grad():
@@ -79,7 +72,7 @@ def check_token_fusion(fusion: str | TokenFusion, /, *, text_dim: int = 12, imag
     if export_onnx:
         names = ["text_pooled", "text_tokens", "text_mask", "image_pooled", "image_tokens", "image_mask"]
         axes = {n: {0: "batch", 1: f"{n[:5]}tokens"} if not n.endswith("pooled") else {0: "batch"} for n in names}
-        other = (*_features(2, 3, fusion.text_dim, 2, 3), *_features(2, 7, fusion.image_dim, 7, 4))
-        onnx_round_trip(what, _TokenGraph(fusion).eval(), (*text, *image), names,
+        other = (*random_features(2, 3, fusion.text_dim, 2, 3), *random_features(2, 7, fusion.image_dim, 7, 4))
+        onnx_round_trip(what, FusionGraph(fusion).eval(), (*text, *image), names,
                         {**axes, "logits": {0: "batch", 1: "text_tokens"}}, other, ["logits"])
     return fusion
