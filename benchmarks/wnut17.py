@@ -9,9 +9,10 @@ Run: .venv/bin/python benchmarks/wnut17.py [--out runs] [--step-ratio 20]
 3. With ``--step-ratio N``: times N training steps of mmzoo's loop (length-bucketed batches,
    dynamic padding, bf16 autocast where the CPU has AMX) against N steps of a plain loop
    (random batches padded to their longest, fp32), interleaved, in this one process.
-Prints val and test entity F1 for plain argmax decoding and for P(O) scaled by the factor chosen on val
-(runs trained before that choice existed are re-scored from their stored word probabilities), per-type
-tables, epoch times and the machine's conditions.
+Prints val and test entity F1 for plain argmax decoding and for the decoder (constrained Viterbi or
+argmax + repair) and P(O) multiplier chosen on val (every run is re-scored from its stored word
+probabilities, so runs trained before these choices existed are read the same way), per-type tables,
+epoch times and the machine's conditions.
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ def main() -> None:
     parser.add_argument("--runs", nargs="+", metavar="RUN", help="finished token runs to use as the members")
     parser.add_argument("--step-ratio", type=int, default=0, metavar="N", help="also time N steps side by side")
     args = parser.parse_args()
-    from mmzoo.tokens.ensemble import build_token_ensemble, choose_outside_scale, f1_of, word_probs
+    from mmzoo.tokens.ensemble import build_token_ensemble, choose_decoding, f1_of, word_probs
     from mmzoo.tokens.metrics import render_table
     from mmzoo.zoo.token_schema import COMBINERS
 
@@ -123,25 +124,27 @@ def main() -> None:
     ensembles = [build_token_ensemble({"name": f"wnut17_pair_{c}", "kind": "ensemble",
                                        "recipe": {"members": [r.name for r in members]}, "combiner": {"name": c}},
                                       members, root=args.out) for c in COMBINERS]
-    print("\nentity F1 with plain argmax decoding, and with P(O) scaled by the factor chosen on val:")
-    print(f"{'run':<40}{'val':>8}{'test':>8}{'scale':>7}{'val':>8}{'test':>8}  epoch train s / weights")
+    print("\nentity F1 with plain argmax decoding, and with the decoder and P(O) multiplier chosen on val:")
+    print(f"{'run':<40}{'val':>8}{'test':>8}{'decoder':>9}{'P(O)x':>6}{'val':>8}{'test':>8}  epoch train s / weights")
     scored = {}
     for run in members + ensembles:
         val, test = (word_probs(run, split) for split in ("val", "test"))
-        scale = choose_outside_scale(val[0], val[1], val[2], run.spec["data"]["classes"])
-        f = {(split, k): f1_of(*arrays[:3], run.spec["data"]["classes"], k)
-             for split, arrays in (("val", val), ("test", test)) for k in (1.0, scale)}
-        scored[run.name] = (scale, f)
+        labels = run.spec["data"]["classes"]
+        choice = choose_decoding(val[0], val[1], val[2], labels)
+        f = {(split, how): f1_of(*arrays[:3], labels, how[1], how[0])
+             for split, arrays in (("val", val), ("test", test)) for how in (("argmax", 1.0), choice)}
+        scored[run.name] = (choice, f)
         m = run.metrics
         extra = (", ".join(f"{s:.0f}" for s in m["epoch_train_seconds"]) if "epoch_train_seconds" in m
                  else "weights " + " ".join(f"{w:.2f}" for w in m["weights"]))
-        print(f"{run.name:<40}{f['val', 1.0]['f1']:>8.4f}{f['test', 1.0]['f1']:>8.4f}{scale:>7.1f}"
-              f"{f['val', scale]['f1']:>8.4f}{f['test', scale]['f1']:>8.4f}  {extra}")
+        plain = ("argmax", 1.0)
+        print(f"{run.name:<40}{f['val', plain]['f1']:>8.4f}{f['test', plain]['f1']:>8.4f}{choice[0]:>9}"
+              f"{choice[1]:>6.1f}{f['val', choice]['f1']:>8.4f}{f['test', choice]['f1']:>8.4f}  {extra}")
     best_member = max(members, key=lambda r: scored[r.name][1]["val", scored[r.name][0]]["f1"])
     chosen = max(ensembles, key=lambda r: scored[r.name][1]["val", scored[r.name][0]]["f1"])
     for title, run in (("best member (on val)", best_member), ("chosen ensemble (on val)", chosen)):
-        scale, f = scored[run.name]
-        print(f"\n{title} {run.name}, test, P(O) x {scale:g}:\n{render_table(f['test', scale])}")
+        choice, f = scored[run.name]
+        print(f"\n{title} {run.name}, test, {choice[0]}, P(O) x {choice[1]:g}:\n{render_table(f['test', choice])}")
     if args.step_ratio:
         print("\n" + step_ratio(args.step_ratio))
     print(f"\nconditions at the end: {conditions()}")

@@ -23,13 +23,21 @@ def train_line(run) -> str:
             f"-> {run.path}")
 
 
+def _decoding(run) -> str:
+    from mmzoo.tokens.ensemble import decoding_of
+
+    decoder, scale = decoding_of(run)
+    how = "constrained Viterbi (valid BIO)" if decoder == "viterbi" else "argmax, BIO repair"
+    return f"P(O) x {scale:g}, {how}"
+
+
 def render_eval(run, split: str) -> str:
     from mmzoo.tokens.metrics import render_table
 
     m = run.metrics[split]
     return (f"{run.name} on {split} ({m['sentences']} sentences, {m['words']} words, {m['entities']} entities): "
             f"entity-level exact match, micro F1 {m['f1']:.4f}\n"
-            f"decoding: P(O) x {run.metrics.get('outside_scale', 1.0):g} (chosen on val), argmax, BIO repair\n\n"
+            f"decoding: {_decoding(run)} (chosen on val)\n\n"
             + render_table(m))
 
 

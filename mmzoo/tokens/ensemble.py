@@ -1,5 +1,8 @@
 """Provides token ensembles: members' word probabilities combined per word, then decoded to valid BIO.
 
+The decoder (constrained Viterbi or argmax plus repair) and its P(O) multiplier are chosen on val
+for the combined probabilities, so an ensemble never emits an invalid BIO sequence.
+
 Members are aligned at the WORD level (each run stores one probability row per word of each
 sentence), so members with different tokenizers or window sizes combine. Combiners:
 
@@ -63,16 +66,20 @@ def split_sentences(flat: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
 
 
 def f1_of(flat_probs: np.ndarray, gold: np.ndarray, lengths: np.ndarray, labels: list[str],
-          outside_scale: float = 1.0) -> dict:
+          outside_scale: float = 1.0, decoder: str = "viterbi") -> dict:
     true = [[labels[i] for i in s] for s in split_sentences(gold, lengths)]
-    pred = [bio.decode(p, labels, outside_scale) for p in split_sentences(flat_probs, lengths)]
+    pred = [bio.decode(p, labels, outside_scale, decoder) for p in split_sentences(flat_probs, lengths)]
     return entity_metrics(true, pred)
 
 
-def choose_outside_scale(flat_probs: np.ndarray, gold, lengths, labels: list[str]) -> float:
-    """The P(O) multiplier with the best VALIDATION entity F1 (ties: the one closest to plain argmax)."""
-    scores = [(f1_of(flat_probs, gold, lengths, labels, s)["f1"], s) for s in bio.OUTSIDE_SCALES]
-    return max(scores, key=lambda fs: (fs[0], fs[1]))[1]
+def decoding_of(run: Run) -> tuple[str, float]:
+    """How a finished token run decodes: (decoder, P(O) multiplier); runs from before the choice used argmax."""
+    return run.metrics.get("decoder", bio.LEGACY_DECODER), float(run.metrics.get("outside_scale", 1.0))
+
+
+def choose_decoding(flat_probs: np.ndarray, gold, lengths, labels: list[str]) -> tuple[str, float]:
+    """The (decoder, P(O) multiplier) with the best VALIDATION entity F1 (see :func:`mmzoo.data.bio.choose_decoding`)."""
+    return bio.choose_decoding(lambda d, s: f1_of(flat_probs, gold, lengths, labels, s, d)["f1"])
 
 
 def fit_weights(member: np.ndarray, gold, lengths, labels, rounds: int = 2) -> np.ndarray:
@@ -122,15 +129,15 @@ def build_token_ensemble(spec: dict, runs: list[Run], *, root=None, notes: list[
                      "val_note": "in-sample: the weights were chosen on val" if name == "weighted" else
                      "not fitted on val"}
     combined = {split: combine(stacked[split], weights, vote) for split in SPLITS}
-    scale = choose_outside_scale(combined["val"], gold["val"], lengths["val"], labels)
-    metrics["outside_scale"] = scale
+    decoder, scale = choose_decoding(combined["val"], gold["val"], lengths["val"], labels)
+    metrics.update(decoder=decoder, outside_scale=scale)
     for split in SPLITS:
-        metrics[split] = f1_of(combined[split], gold[split], lengths[split], labels, scale)
+        metrics[split] = f1_of(combined[split], gold[split], lengths[split], labels, scale, decoder)
     members = {}
     for k, run in enumerate(runs):
-        own = run.metrics.get("outside_scale", 1.0)  # each member decoded as its own run is
+        own_decoder, own_scale = decoding_of(run)  # each member decoded as its own run is
         members[run.name] = {f"{split}_f1": f1_of(stacked[split][:, k], gold[split], lengths[split], labels,
-                                                  own)["f1"] for split in SPLITS}
+                                                  own_scale, own_decoder)["f1"] for split in SPLITS}
     best = max(members, key=lambda n: (members[n]["val_f1"], -list(members).index(n)))  # chosen on val
     metrics.update(members=members, best_member=best,
                    beat_best_member=metrics["test"]["f1"] >= members[best]["test_f1"],
@@ -140,7 +147,7 @@ def build_token_ensemble(spec: dict, runs: list[Run], *, root=None, notes: list[
     notes = list(notes or [""] * m)
     entries = [{"name": r.name, "path": str(r.path.resolve()), "weight": float(w),
                 **({"weight_note": note} if note else {})} for r, w, note in zip(runs, weights, notes, strict=True)]
-    combiner = {**spec["combiner"], "weights": weights.tolist(), "outside_scale": scale}
+    combiner = {**spec["combiner"], "weights": weights.tolist(), "decoder": decoder, "outside_scale": scale}
     from mmzoo.train.trainer import _version
 
     atomic.write_yaml(run.path / "spec.yaml", {"kind": "ensemble", "ensemble": spec, "members": entries,

@@ -118,7 +118,9 @@ def export_token_run(run: Run, out_dir: str | Path, opset: int | None = 17, prec
     model = _trace(module, tuple(torch.from_numpy(example[k]) for k in inputs), list(inputs), axes, opset,
                    f"token {run.spec.get('kind', 'model')} {run.name}")
     meta = describe(run, members, tokenizer, labels, weights, vote, opset, aligner, image)
-    meta["tokens"]["outside_scale"] = float(run.metrics.get("outside_scale", 1.0))
+    from mmzoo.tokens.ensemble import decoding_of
+
+    meta["tokens"]["decoder"], meta["tokens"]["outside_scale"] = decoding_of(run)
     out_dir = Path(out_dir).absolute()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -177,9 +179,12 @@ def describe(run, members, tokenizer: dict, labels, weights, vote, opset, aligne
                        "the next starting about half a window before the previous one ends; each word is owned "
                        "by the window where it sits farthest from a cut (mmzoo.tokens.align._window_spans)",
             "empty_words": "a word with no sub-token is tagged O with probability 1",
-            "decoding": "multiply each word's P(O) by outside_scale (chosen on val), argmax per word, then an "
-                        "I-X that continues no X entity becomes B-X; entities are maximal B-X I-X* runs; "
-                        "score = mean (unscaled) probability of the chosen tags",
+            "decoding": "multiply each word's P(O) by outside_scale (chosen on val), then by `decoder` (chosen "
+                        "on val): 'viterbi' takes the tag sequence with the highest product of word "
+                        "probabilities among valid BIO sequences (I-X only after B-X or I-X, never first); "
+                        "'argmax' takes each word's best tag, then an I-X that continues no X entity becomes "
+                        "B-X. Entities are maximal B-X I-X* runs; score = mean (unscaled) probability of the "
+                        "chosen tags (mmzoo.data.bio.decode)",
         },
         "members": [{"index": k, "run": m.name, "weight": w} for k, (m, w) in enumerate(zip(members, weights,
                                                                                               strict=True))],
@@ -206,12 +211,12 @@ def describe(run, members, tokenizer: dict, labels, weights, vote, opset, aligne
 
 def parity(path: Path, run: Run, labels: list[str]) -> dict:
     """ONNX (through the torch-free runtime) vs the run's stored torch word probabilities on val."""
-    from mmzoo.tokens.ensemble import f1_of, word_probs
+    from mmzoo.tokens.ensemble import decoding_of, f1_of, word_probs
     from mmzoo.tokens.runtime import TokenPredictor
     from mmzoo.train.factory import open_dataset
 
     torch_probs, gold, lengths, ids = word_probs(run, "val")
-    scale = float(run.metrics.get("outside_scale", 1.0))
+    decoder, scale = decoding_of(run)
     dataset = open_dataset(run.spec["data"]["source"] if Path(run.spec["data"]["source"]).is_dir()
                            else run.spec["data"]["dataset"])
     by_id = {s.id: s for s in dataset.split("val")}
@@ -222,5 +227,5 @@ def parity(path: Path, run: Run, labels: list[str]) -> dict:
     return {"sentences": len(sentences), "words": int(len(gold)),
             "max_abs_diff": float(np.abs(onnx_probs - torch_probs).max()) if len(gold) else 0.0,
             "argmax_agreement": float((onnx_probs.argmax(-1) == torch_probs.argmax(-1)).mean()) if len(gold) else 1.0,
-            "onnx_f1": f1_of(onnx_probs, gold, lengths, labels, scale)["f1"],
-            "torch_f1": f1_of(torch_probs, gold, lengths, labels, scale)["f1"]}
+            "onnx_f1": f1_of(onnx_probs, gold, lengths, labels, scale, decoder)["f1"],
+            "torch_f1": f1_of(torch_probs, gold, lengths, labels, scale, decoder)["f1"]}

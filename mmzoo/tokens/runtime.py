@@ -37,6 +37,10 @@ class TokenPredictor:
             raise ExportError(f"{self.path} is not a token (NER) export", hint="use mmzoo.onnx.runtime.Predictor")
         self.labels: list[str] = list(self.meta["labels"])
         self.outside_scale = float(self.meta.get("tokens", {}).get("outside_scale", 1.0))
+        self.decoder = self.meta.get("tokens", {}).get("decoder", bio.LEGACY_DECODER)  # older files: argmax
+        if self.decoder not in bio.DECODERS:
+            raise ExportError(f"{self.path}: its metadata names BIO decoder {self.decoder!r}, which this mmzoo "
+                              f"does not know ({', '.join(bio.DECODERS)})", hint="upgrade mmzoo, or re-export")
         config = self.meta["preprocessing"][0]["config"]
         try:
             self.aligner = WordAligner(config["tokenizer_json"], config["max_length"], config["pad_id"])
@@ -103,7 +107,7 @@ class TokenPredictor:
         out = []
         for text, ws, p in zip(texts, words, probs, strict=True):
             found = []
-            for span in bio.scored_spans(p, self.labels, self.outside_scale):
+            for span in bio.scored_spans(p, self.labels, self.outside_scale, self.decoder):
                 start, end = ws[span["start_word"]][1], ws[span["end_word"] - 1][2]
                 found.append({"type": span["type"], "text": text[start:end], "start": start, "end": end,
                               "words": [span["start_word"], span["end_word"]], "score": span["score"]})

@@ -83,8 +83,10 @@ def predict_words(model, aligner: WordAligner, sentences: list, device, batch_si
     return scatter(rows, row_probs, [len(s.tokens) for s in sentences], model.num_classes)
 
 
-def score(probs: list[np.ndarray], sentences: list, labels: list[str], outside_scale: float = 1.0) -> dict:
-    return entity_metrics([s.tags for s in sentences], [bio.decode(p, labels, outside_scale) for p in probs])
+def score(probs: list[np.ndarray], sentences: list, labels: list[str], outside_scale: float = 1.0,
+          decoder: str = "viterbi") -> dict:
+    return entity_metrics([s.tags for s in sentences],
+                          [bio.decode(p, labels, outside_scale, decoder) for p in probs])
 
 
 def train_tokens(spec: dict | None, options):
@@ -229,13 +231,13 @@ def finish(run, model, aligner, splits: dict, labels: list[str], progress: dict,
                "parameters": sum(p.numel() for p in model.parameters()),
                "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
     probs = {split: predict_words(model, aligner, splits[split], device, images=images) for split in ("val", "test")}
-    # The decoding's P(O) multiplier is chosen on val, like the epoch; test only reports.
-    scale = max(bio.OUTSIDE_SCALES, key=lambda s: (score(probs["val"], splits["val"], labels, s)["f1"], s))
-    metrics["outside_scale"] = scale
+    # The decoder and its P(O) multiplier are chosen on val, like the epoch; test only reports.
+    decoder, scale = bio.choose_decoding(lambda d, s: score(probs["val"], splits["val"], labels, s, d)["f1"])
+    metrics.update(decoder=decoder, outside_scale=scale)
     for split in ("val", "test"):
         if splits[split]:
             save_word_probs(run, split, probs[split], splits[split], labels)
-            metrics[split] = score(probs[split], splits[split], labels, scale)
+            metrics[split] = score(probs[split], splits[split], labels, scale, decoder)
     atomic.write_json(run.path / "metrics.json", metrics)
     run.set_status("finished")
     return run

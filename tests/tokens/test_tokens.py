@@ -31,24 +31,71 @@ def test_repair_is_valid_bio_and_keeps_the_entities(tags):
     assert [t[2:] for t in fixed] == [t[2:] for t in tags]  # only the B/I prefix may change
 
 
-@given(st.lists(st.lists(st.floats(0, 1), min_size=len(TAGS), max_size=len(TAGS)), max_size=20))
-def test_decode_always_emits_valid_bio(rows):
+@given(st.lists(st.lists(st.floats(0, 1), min_size=len(TAGS), max_size=len(TAGS)), max_size=20),
+       st.sampled_from(bio.DECODERS))
+def test_decode_always_emits_valid_bio(rows, decoder):
     probs = np.array(rows, dtype=np.float32).reshape(-1, len(TAGS))
-    tags = bio.decode(probs, TAGS)
+    tags = bio.decode(probs, TAGS, decoder=decoder)
     assert len(tags) == len(rows) and bio.orphans(tags) == []
-    for span in bio.scored_spans(probs, TAGS):
+    for span in bio.scored_spans(probs, TAGS, decoder=decoder):
         assert 0.0 <= span["score"] <= 1.0 and span["start_word"] < span["end_word"]
+
+
+def _log_score(probs: np.ndarray, tags: list[str]) -> float:
+    return float(sum(np.log(probs[w, TAGS.index(t)]) for w, t in enumerate(tags)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.floats(0.01, 1), min_size=len(TAGS), max_size=len(TAGS)), min_size=1, max_size=4))
+def test_viterbi_finds_the_most_probable_valid_sequence(rows):
+    import itertools
+
+    probs = np.array(rows, dtype=np.float64)
+    valid = [list(seq) for seq in itertools.product(TAGS, repeat=len(rows)) if not bio.orphans(seq)]
+    best = max(_log_score(probs, seq) for seq in valid)  # brute force over every valid BIO sequence
+    assert _log_score(probs, bio.decode(probs, TAGS, decoder="viterbi")) == pytest.approx(best, abs=1e-9)
+
+
+@given(st.lists(st.lists(st.floats(0.01, 1), min_size=len(TAGS), max_size=len(TAGS)), max_size=20))
+def test_viterbi_keeps_argmax_when_argmax_is_already_valid(rows):
+    probs = np.array(rows, dtype=np.float64).reshape(-1, len(TAGS))
+    raw = [TAGS[i] for i in probs.argmax(-1)] if len(rows) else []
+    if bio.orphans(raw) or len(set(map(tuple, probs))) < len(probs):
+        return  # only the already-valid case has the same answer (ties aside)
+    assert bio.decode(probs, TAGS, decoder="viterbi") == raw == bio.decode(probs, TAGS, decoder="argmax")
+
+
+def test_viterbi_continues_an_entity_where_argmax_would_split_it():
+    # word 2 prefers I-LOC a little over I-PER, but follows a confident B-PER: argmax + repair emits two
+    # entities (PER, LOC); the most probable valid sequence continues the person.
+    probs = np.full((2, len(TAGS)), 0.01)
+    probs[0, TAGS.index("B-PER")] = 0.9
+    probs[1, TAGS.index("I-LOC")], probs[1, TAGS.index("I-PER")] = 0.5, 0.45
+    assert bio.decode(probs, TAGS, decoder="argmax") == ["B-PER", "B-LOC"]
+    assert bio.decode(probs, TAGS, decoder="viterbi") == ["B-PER", "I-PER"]
+    with pytest.raises(ValueError, match="unknown BIO decoder"):
+        bio.decode(probs, TAGS, decoder="beam")
+
+
+def test_decoding_is_chosen_on_the_scores_it_is_given_with_ties_to_viterbi_and_no_scaling():
+    assert bio.choose_decoding(lambda d, s: 0.5) == ("viterbi", 1.0)
+    assert bio.choose_decoding(lambda d, s: 0.6 if (d, s) == ("argmax", 0.4) else 0.5) == ("argmax", 0.4)
+    assert bio.choose_decoding(lambda d, s: 1.0 - abs(s - 0.5)) == ("viterbi", 0.5)
 
 
 @given(st.lists(st.lists(st.floats(0.01, 1), min_size=len(TAGS), max_size=len(TAGS)), max_size=20),
        st.sampled_from(bio.OUTSIDE_SCALES))
 def test_outside_scale_only_trades_o_for_entities(rows, scale):
     probs = np.array(rows, dtype=np.float32).reshape(-1, len(TAGS))
-    plain, scaled = bio.decode(probs, TAGS), bio.decode(probs, TAGS, scale)
+    plain, scaled = bio.decode(probs, TAGS, decoder="argmax"), bio.decode(probs, TAGS, scale, "argmax")
     assert bio.orphans(scaled) == []
-    # scaling P(O) down can only turn O into a tag, never a tag into O or into another tag
+    # per word (argmax): scaling P(O) down can only turn O into a tag, never a tag into O or another type
     for a, b in zip(plain, scaled, strict=True):
         assert a == b or a == "O" or a[2:] == b[2:]
+    # per sentence (viterbi): the best valid sequence under a smaller P(O) never has more O words
+    # (A best before, B after: f(A) >= f(B) and f(B) s^kB >= f(A) s^kA give s^(kB - kA) >= 1, so kB <= kA)
+    before, after = bio.decode(probs, TAGS), bio.decode(probs, TAGS, scale)
+    assert bio.orphans(after) == [] and after.count("O") <= before.count("O")
 
 
 @given(tag_lists)

@@ -186,6 +186,32 @@ def test_export_metadata_describes_text_to_spans(exported):
     assert meta["tokens"]["word_split"]["pattern"] and "tokenizer_json" in meta["preprocessing"][0]["config"]
 
 
+def test_export_carries_the_decoding_chosen_on_val_and_the_runtime_follows_it(exported, trained, tmp_path):
+    import onnx
+
+    from mmzoo.errors import ExportError
+    from mmzoo.onnx import metadata as md
+    from mmzoo.tokens.runtime import TokenPredictor
+
+    path = exported["model"]["path"]
+    meta = md.read(path)
+    assert meta["tokens"]["decoder"] == trained[0].metrics["decoder"] in ("viterbi", "argmax")
+    assert TokenPredictor(path, device="cpu").decoder == meta["tokens"]["decoder"]
+    for decoder, expect in ((None, "argmax"), ("beam", None)):  # a file from before the choice; an unknown one
+        model = onnx.load(str(path))
+        changed = {**meta, "tokens": {k: v for k, v in meta["tokens"].items() if k != "decoder"}}
+        if decoder:
+            changed["tokens"]["decoder"] = decoder
+        md.set_props(model, changed)
+        target = tmp_path / f"{decoder}.onnx"
+        onnx.save(model, str(target))
+        if expect:
+            assert TokenPredictor(target, device="cpu").decoder == expect
+        else:
+            with pytest.raises(ExportError, match="decoder 'beam'"):
+                TokenPredictor(target, device="cpu")
+
+
 def test_predict_prints_entities_without_torch(exported):
     path = exported["weighted"]["path"]
     script = textwrap.dedent(f"""
