@@ -7,7 +7,7 @@ training the same head over a warm feature cache, with OMP_NUM_THREADS and MKL_N
 removed from its environment:
 
 - default: what torch does on its own: one thread per core, OpenMP's default wait policy;
-- mmzoo: mmzoo's choice: 1 thread for a head over cached features, OMP_WAIT_POLICY=PASSIVE
+- mmzoo: mmzoo's choice: 1 thread for a head over cached features, a short OpenMP spin
   (as the `mmzoo` CLI sets it before importing torch).
 
 Each runs on the machine as it is ("idle") and next to one competing busy process that
@@ -34,9 +34,9 @@ SPIN = "import time\nend = time.time() + {limit}\nwhile time.time() < end:\n    
 def child(mode: str, model: str, epochs: int, out: str) -> None:
     """One training in this process; prints {"loop": s, "threads": n, "cpu": CPU seconds of train()} as JSON."""
     if mode == "mmzoo":
-        from mmzoo.train.threads import prefer_passive_wait
+        from mmzoo.train.threads import prefer_short_spin
 
-        prefer_passive_wait()  # before torch is imported, as the CLI does
+        prefer_short_spin()  # before torch is imported, as the CLI does
     import torch
 
     from mmzoo.train.factory import resolve_spec
@@ -54,7 +54,8 @@ def child(mode: str, model: str, epochs: int, out: str) -> None:
 
 
 def measure(mode: str, args, out: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY")}
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY",
+                                                               "GOMP_SPINCOUNT")}
     try:
         res = subprocess.run([sys.executable, __file__, "--child", mode, "--model", args.model, "--epochs",
                               str(args.epochs), "--out", out], capture_output=True, text=True, env=env,
@@ -116,7 +117,7 @@ def main() -> None:
           f"load average at the end: {os.getloadavg()[0]:.1f} (other work on the machine)")
     print(f"{'setting':38}{'idle':>9}{'busy':>9}{'busy/idle':>11}{'CPU s idle':>12}{'CPU s busy':>12}")
     for mode, label in (("default", f"torch default ({threads['default']} threads)"),
-                        ("mmzoo", f"mmzoo's choice ({threads['mmzoo']} thread, passive)")):
+                        ("mmzoo", f"mmzoo's choice ({threads['mmzoo']} thread, short spin)")):
         idle, busy = median[(mode, "idle")], median[(mode, "busy")]
         used = [statistics.median(cpu[(mode, load)]) for load in ("idle", "busy")]
         print(f"{label:38}{idle:8.2f}s{busy:8.2f}s{busy / idle:10.2f}x{used[0]:11.1f}s{used[1]:11.1f}s")

@@ -37,9 +37,9 @@ def main(argv: list[str] | None = None) -> int:
         from mmzoo.cli.tui import cmd_tui  # a bare `mmzoo` in a terminal opens the TUI
 
         args.handler = cmd_tui
-    from mmzoo.train.threads import prefer_passive_wait
+    from mmzoo.train.threads import prefer_short_spin
 
-    prefer_passive_wait()  # before any command imports torch: idle OpenMP threads sleep, not spin
+    prefer_short_spin()  # before any command imports torch: idle OpenMP threads spin briefly, then sleep
     try:
         return args.handler(args) or 0
     except MmzooError as exc:

@@ -20,7 +20,7 @@ import torch
 from mmzoo.fit.heads import Candidate, Fitted, build
 from mmzoo.fit.search import Result, from_curves, one_standard_error
 from mmzoo.train.inputs import SplitInputs, cached_prefix, initial_pooled, pooled_only
-from mmzoo.train.trainer import forward, joint_loss, lr_at, predict
+from mmzoo.train.trainer import adamw, forward, joint_loss, lr_at, predict
 
 CPU = torch.device("cpu")
 
@@ -124,8 +124,7 @@ class Tuner:
         encoders = {**self.encoders, **{m: self.encoder(m, n) for m in tuned_modalities(candidate)}}
         model = build(spec, num_classes, encoders)
         model.fit_standardizers(initial_pooled(model, data))
-        optimiser = torch.optim.AdamW(model.param_groups(tcfg["lr"], tcfg["encoder_lr"]), lr=tcfg["lr"],
-                                      weight_decay=tcfg["weight_decay"])
+        optimiser = adamw(model.param_groups(tcfg["lr"], tcfg["encoder_lr"]), tcfg["lr"], tcfg["weight_decay"])
         params = model.trainable_parameters()
         batch = tcfg["batch_size"]
         steps_per_epoch = math.ceil(len(data) / batch)

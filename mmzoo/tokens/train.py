@@ -92,8 +92,8 @@ def score(probs: list[np.ndarray], sentences: list, labels: list[str], outside_s
 def train_tokens(spec: dict | None, options):
     """Train one token tagger (``options`` is a :class:`mmzoo.train.trainer.Options`); returns the finished Run."""
     from mmzoo.tokens.model import create_tagger, freeze_word_embeddings
+    from mmzoo.train import trainer as loop
     from mmzoo.train.factory import open_dataset
-    from mmzoo.train.trainer import Cancelled, autocast_dtype, lr_at, optimizer_step, pick_device, seed_everything
 
     say = (lambda msg: None) if options.quiet else (lambda msg: print(msg, file=sys.stderr))
     emit = options.on_event or (lambda event: None)
@@ -110,8 +110,8 @@ def train_tokens(spec: dict | None, options):
         raise TrainingError("boosting and bagging recipes are not supported for token models",
                             hint="use a members or seeds ensemble of token models")
     tcfg = spec["train"]
-    seed_everything(tcfg["seed"])
-    device = pick_device(options.device)
+    loop.seed_everything(tcfg["seed"])
+    device = loop.pick_device(options.device)
     dataset = open_dataset(spec["task"]["dataset"])
     if getattr(dataset, "task", "classification") != TASK:
         raise TrainingError(f"dataset {dataset.name!r} has one label per sample, but model {spec['name']!r} is a "
@@ -149,7 +149,7 @@ def train_tokens(spec: dict | None, options):
     groups = [{"params": head_params, "peak": tcfg["lr"]}]
     if encoder_params:
         groups.append({"params": encoder_params, "peak": encoder_lr})
-    optimizer = torch.optim.AdamW(groups, lr=tcfg["lr"], weight_decay=tcfg["weight_decay"])
+    optimizer = loop.adamw(groups, tcfg["lr"], tcfg["weight_decay"])
     steps_per_epoch = math.ceil(len(train_rows) / tcfg["batch_size"])
     total_steps = steps_per_epoch * tcfg["epochs"]
     progress = {"epoch": 0, "step": 0, "best": -1.0, "best_epoch": 0, "bad_epochs": 0, "seconds": 0.0,
@@ -158,7 +158,7 @@ def train_tokens(spec: dict | None, options):
     if ckpt is not None:
         progress, best_state = checkpoint.restore(ckpt, model, optimizer)
         say(f"mmzoo: resuming {run.name} after epoch {progress['epoch']}")
-    amp = autocast_dtype(tcfg["precision"], device)
+    amp = loop.autocast_dtype(tcfg["precision"], device)
     autocast = torch.autocast(device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
     metric = tcfg["metric"]
     for epoch in range(progress["epoch"] + 1, tcfg["epochs"] + 1):
@@ -171,10 +171,10 @@ def train_tokens(spec: dict | None, options):
             for b, idx in enumerate(plan):
                 if options.should_stop and options.should_stop():
                     run.set_status("cancelled", epoch=progress["epoch"])
-                    raise Cancelled(f"cancelled during epoch {epoch}; {run.name} keeps the checkpoint of "
+                    raise loop.Cancelled(f"cancelled during epoch {epoch}; {run.name} keeps the checkpoint of "
                                     f"epoch {progress['epoch']}", hint=f"resume with `mmzoo train --resume {run.path}`")
                 for group in optimizer.param_groups:
-                    group["lr"] = lr_at(progress["step"], total_steps, group["peak"], tcfg["warmup"])
+                    group["lr"] = loop.lr_at(progress["step"], total_steps, group["peak"], tcfg["warmup"])
                 t = _tensors([train_rows[i] for i in idx], aligner.pad_id, device, images, splits["train"])
                 width = t["input_ids"].shape[1]
                 y = torch.full((len(idx), width), IGNORE, dtype=torch.int64)
@@ -188,7 +188,7 @@ def train_tokens(spec: dict | None, options):
                     run.set_status("failed", error="non-finite loss")
                     raise TrainingError(f"loss became {seen} at epoch {epoch}, step {b + 1} of {run.name}",
                                         hint="lower lr/encoder_lr, or set precision: fp32")
-                optimizer_step(optimizer, loss, model.trainable_parameters(), tcfg["grad_clip"])
+                loop.optimizer_step(optimizer, loss, model.trainable_parameters(), tcfg["grad_clip"])
                 progress["step"] += 1
                 total_loss += seen
                 bar.advance()

@@ -166,6 +166,31 @@ def _task_loop(spec: dict | None, options: Options):
     return getattr(importlib.import_module(module), attr)
 
 
+FUSED_ADAMW_FROM = 1_000_000  # trainable parameters; below this the optimiser step costs next to nothing
+
+
+def adamw(groups, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW for every training loop; fused where it pays (an encoder trains) and torch has the kernel.
+
+    The fused step is one multi-threaded pass over all parameters instead of a chain of per-op passes:
+    fine-tuning MiniLM (22.7M parameters) on 2 CPU cores, 86 -> 15 ms a step, a third of an epoch.
+    It rounds differently in the last bit, and a small model trained from scratch can amplify that into
+    a different trajectory (digits_concat: test accuracy 0.915 vs 0.889), so heads and small models
+    keep the plain step: their results stay what they were, and the step is cheap there anyway.
+    Either way runs are deterministic, which is what resuming needs.
+    """
+    groups = [{**g, "params": list(g["params"])} if isinstance(g, dict) else g for g in groups]  # once: may be iterators
+    params = [p for g in groups for p in (g["params"] if isinstance(g, dict) else [g])]
+    fused = (sum(p.numel() for p in params) >= FUSED_ADAMW_FROM
+             and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params))
+    if fused:
+        try:
+            return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, fused=True)
+        except (RuntimeError, ValueError):  # an older torch or a device without the fused kernel
+            pass
+    return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
+
+
 def optimizer_step(optimizer, loss: torch.Tensor, params, grad_clip: float) -> None:
     """Backward, clip the global gradient norm (0 disables), step: one update, the same in every training loop."""
     optimizer.zero_grad(set_to_none=True)
@@ -253,8 +278,7 @@ def _train(spec: dict, options: Options, ctx: distributed.Context, held: context
     step = ctx.wrap(model, forward)  # first: on CUDA it swaps BatchNorm for SyncBatchNorm (same parameters)
     params = model.trainable_parameters()
     # the head at lr, trained encoder layers at encoder_lr (lower, for pretrained weights) when it is set
-    optimizer = torch.optim.AdamW(model.param_groups(tcfg["lr"], tcfg.get("encoder_lr")), lr=tcfg["lr"],
-                                  weight_decay=tcfg["weight_decay"])
+    optimizer = adamw(model.param_groups(tcfg["lr"], tcfg.get("encoder_lr")), tcfg["lr"], tcfg["weight_decay"])
     steps_per_epoch = math.ceil(len(rows) / tcfg["batch_size"])
     total_steps = steps_per_epoch * tcfg["epochs"]
     metric_name = tcfg["metric"]

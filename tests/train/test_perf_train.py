@@ -113,6 +113,48 @@ def test_a_container_quota_caps_the_affinity_mask(monkeypatch):
     assert threads.choose(threads.ENCODER) == 2
 
 
+@pytest.mark.parametrize("platform,preset,expected", [
+    ("linux", {}, {"GOMP_SPINCOUNT": str(threads.SPIN_COUNT)}),
+    ("darwin", {}, {"OMP_WAIT_POLICY": "PASSIVE"}),
+    ("linux", {"OMP_WAIT_POLICY": "ACTIVE"}, {"OMP_WAIT_POLICY": "ACTIVE"}),  # the user's choice stands
+    ("linux", {"GOMP_SPINCOUNT": "0"}, {"GOMP_SPINCOUNT": "0"}),
+])
+def test_the_cli_wait_policy_is_a_short_spin_unless_the_user_chose(monkeypatch, platform, preset, expected):
+    for key in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in preset.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(threads.sys, "platform", platform)
+    threads.prefer_short_spin()
+    assert {k: os.environ[k] for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if k in os.environ} == expected
+
+
+def test_fine_tuning_gets_the_fused_adamw_and_its_updates_match_the_plain_one(monkeypatch):
+    import torch
+
+    from mmzoo.train import trainer
+    from mmzoo.train.trainer import adamw
+
+    def trained(fused_optimizer: bool) -> torch.Tensor:
+        torch.manual_seed(0)
+        layer = torch.nn.Linear(8, 3)
+        if fused_optimizer:
+            monkeypatch.setattr(trainer, "FUSED_ADAMW_FROM", 1)
+            optimizer = adamw([{"params": layer.parameters(), "lr": 0.01}], 0.01, 0.1)
+            assert optimizer.defaults["fused"]
+        else:
+            optimizer = torch.optim.AdamW(layer.parameters(), lr=0.01, weight_decay=0.1)
+        for step in range(20):
+            optimizer.zero_grad()
+            layer(torch.ones(4, 8) * step).pow(2).mean().backward()
+            optimizer.step()
+        return torch.cat([p.detach().flatten() for p in layer.parameters()])
+
+    assert adamw([torch.nn.Parameter(torch.zeros(2_000_000))], 0.1, 0.0).defaults["fused"] is True
+    assert not adamw([torch.nn.Parameter(torch.zeros(2))], 0.1, 0.0).defaults["fused"]  # small: the plain step
+    assert torch.allclose(trained(True), trained(False), atol=1e-6)
+
+
 def test_request_order_options_then_flag_then_registry():
     try:
         assert threads.requested(None, 3) == 3
