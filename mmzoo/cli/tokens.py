@@ -77,16 +77,17 @@ def data_check(path, as_json: bool) -> int:
         return 1 if problems else 0
     for p in problems:
         print(str(p))
+    repaired = [p for p in notes if p.field == "tag"]
     for p in notes:
-        print(f"{p} (repaired on load)")
+        print(f"{p} (repaired on load)" if p.field == "tag" else f"note: {p}")
     if problems:
         err(f"{len(problems)} problem(s) in {path} (token dataset; refused until fixed)"
-            + (f"; {len(notes)} tag(s) will be repaired" if notes else ""))
+            + (f"; {len(repaired)} tag(s) will be repaired" if repaired else ""))
     else:
         print(f"{path}: ok (token dataset, types: {', '.join(types)})"
               + (f"; {pictures} of {len(raws)} sentences have an image (the others read the tagger's "
                  "no-image embedding)" if pictures else "")
-              + (f"; {len(notes)} orphan I- tag(s) repaired to B-" if notes else ""))
+              + (f"; {len(repaired)} orphan I- tag(s) repaired to B-" if repaired else ""))
     return 1 if problems else 0
 
 

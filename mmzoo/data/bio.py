@@ -11,7 +11,7 @@ read it; :func:`repair` rewrites it to ``B-X`` so every sequence mmzoo emits is 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -48,6 +48,29 @@ def parse(tag: str) -> tuple[str, str] | None:
     if len(tag) > 2 and tag[0] in "BI" and tag[1] == "-" and tag[2:].strip() == tag[2:]:
         return tag[0], tag[2:]
     return None
+
+
+# Schemes read as BIO on load, lossless: a single-word entity starts (B-), an entity's last word continues (I-).
+OTHER_SCHEMES = {"BIOES": {"S": "B", "E": "I"}, "BILOU": {"U": "B", "L": "I"}}
+
+
+def scheme_of(tags: Iterable[str]) -> str | None:
+    """``"BIOES"`` or ``"BILOU"`` when the tags use both of that scheme's own prefixes and no other; else None.
+
+    Both must appear (S- and E-, or U- and L-): any real dataset in these schemes has single-word and
+    multi-word entities, while a lone E- in a BIO file is more likely a typo, reported line by line.
+    """
+    prefixes = {t[0] for t in tags if len(t) > 2 and t[1] == "-"}
+    found = [name for name, extra in OTHER_SCHEMES.items() if set(extra) <= prefixes]
+    if len(found) != 1 or prefixes - set("BI") - set(OTHER_SCHEMES[found[0]]):
+        return None  # plain BIO, or a mixture that the per-tag check reports line by line
+    return found[0]
+
+
+def to_bio(tags: Sequence[str], scheme: str) -> list[str]:
+    """Tags of ``scheme`` (BIOES or BILOU) as BIO tags with the same entities."""
+    mapping = OTHER_SCHEMES[scheme]
+    return [mapping[t[0]] + t[1:] if len(t) > 2 and t[1] == "-" and t[0] in mapping else t for t in tags]
 
 
 def orphans(tags: Sequence[str]) -> list[int]:

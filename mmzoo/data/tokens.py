@@ -7,7 +7,9 @@ the tag), a blank line between sentences, ``-DOCSTART-`` lines skipped. A manife
 An optional ``labels.txt`` declares the entity types (``person`` or ``B-person`` lines).
 
 Problems are errors (the dataset is refused) except an ``I-X`` that continues no ``X`` entity:
-it is repaired to ``B-X`` (the entity conlleval would read) and reported as a note.
+it is repaired to ``B-X`` (the entity conlleval would read) and reported as a note. Tags in the
+BIOES or BILOU scheme are read as BIO with the same entities (one note says so); models always
+predict BIO.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from mmzoo.zoo.token_schema import TASK
 SPLIT_WORDS = (("train", "train"), ("dev", "val"), ("valid", "val"), ("val", "val"), ("test", "test"))
 SKIPPED = (".md", ".json", ".yaml", ".yml", ".py")
 WNUT17 = Path(__file__).resolve().parent.parent / "datasets" / "wnut17"
+OTHER_PREFIXES = {"BIOES": "S- and E- tags", "BILOU": "U- and L- tags"}
+READ_AS = {"BIOES": "S-X as B-X, E-X as I-X", "BILOU": "U-X as B-X, L-X as I-X"}
 
 
 @dataclass(frozen=True)
@@ -232,6 +236,13 @@ def scan(path: str | Path) -> tuple[list[_Raw], list[str], list[Problem], list[P
                                  "with tokens and tags per row")
         raws = [r for f in files for r in _read_conll(f, _split_of(f.name), problems)]
     types: list[str] = list(declared or [])
+    scheme = bio.scheme_of(t for raw in raws for t in raw.tags)
+    if scheme:
+        extra = OTHER_PREFIXES[scheme]
+        notes.append(Problem(folder.name, 0, "scheme", f"the tags use the {scheme} scheme ({extra} seen); they are "
+                             f"read as BIO with the same entities: {READ_AS[scheme]}"))
+        for raw in raws:
+            raw.tags = bio.to_bio(raw.tags, scheme)
     good = []
     for raw in raws:
         bad = False
@@ -239,7 +250,8 @@ def scan(path: str | Path) -> tuple[list[_Raw], list[str], list[Problem], list[P
             parsed = bio.parse(tag)
             if parsed is None:
                 problems.append(Problem(raw.file, line, "tag", f"tag {tag!r} is outside the BIO scheme "
-                                        "(use O, B-TYPE or I-TYPE)"))
+                                        "(use O, B-TYPE or I-TYPE; a dataset tagged in BIOES (S-, E-) or BILOU "
+                                        "(U-, L-) is read too, one scheme per dataset)"))
                 bad = True
             elif parsed[1] and declared is not None and parsed[1] not in declared:
                 problems.append(Problem(raw.file, line, "tag", f"tag {tag!r}: type {parsed[1]!r} is not in "

@@ -189,6 +189,59 @@ def test_bad_conll_is_reported_by_file_and_line(tmp_path, cli):
     assert "train.conll:11: I-LOC continues no LOC entity; repaired to B-LOC (repaired on load)" in res.stdout
 
 
+def _encode(spans: list[tuple[str, int, int]], n: int, scheme: str) -> list[str]:
+    single, last = {"BIO": ("B", "I"), "BIOES": ("S", "E"), "BILOU": ("U", "L")}[scheme]
+    tags = ["O"] * n
+    for typ, start, end in spans:
+        tags[start:end] = [f"B-{typ}"] + [f"I-{typ}"] * (end - start - 1)
+        if end - start == 1:
+            tags[start] = f"{single}-{typ}"
+        else:
+            tags[end - 1] = f"{last}-{typ}"
+    return tags
+
+
+@st.composite
+def entity_sequences(draw):
+    n = draw(st.integers(1, 25))
+    cuts = sorted(draw(st.sets(st.integers(0, n), max_size=10)))
+    spans = [(draw(st.sampled_from(["PER", "LOC"])), a, b) for a, b in zip(cuts, cuts[1:], strict=False)
+             if draw(st.booleans())]
+    return spans, n
+
+
+@given(entity_sequences(), st.sampled_from(["BIOES", "BILOU"]))
+def test_bioes_and_bilou_read_as_bio_with_the_same_entities(sequence, scheme):
+    spans, n = sequence
+    tags = _encode(spans, n, scheme)
+    as_bio = bio.to_bio(tags, scheme)
+    assert bio.spans(as_bio) == spans and bio.orphans(as_bio) == []
+    if any(e - s == 1 for _, s, e in spans) and any(e - s > 1 for _, s, e in spans):
+        assert bio.scheme_of(tags) == scheme
+    assert bio.scheme_of(_encode(spans, n, "BIO")) is None
+
+
+def test_a_bioes_folder_loads_like_its_bio_twin_and_a_mixture_is_refused(tmp_path, cli):
+    sentences = [("Alice went to New York".split(), [("PER", 0, 1), ("LOC", 3, 5)]),
+                 ("Bob Smith sings".split(), [("PER", 0, 2)])]
+    loaded = {}
+    for scheme in ("BIO", "BIOES", "BILOU"):
+        folder = tmp_path / scheme
+        for split in ("train", "dev"):
+            text = "\n\n".join("\n".join(f"{w}\t{t}" for w, t in zip(words, _encode(spans, len(words), scheme),
+                                                                        strict=True)) for words, spans in sentences)
+            _write(folder, f"{split}.txt", text + "\n")
+        loaded[scheme] = load_token_folder(folder)
+        assert [s.tags for s in loaded[scheme].split("train")] == [s.tags for s in loaded["BIO"].split("train")]
+    assert loaded["BIOES"].fingerprint == loaded["BIO"].fingerprint  # the same data, whatever its encoding
+    res = cli("data", "check", str(tmp_path / "BIOES"))
+    assert res.returncode == 0 and "read as BIO with the same entities: S-X as B-X, E-X as I-X" in res.stdout
+    _write(tmp_path / "mixed", "train.txt", "Ann\tS-PER\nRome\tU-LOC\nNew\tB-LOC\nYork\tL-LOC\nX\tE-LOC\n")
+    _write(tmp_path / "mixed", "dev.txt", "Ann\tB-PER\n")
+    _, _, problems, _ = scan(tmp_path / "mixed")
+    assert [p.line for p in problems] == [1, 2, 4, 5] and "one scheme per dataset" in problems[0].message
+
+
 def test_manifest_rows_are_checked(tmp_path):
     rows = [{"tokens": ["Alice", "sings"], "tags": ["B-PER", "O"], "split": "train"},
             {"tokens": ["x"], "tags": ["O", "O"]},
