@@ -25,12 +25,10 @@ class EnsembleResult:
     tokens: bool = False  # a token-classification (NER) ensemble: word-level combining, entity metrics
 
 
-def is_token_run(run) -> bool:
-    return run.spec.get("data", {}).get("task") == "tokens"
-
-
 def _build(spec: dict, obtained, out) -> EnsembleResult:
     """Fit the combiner and write the ensemble run: per word for token runs, per sample otherwise."""
+    from mmzoo.tokens.report import is_token_run
+
     if any(is_token_run(r) for r in obtained.runs):
         from mmzoo.tokens.ensemble import build_token_ensemble
 

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 from mmzoo.cli.output import emit_json, err, table
-
-
-def is_token_run(run) -> bool:
-    return run.spec.get("data", {}).get("task") == "tokens"
+from mmzoo.tokens.report import MIXED, compare_rows, decoding_text, is_token_run  # noqa: F401  (used by cli.*)
 
 
 def summary(metrics: dict) -> dict:
@@ -23,38 +20,14 @@ def train_line(run) -> str:
             f"-> {run.path}")
 
 
-def _decoding(run) -> str:
-    from mmzoo.tokens.ensemble import decoding_of
-
-    decoder, scale = decoding_of(run)
-    how = "constrained Viterbi (valid BIO)" if decoder == "viterbi" else "argmax, BIO repair"
-    return f"P(O) x {scale:g}, {how}"
-
-
 def render_eval(run, split: str) -> str:
     from mmzoo.tokens.metrics import render_table
 
     m = run.metrics[split]
     return (f"{run.name} on {split} ({m['sentences']} sentences, {m['words']} words, {m['entities']} entities): "
             f"entity-level exact match, micro F1 {m['f1']:.4f}\n"
-            f"decoding: {_decoding(run)} (chosen on val)\n\n"
+            f"decoding: {decoding_text(run)} (chosen on val)\n\n"
             + render_table(m))
-
-
-def compare_rows(runs: list) -> list[dict]:
-    rows = []
-    for run in runs:
-        spec, m = run.spec, run.metrics
-        test = m.get("test", {})
-        fusion = (spec.get("model") or {}).get("fusion") or {}
-        kind = f"ensemble:{spec['combiner']['name']}" if spec.get("kind") == "ensemble" else \
-            f"tokens+image:{fusion['name']}" if fusion else "tokens"
-        rows.append({"run": run.name, "kind": kind, "dataset": spec["data"]["dataset"],
-                     "entity_f1": test.get("f1"), "precision": test.get("precision"), "recall": test.get("recall"),
-                     "token_accuracy": test.get("token_accuracy"), "val_entity_f1": m.get("val", {}).get("f1"),
-                     "per_type_f1": {t: v["f1"] for t, v in test.get("per_type", {}).items()},
-                     "train_seconds": m.get("train_seconds", 0.0)})
-    return rows
 
 
 def render_compare(rows: list[dict]) -> str:

@@ -166,8 +166,7 @@ def cmd_compare(args) -> int:
     token_runs = [tokens.is_token_run(r) for r in selected]
     if any(token_runs):
         if not all(token_runs):
-            raise DataError("compare token runs (NER) with token runs only: their metrics are entity F1, not "
-                            "accuracy", hint="list them with `mmzoo runs`")
+            raise DataError(tokens.MIXED, hint="list them with `mmzoo runs`")
         rows = tokens.compare_rows(selected)
         print(tokens.render_compare(rows)) if not args.json else emit_json(rows)
         return 0

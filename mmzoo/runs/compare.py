@@ -27,7 +27,7 @@ def _kind(spec: dict) -> str:
     return "text-only" if spec.get("text") else "image-only"
 
 
-def _member_totals(spec: dict) -> tuple[int, int, float]:
+def member_totals(spec: dict) -> tuple[int, int, float]:
     """An ensemble's parameters, trained parameters and training time: the sums over its members."""
     totals = [0, 0, 0.0]
     for member in spec.get("members", []):
@@ -70,7 +70,7 @@ def compare_runs(selected: list[Run], root: Path | None = None) -> list[dict]:
                "parameters": metrics.get("parameters", 0), "trainable_parameters": metrics.get("trainable_parameters", 0),
                "train_seconds": metrics.get("train_seconds", 0.0)}
         if spec.get("kind") == "ensemble":
-            row["parameters"], row["trainable_parameters"], row["train_seconds"] = _member_totals(spec)
+            row["parameters"], row["trainable_parameters"], row["train_seconds"] = member_totals(spec)
         if spec.get("model", {}).get("fusion"):
             for modality in ("text", "image"):
                 base = find_baseline(run, modality, pool)

@@ -80,3 +80,44 @@ def train_tiny(registry: Path, root: Path, names=("tiny_text", "tiny_concat"), e
         spec = resolve_spec(name, str(registry))
         spec["train"]["epochs"] = epochs
         train(spec, Options(out=root, quiet=True))
+
+
+TOY_TAGGER = """
+models:
+  toy_tagger:
+    description: a tiny tagger for the TUI's token-run tests
+    text: {{encoder: small_text, dim: 16, layers: 1, max_length: 32}}
+    task: {{dataset: {data}, type: tokens}}
+    train: {{epochs: 2, lr: 0.01, encoder_lr: null, batch_size: 16, patience: 0, precision: fp32}}
+"""
+
+
+def train_toy_taggers(root: Path) -> list:
+    """Two tiny taggers (seeds 0 and 1) on a generated PER/LOC manifest, and their word-level mean ensemble."""
+    import json
+    import random
+
+    from mmzoo.tokens.ensemble import build_token_ensemble
+    from mmzoo.train.factory import resolve_spec
+    from mmzoo.train.trainer import Options, train
+
+    data = root / "toy-ner"
+    data.mkdir(parents=True)
+    rng = random.Random(0)
+    rows = []
+    for split, n in (("train", 120), ("val", 30), ("test", 30)):
+        for _ in range(n):
+            words = [rng.choice(["alice", "bob", "oslo", "rome", "we", "went", "to", "saw"]) for _ in range(4)]
+            tags = ["B-PER" if w in ("alice", "bob") else "B-LOC" if w in ("oslo", "rome") else "O" for w in words]
+            rows.append(json.dumps({"tokens": words, "tags": tags, "split": split}))
+    (data / "manifest.jsonl").write_text("\n".join(rows) + "\n")
+    registry = root / "toy-ner.yaml"
+    registry.write_text(TOY_TAGGER.format(data=data))
+    runs = []
+    for seed in (0, 1):
+        spec = resolve_spec("toy_tagger", str(registry))
+        spec["train"]["seed"] = seed
+        runs.append(train(spec, Options(out=root / "runs", quiet=True, run_name=f"toy_tagger_s{seed}")))
+    pair = build_token_ensemble({"name": "toy_tagger_pair", "kind": "ensemble", "recipe": {"members": []},
+                                 "combiner": {"name": "mean"}}, runs, root=root / "runs")
+    return runs + [pair]

@@ -29,6 +29,41 @@ def _metric_lines(metrics: dict) -> list[str]:
     return lines
 
 
+TOKEN_METRICS = (("f1", "entity F1"), ("precision", "precision"), ("recall", "recall"),
+                 ("token_accuracy", "token acc"))
+
+
+def _token_lines(run: Run, spec: dict, metrics: dict) -> list[str]:
+    """A tagger's (or token ensemble's) entity-level figures, its decoding and the per-type table on test."""
+    from mmzoo.tokens.metrics import render_table
+    from mmzoo.tokens.report import decoding_text
+
+    val, test = metrics.get("val", {}), metrics.get("test", {})
+    lines = [f"  {'':<12}{'val':>10}{'test':>10}"]
+    for key, label in TOKEN_METRICS:
+        cells = [format(split[key], ".4f") if key in split else "" for split in (val, test)]
+        lines.append(f"  {label:<12}{cells[0]:>10}{cells[1]:>10}")
+    lines.append(f"  decoding: {escape(decoding_text(run))} (chosen on val)")
+    if test.get("per_type") is not None:
+        lines += ["", "[b]entities on test[/] (entity-level exact match)",
+                  *(f"  {escape(line)}" for line in render_table(test).splitlines())]
+    if spec.get("kind") == "ensemble":
+        name = spec.get("combiner", {}).get("name", "?")
+        lines += ["", f"[b]ensemble[/] combiner [b]{escape(str(name))}[/] (per word, decoded after combining)",
+                  "[b]members[/]  val F1 / test F1 (each decoded as its own run)"]
+        scores = metrics.get("members", {}) if isinstance(metrics.get("members"), dict) else {}
+        for i, member in enumerate(spec.get("members", []), 1):
+            score = scores.get(member.get("name"), {})
+            shown = (f"  {score['val_f1']:.4f} / {score['test_f1']:.4f}" if {"val_f1", "test_f1"} <= set(score)
+                     else "")
+            weight = f"  weight {member['weight']:.2f}" if isinstance(member.get("weight"), (int, float)) else ""
+            lines.append(f"  {i}. {escape(str(member.get('name', '?')))}{shown}{weight}")
+        if "best_member" in metrics:
+            lines.append(f"  best member on val: {escape(str(metrics['best_member']))}; the ensemble "
+                         f"{'matches or beats' if metrics.get('beat_best_member') else 'does not beat'} it on test")
+    return lines
+
+
 def _ensemble_lines(spec: dict, metrics: dict) -> list[str]:
     combiner = spec.get("combiner", {})
     name = combiner.get("name", "?") if isinstance(combiner, dict) else str(combiner)
@@ -67,8 +102,10 @@ def detail_markup(path: Path) -> str:
              f"folder  {escape(str(path))}",
              f"tags    {escape(', '.join(tags)) if tags else '[dim]none (g to tag)[/]'}"]
     data = spec.get("data", {})
+    labels = (f"{len(data.get('classes', []))} BIO tags" if data.get("task") == "tokens"
+              else f"{len(data.get('classes', []))} classes")
     lines.append(f"data    {escape(str(data.get('dataset', '')))} · label set {escape(str(data.get('label_set', '')))}"
-                 f" · {len(data.get('classes', []))} classes")
+                 f" · {labels}")
     if spec.get("kind") != "ensemble":
         model = spec.get("model", {})
         parts = [f"{k} {model[k].get('encoder', '')}" for k in ("text", "image") if isinstance(model.get(k), dict)]
@@ -85,6 +122,8 @@ def detail_markup(path: Path) -> str:
         if metrics:
             lines.append(f"        best epoch {metrics.get('best_epoch')} of {metrics.get('epochs')} · "
                          f"{metrics.get('train_seconds', 0):.1f}s · {metrics.get('parameters', 0):,} parameters")
+    if metrics and metrics.get("task") == "tokens":
+        return "\n".join(lines + ["", "[b]metrics[/]", *_token_lines(run, spec, metrics)])
     if metrics:
         lines += ["", "[b]metrics[/]", *_metric_lines(metrics)]
     if spec.get("kind") == "ensemble":

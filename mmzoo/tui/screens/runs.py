@@ -69,7 +69,8 @@ class RunRow:
             return cls(run.path, run.name, "?", f"unreadable: {exc}", "")
         test = metrics.get("test", {})
         return cls(run.path, run.name, "ensemble" if spec.get("kind") == "ensemble" else "model", state,
-                   str(spec.get("data", {}).get("dataset", "")), test.get("accuracy"), test.get("macro_f1"),
+                   str(spec.get("data", {}).get("dataset", "")), test.get("accuracy"),
+                   test.get("macro_f1", test.get("f1")),  # a token run's F1 column is its entity F1, as in `mmzoo runs`
                    metrics.get("train_seconds"), tags)
 
 

@@ -1,5 +1,7 @@
 """Provides the compare panel: val beside test metrics, calibration, fusion gains, spec differences, per-class F1,
-confusion heatmaps and curves, one tab each (`[` and `]` switch tabs from anywhere on the runs screen)."""
+confusion heatmaps and curves, one tab each (`[` and `]` switch tabs from anywhere on the runs screen).
+
+Token runs (NER) compare with token runs only: entity F1 in the F1 columns, per-type F1, val entity F1 curves."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
+from mmzoo.errors import DataError
 from mmzoo.runs.folders import Run
 from mmzoo.tui.widgets.curves import CurvesPlot
 from mmzoo.tui.widgets.heatmap import ConfusionHeatmap
@@ -70,7 +73,14 @@ class ComparePanel(Vertical):
 
     def show(self, runs: list[Run], root: Path) -> None:
         from mmzoo.runs.compare import compare_runs
+        from mmzoo.tokens.report import MIXED, is_token_run
 
+        tagged = [is_token_run(run) for run in runs]
+        if any(tagged):
+            if not all(tagged):
+                raise DataError(MIXED)
+            self._show_tokens(runs)
+            return
         rows = compare_runs(runs, root)
         table = self.query_one("#compare-table", DataTable)
         table.clear()
@@ -91,6 +101,30 @@ class ComparePanel(Vertical):
         self._confusion(runs)
         self._curves(runs)
 
+    def _show_tokens(self, runs: list[Run]) -> None:
+        """Token runs (NER): entity F1 in the F1 columns, per-type F1, curves of val entity F1; no confusion."""
+        from mmzoo.tokens.report import compare_rows
+
+        table = self.query_one("#compare-table", DataTable)
+        table.clear()
+        for i, row in enumerate(compare_rows(runs), 1):
+            model, _, run_id = row["run"].partition("/")
+            table.add_row(str(i), f"{model}\n{run_id}", row["kind"], _num(None, ""), _num(None, ""),
+                          _num(row["val_entity_f1"], ".4f"), _num(row["entity_f1"], ".4f"), _num(None, ""),
+                          _gain(None), _gain(None), _count(row["parameters"]), _num(row["train_seconds"], ".1f"),
+                          key=row["run"], height=2)
+        self.query_one("#compare-note", Static).update(
+            "token runs (NER): F1 is entity-level exact-match micro F1 (val, test); accuracy and calibration do "
+            "not apply · per-type F1 in the next tabs · ←→ scroll")
+        self._spec_diff(runs)
+        per_type = [{t: {"f1": v["f1"]} for t, v in run.metrics["test"]["per_type"].items()} for run in runs]
+        self._per_class(runs, per_type, "entity type")
+        holder = self.query_one("#confusion", VerticalScroll)
+        holder.remove_children()
+        holder.mount(Static("token runs have no confusion matrix: their errors are spans, scored per entity "
+                            "type in the Per-class F1 tab", classes="dim"))
+        self._curves(runs, "val_entity_f1")
+
     def _spec_diff(self, runs: list[Run]) -> None:
         from mmzoo.runs.specdiff import spec_differences
 
@@ -105,11 +139,11 @@ class ComparePanel(Vertical):
         if not differences:
             table.add_row("(the specs are identical)", *("" for _ in runs))
 
-    def _per_class(self, runs: list[Run]) -> None:
+    def _per_class(self, runs: list[Run], per_run: list[dict] | None = None, heading: str = "class") -> None:
         table = self.query_one("#perclass-table", DataTable)
         table.clear(columns=True)
-        table.add_column("class", key="class")
-        per_run = [r.metrics["test"]["per_class"] for r in runs]
+        table.add_column(heading, key="class")
+        per_run = per_run if per_run is not None else [r.metrics["test"]["per_class"] for r in runs]
         for i, _run in enumerate(runs, 1):
             table.add_column(f"#{i} F1", key=f"f1-{i}")
         classes = list(dict.fromkeys(c for report in per_run for c in report))
@@ -123,12 +157,13 @@ class ComparePanel(Vertical):
         holder.mount_all(ConfusionHeatmap(f"#{i} {run.name}", run.metrics["test"]["classes"],
                                           run.metrics["test"]["confusion_matrix"]) for i, run in enumerate(runs, 1))
 
-    def _curves(self, runs: list[Run]) -> None:
+    def _curves(self, runs: list[Run], score: str = "val_accuracy") -> None:
         acc, loss = [], []
         for i, run in enumerate(runs, 1):
             history = run.history()  # ensembles have none: they are fitted, not trained by epoch
             epochs = [h["epoch"] for h in history]
-            acc.append((f"#{i} {run.model}", epochs, [h["val_accuracy"] for h in history]))
+            label = f"#{i} {run.model}" + (" (entity F1)" if score != "val_accuracy" else "")
+            acc.append((label, epochs, [h[score] for h in history]))
             loss.append((f"#{i} {run.model}", epochs, [h["loss"] for h in history]))
         self.query_one("#curves-acc", CurvesPlot).set_series(acc)
         self.query_one("#curves-loss", CurvesPlot).set_series(loss)
