@@ -156,6 +156,21 @@ def check_settings(temperature: float, alpha: float, augment: str = "none") -> N
     parse(augment)
 
 
+def check_teacher(ensemble: Run, student_spec: dict | None = None) -> None:
+    """Refuse, with the reason, a teacher or student that distillation cannot use (before any training starts)."""
+    spec = ensemble.spec
+    if spec.get("kind") != "ensemble" or not ensemble.finished:
+        raise RunError(f"{ensemble.name} is not a finished ensemble run: distillation learns from an ensemble's "
+                       "soft labels", hint="pick a finished run of `mmzoo ensemble` (see `mmzoo runs`)")
+    student_task = ((student_spec or {}).get("task") or {}).get("type", "classification")
+    if spec.get("data", {}).get("task") == "tokens":
+        raise RunError(f"distillation is for classifier ensembles; {ensemble.name} is a token (NER) ensemble",
+                       hint="a token ensemble already exports as one ONNX graph (`mmzoo export`)")
+    if student_task == "tokens":
+        raise RunError(f"distillation trains a classifier; the student {student_spec['name']} is a token (NER) model",
+                       hint="pick a classification model of the ensemble's dataset as the student")
+
+
 def distill(ensemble: Run, student_spec: dict, *, temperature: float = DEFAULT_TEMPERATURE,
             alpha: float = DEFAULT_ALPHA, augment: str = DEFAULT_AUGMENT, out=None, device: str = "auto",
             quiet: bool = False, run_name: str | None = None, on_event=None, should_stop=None,
@@ -165,6 +180,7 @@ def distill(ensemble: Run, student_spec: dict, *, temperature: float = DEFAULT_T
     from mmzoo.train.trainer import Options, train
 
     check_settings(temperature, alpha, augment)
+    check_teacher(ensemble, student_spec)
     hook = _loss_hook(ensemble, student_spec, temperature, alpha, augment, device)
     teacher = {"run": ensemble.name, "path": str(ensemble.path.resolve()), "temperature": temperature,
                "alpha": alpha, "augment": canonical(augment), "soft_labels": "train"}

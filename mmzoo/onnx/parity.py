@@ -107,6 +107,10 @@ def check(figures: dict, precision: str, what: str, hint: str | None = None) -> 
 
 
 def summary(figures: dict) -> str:
+    if "onnx_f1" in figures:  # a token export (mmzoo.tokens.export.parity)
+        return (f"val entity F1 {figures['onnx_f1']:.4f} (torch {figures['torch_f1']:.4f}), max |diff| "
+                f"{figures['max_abs_diff']:.2e}, argmax agreement {figures['argmax_agreement']:.2%} on "
+                f"{figures['sentences']} sentences")
     text = (f"max |diff| {figures['max_abs_diff']:.2e}, argmax agreement {figures['argmax_agreement']:.2%}, "
             f"val accuracy {figures['onnx_val_accuracy']:.4f} ({figures['val_accuracy_change']:+.4f} vs torch) "
             f"on {figures['samples']} samples")

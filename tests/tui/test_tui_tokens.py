@@ -8,7 +8,7 @@ import pytest
 
 from mmzoo.runs.folders import list_runs
 from mmzoo.tui.app import make_app
-from tui.tuikit import SMALL, record_notifications, screen_text, train_toy_taggers
+from tui.tuikit import SMALL, record_notifications, screen_text, train_toy_taggers, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +69,35 @@ async def test_compare_token_runs_and_refuse_a_mixture(token_runs, trained_runs,
         await pilot.press("space", "c")
         await pilot.pause()
         assert shown[-1]["severity"] == "error" and "token runs only" in shown[-1]["message"]
+
+
+async def test_export_a_token_run_then_tag_text_and_a_test_sentence(token_runs, tmp_path):
+    root, (first, _, _) = token_runs
+    out = tmp_path / "exports"
+    app = make_app(runs_dir=root / "runs")
+    shown = record_notifications(app)
+    async with app.run_test(size=SMALL) as pilot:
+        await pilot.press("e")
+        screen = app.screen
+        screen.choose(first.path)
+        screen.action_bench()  # not for token exports: a message, not a crash
+        await wait_for(pilot, lambda: not screen.busy, 60, "the refusal")
+        assert shown[-1]["severity"] == "error" and "token exports are fp32 only" in shown[-1]["message"]
+        screen.query_one("#export-folder").value = str(out)
+        screen.action_export()
+        await pilot.pause()
+        await wait_for(pilot, lambda: not screen.busy, 180, "the export")
+        assert (out / "toy_tagger_s0.onnx").exists(), shown
+        assert f"val entity F1 {first.metrics['val']['f1']:.4f}" in screen_text(app)
+        screen.query_one("#predict-text").value = "alice went to oslo"
+        screen.action_predict_own()
+        await pilot.pause()
+        await wait_for(pilot, lambda: not screen.busy, 60, "the prediction")
+        text = screen_text(app)
+        assert "PER  alice" in text and "LOC  oslo" in text, text
+        screen.query_one("#predict-index").value = "0"
+        screen.action_predict_sample()
+        await pilot.pause()
+        await wait_for(pilot, lambda: not screen.busy, 60, "the prediction")
+        assert "test sentence 0" in screen_text(app) and "true entities" in screen_text(app)
+        assert not [n for n in shown[1:] if n["severity"] == "error"], shown

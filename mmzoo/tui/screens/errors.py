@@ -14,7 +14,7 @@ from textual.markup import escape
 from textual.screen import Screen
 from textual.widgets import ContentSwitcher, DataTable, Footer, Header, Label, Select, Static, Switch
 
-from mmzoo.errors import MmzooError
+from mmzoo.errors import MmzooError, RunError
 from mmzoo.runs.folders import Run
 from mmzoo.tui.widgets.halfblock import HalfBlockImage
 from mmzoo.tui.widgets.run_picker import FinishedRunPicker
@@ -113,6 +113,10 @@ class ErrorsScreen(FinishedRunPicker, Screen):
         try:
             run = Run(path)
             spec = run.spec
+            if spec.get("data", {}).get("task") == "tokens":
+                raise RunError(f"{run.name} is a token (NER) run: error analysis lists a classifier's mistakes per "
+                               "sample; a tagger's entity scores per type are in its detail (⏎ on the Runs "
+                               "screen) and in `mmzoo eval`")
             predictions = load_predictions(path, split, classes=spec.get("data", {}).get("classes"))
             from mmzoo.train.factory import open_dataset
 

@@ -15,7 +15,7 @@ from textual.screen import Screen
 from textual.validation import Integer
 from textual.widgets import Button, Footer, Header, Input, Label, Log, ProgressBar, Select, Static
 
-from mmzoo.errors import MmzooError
+from mmzoo.errors import ExportError, MmzooError
 from mmzoo.runs.folders import Run
 from mmzoo.tui.screens.export_support import dataset_ref, export_dir, onnx_files, open_image, parity_hint, short_summary
 from mmzoo.tui.widgets.halfblock import HalfBlockImage
@@ -181,8 +181,13 @@ class ExportScreen(FinishedRunPicker, Screen):
 
         def work() -> dict:
             from mmzoo.onnx.export import export_run
+            from mmzoo.tokens.report import is_token_run
 
             self._say(f"rebuilding {run.name} and tracing it to ONNX ({precision}) into {folder}")
+            if is_token_run(run):  # a tagger or token ensemble: word probabilities, parity on val entity F1
+                from mmzoo.tokens.export import export_token_run
+
+                return export_token_run(run, folder, precision=precision, say=self._say)
             return export_run(run, folder, precision=precision, say=self._say, **options)
 
         self._start(f"exporting {run.name} ({precision})", lambda: self._guarded("export", work))
@@ -196,7 +201,12 @@ class ExportScreen(FinishedRunPicker, Screen):
 
         def work() -> dict:
             from mmzoo.onnx.bench import render, run_bench
+            from mmzoo.tokens.report import is_token_run
 
+            if is_token_run(run):
+                raise ExportError(f"{run.name} is a token (NER) run: the benchmark compares a classifier's "
+                                  "export settings (fp32, int8, fp16), and token exports are fp32 only",
+                                  hint="press x to export it, then predict your own text below")
             report = run_bench(run, repeats=10, batch_size=16, say=self._say)
             report["text"] = render(report)
             return report
@@ -264,6 +274,13 @@ class ExportScreen(FinishedRunPicker, Screen):
             if index >= len(samples):
                 raise DataError(f"sample {index} is past the end of the test split ({len(samples)} samples)")
             sample = samples[index]
+            if spec.get("data", {}).get("task") == "tokens":  # a sentence: its words, and its true entities
+                from mmzoo.data.bio import spans
+
+                truth = ", ".join(f"{t} '{' '.join(sample.tokens[a:b])}'" for t, a, b in spans(sample.tags))
+                return self._predict(path, " ".join(sample.tokens), sample.image,
+                                     open_image(sample.image) if sample.image else None,
+                                     f"test sentence {index} ({sample.id}), true entities: {truth or 'none'}")
             truth = sample.labels.get(spec["data"]["label_set"], "")
             return self._predict(path, sample.text, sample.image, load_image(sample), f"test sample {index} "
                                  f"({sample.id}), true class {truth}")
@@ -287,7 +304,14 @@ class ExportScreen(FinishedRunPicker, Screen):
 
     def _predict(self, path: Path, text: str, image, picture, what: str) -> dict:
         """Runs in a thread: torch-free onnxruntime inference on one sample."""
+        from mmzoo.onnx import metadata as md
         from mmzoo.onnx.runtime import Predictor
+        from mmzoo.tokens.runtime import TokenPredictor, is_token_export
+
+        if is_token_export(md.read(path)):  # a tagger: the entities of the text, with offsets and scores
+            tagger = TokenPredictor(path, device="cpu")
+            found = tagger.entities([text], [image] if tagger.reads_images else None)[0]
+            return {"what": what, "text": text, "picture": picture, "file": path.name, "entities": found}
 
         predictor = Predictor(path, device="cpu")
         if "image" in predictor.modalities and image is None:
@@ -350,6 +374,14 @@ class ExportScreen(FinishedRunPicker, Screen):
     def _show_predict(self, result: dict) -> None:
         picture = self.query_one("#predict-picture", HalfBlockImage)
         picture.show(result["picture"])
+        if "entities" in result:
+            rows = [f"[b]{escape(result['what'])}[/]", f"[dim]{escape(result['file'])}: {escape(result['text'])}[/]",
+                    "", *(f"{escape(e['type'])}  {escape(e['text'])}  [dim][{e['start']}, {e['end']})[/] "
+                          f"{e['score']:.3f}" for e in result["entities"])]
+            if not result["entities"]:
+                rows.append("no entities found")
+            self.query_one("#predict-topk", Static).update("\n".join(rows))
+            return
         width = max(len(label) for label, _ in result["top"])
         rows = [f"[b]{escape(result['what'])}[/]", f"[dim]{escape(result['file'])}: {escape(result['text'])}[/]", ""]
         for label, p in result["top"]:

@@ -37,6 +37,9 @@ def open_image(path: str):
 
 def short_summary(precision: str, figures: dict) -> str:
     """One parity line of at most about 78 characters (the full figures go to the log)."""
+    if "onnx_f1" in figures:  # a token export: parity on val entity F1
+        return (f"{precision}: val entity F1 {figures['onnx_f1']:.4f} (torch {figures['torch_f1']:.4f}) · "
+                f"max |diff| {figures['max_abs_diff']:.1e} · n={figures['sentences']} sentences")
     return (f"{precision}: agreement {figures['argmax_agreement']:.1%} · max |diff| {figures['max_abs_diff']:.1e}"
             f" · val acc {figures['onnx_val_accuracy']:.3f} ({figures['val_accuracy_change']:+.3f}) · "
             f"n={figures['samples']}")

@@ -131,15 +131,18 @@ def best_member_model(ensemble: Path) -> str | None:
 def open_distill(screen, ensemble: Path) -> None:
     """Ask for the distillation settings of ``ensemble`` over ``screen``; on Start, post a DistillRequested."""
     from mmzoo.app.distill import student_choices
-    from mmzoo.ensemble.distill import DEFAULT_ALPHA, DEFAULT_AUGMENT, DEFAULT_TEMPERATURE
+    from mmzoo.ensemble.distill import DEFAULT_ALPHA, DEFAULT_AUGMENT, DEFAULT_TEMPERATURE, check_teacher
     from mmzoo.errors import MmzooError
+    from mmzoo.runs.folders import Run
     from mmzoo.tui.messages import DistillRequested
 
     catalog = screen.app.catalog
     try:
+        check_teacher(Run(ensemble))
         students = student_choices(ensemble, [e for e in catalog.entries("model") if e.ok])
     except (MmzooError, OSError) as exc:
-        screen.notify(f"cannot read {ensemble}: {exc}", title="run error", severity="error", markup=False)
+        screen.notify(f"cannot distil {ensemble.parent.name}/{ensemble.name}: {exc}", title="run error",
+                      severity="error", markup=False)
         return
 
     def chosen(choice: DistillChoice | None) -> None:
