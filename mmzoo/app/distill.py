@@ -17,11 +17,12 @@ def distill_from_run(ensemble: str | Path, student: str | dict, overrides: Overr
 
     Raises Cancelled when stopped; the run then resumes like any other (``train_model(resume=...)``).
     """
-    from mmzoo.ensemble.distill import check_settings, distill
+    from mmzoo.ensemble.distill import check_settings, check_teacher, distill
     from mmzoo.runs.folders import find_run
 
     check_settings(temperature, alpha, augment)
     teacher = find_run(str(ensemble), out)
+    check_teacher(teacher)  # before the student is looked up: the teacher is the likelier mistake
     spec = prepare_spec(student, overrides, registry)
     return distill(teacher, spec, temperature=temperature, alpha=alpha, augment=augment, out=out, device=device,
                    quiet=quiet, threads=threads, on_event=on_event, should_stop=should_stop)

@@ -64,6 +64,17 @@ def data_check(path, as_json: bool) -> int:
     return 1 if problems else 0
 
 
+def registered_token_summary(dataset, as_json: bool) -> int:
+    """`data check NAME` for a plugin's token dataset built in memory (no folder to scan): its counts."""
+    splits = {s: len(dataset.split(s)) for s in ("train", "val", "test")}
+    if as_json:
+        emit_json({"task": "tokens", "types": dataset.types, "problems": [], "sentences": splits})
+    else:
+        print(f"{dataset.name}: ok (token dataset, types: {', '.join(dataset.types)}; sentences: "
+              + ", ".join(f"{k} {v}" for k, v in splits.items()) + ")")
+    return 0
+
+
 def ensemble_report(run, reused: list[bool]) -> dict:
     spec, m = run.spec, run.metrics
     members = [{"name": e["name"], "path": e["path"], "weight": e["weight"], "reused": r, **m["members"][e["name"]]}

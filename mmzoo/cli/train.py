@@ -215,6 +215,14 @@ def cmd_data_check(args) -> int:
         return data_check(args.path, args.json)
 
     registered = get_zoo().get("dataset", args.path) is not None
+    if registered:
+        dataset = open_dataset(args.path)
+        if getattr(dataset, "task", "classification") == "tokens":  # a registered token dataset (e.g. wnut17)
+            from mmzoo.cli.tokens import data_check, registered_token_summary
+
+            if Path(dataset.source).is_dir():
+                return data_check(dataset.source, args.json)
+            return registered_token_summary(dataset, args.json)
     problems = [] if registered else check_folder(args.path)
     errors = [p for p in problems if p.severity == "error"]
     summary = None if errors else summarise(open_dataset(args.path))

@@ -160,8 +160,8 @@ def check_teacher(ensemble: Run, student_spec: dict | None = None) -> None:
     """Refuse, with the reason, a teacher or student that distillation cannot use (before any training starts)."""
     spec = ensemble.spec
     if spec.get("kind") != "ensemble" or not ensemble.finished:
-        raise RunError(f"{ensemble.name} is not a finished ensemble run: distillation learns from an ensemble's "
-                       "soft labels", hint="pick a finished run of `mmzoo ensemble` (see `mmzoo runs`)")
+        raise RunError(f"{ensemble.name}: the teacher must be an ensemble run, finished (distillation learns from "
+                       "an ensemble's soft labels)", hint="pick a finished run of `mmzoo ensemble` (see `mmzoo runs`)")
     student_task = ((student_spec or {}).get("task") or {}).get("type", "classification")
     if spec.get("data", {}).get("task") == "tokens":
         raise RunError(f"distillation is for classifier ensembles; {ensemble.name} is a token (NER) ensemble",

@@ -61,6 +61,10 @@ def fit(data: str, options: FitOptions | None = None) -> dict:
     if options.preset_overrides:
         preset = build_preset(preset.name, {**preset.raw, **options.preset_overrides}, preset.source)
     dataset = open_dataset(data)
+    if getattr(dataset, "task", "classification") != "classification":
+        raise DataError(f"`mmzoo fit` chooses a classifier, and {dataset.name!r} is a token (NER) dataset",
+                        hint=f"name token models in registry.yaml (task: {{dataset: {dataset.name}, type: tokens}}), "
+                             "then train and ensemble them; see docs/tokens.md")
     label_set = options.label_set or dataset.default_label_set
     if label_set not in dataset.label_sets:
         raise DataError(f"dataset {dataset.name!r} has no label set {label_set!r}",

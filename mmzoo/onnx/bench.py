@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mmzoo.errors import ExportError
 from mmzoo.onnx.parity import LOW_PRECISION_MIN_AGREEMENT
 from mmzoo.onnx.runtime import make_session, physical_cores
 from mmzoo.tables import table
@@ -178,6 +179,10 @@ def run_bench(run, repeats: int = 30, batch_size: int = 32, threads: int | None 
 
     from mmzoo.onnx.source import load_source
 
+    if run.spec.get("data", {}).get("task") == "tokens":
+        raise ExportError(f"{run.name} is a token (NER) run: the benchmark compares a classifier's export "
+                          "settings (fp32, int8, fp16), and token exports are fp32 only",
+                          hint=f"export it with `mmzoo export {run.path}` and time `mmzoo predict FILE --text ...`")
     threads = threads or physical_cores()
     torch.set_num_threads(threads)
     source = load_source(run)

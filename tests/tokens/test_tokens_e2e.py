@@ -308,3 +308,20 @@ def test_a_spec_without_freeze_embeddings_reuses_runs_made_before_it_existed():
     old = {"name": "m", "train": {"lr": 0.001, "encoder_lr": 0.0001}}
     assert _comparable({**old, "train": {**old["train"], "freeze_embeddings": False}}) == _comparable(old)
     assert _comparable({**old, "train": {**old["train"], "freeze_embeddings": True}}) != _comparable(old)
+
+
+def test_classifier_only_verbs_refuse_token_runs_and_data_with_a_message(trained, ensembled, toy, capsys):
+    """bench, distill and fit are for classifiers: each refuses token input by name (they crashed before)."""
+    from mmzoo.cli import main
+
+    cases = [(["bench", str(trained[0].path)], "token exports are fp32 only"),
+             (["distill", str(ensembled["mean"].path), "--student", "toy_tagger", "--out", str(toy.runs)],
+              "is a token (NER) ensemble"),
+             (["fit", str(toy.data), "--preset", "fast", "--out", str(toy.root / "fit-runs")],
+              "is a token (NER) dataset")]
+    for argv, message in cases:
+        assert main(argv) == 1, argv
+        captured = capsys.readouterr().err
+        assert message in captured and "internal error" not in captured, captured
+    assert main(["data", "check", "wnut17"]) == 0  # a registered token dataset, by name
+    assert "ok (token dataset, types: corporation, creative-work" in capsys.readouterr().out
