@@ -88,7 +88,7 @@ models:
     description: a tiny tagger for the TUI's token-run tests
     text: {{encoder: small_text, dim: 16, layers: 1, max_length: 32}}
     task: {{dataset: {data}, type: tokens}}
-    train: {{epochs: 2, lr: 0.01, encoder_lr: null, batch_size: 16, patience: 0, precision: fp32}}
+    train: {{epochs: 8, lr: 0.01, encoder_lr: null, batch_size: 16, patience: 0, precision: fp32}}
 """
 
 
