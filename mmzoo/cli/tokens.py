@@ -39,6 +39,9 @@ def render_compare(rows: list[dict]) -> str:
             + "\n(entity-level exact-match micro F1; per-type columns are test F1)")
 
 
+SHOWN_PROBLEMS, SHOWN_REPAIRS = 200, 20  # lines printed; a 20,000-sentence file must not flood the terminal
+
+
 def data_check(path, as_json: bool) -> int:
     from mmzoo.data.tokens import scan
 
@@ -48,11 +51,18 @@ def data_check(path, as_json: bool) -> int:
         emit_json({"task": "tokens", "types": types, "problems": [p.__dict__ for p in problems],
                    "repaired": [p.__dict__ for p in notes], "sentences": len(raws), "with_image": pictures})
         return 1 if problems else 0
-    for p in problems:
+    for p in problems[:SHOWN_PROBLEMS]:
         print(str(p))
+    if len(problems) > SHOWN_PROBLEMS:
+        print(f"... and {len(problems) - SHOWN_PROBLEMS} more problem(s), each with its line: `--json` lists all")
     repaired = [p for p in notes if p.field == "tag"]
     for p in notes:
-        print(f"{p} (repaired on load)" if p.field == "tag" else f"note: {p}")
+        if p.field != "tag":
+            print(f"note: {p}")
+    for p in repaired[:SHOWN_REPAIRS]:  # an IOB1 file repairs most entities: a sample, then the count
+        print(f"{p} (repaired on load)")
+    if len(repaired) > SHOWN_REPAIRS:
+        print(f"... and {len(repaired) - SHOWN_REPAIRS} more orphan I- tag(s) repaired the same way: `--json` lists all")
     if problems:
         err(f"{len(problems)} problem(s) in {path} (token dataset; refused until fixed)"
             + (f"; {len(repaired)} tag(s) will be repaired" if repaired else ""))

@@ -266,6 +266,12 @@ def scan(path: str | Path) -> tuple[list[_Raw], list[str], list[Problem], list[P
                                  f"{raw.tags[i][2:]} entity; repaired to B-{raw.tags[i][2:]}"))
         raw.tags = bio.repair(raw.tags)
         good.append(raw)
+    entities = sum(len(bio.spans(raw.tags)) for raw in good)
+    if entities and len(notes) - bool(scheme) > entities / 2:  # most entities started with an orphan I-
+        notes.insert(0, Problem(folder.name, 0, "scheme", f"{len(notes) - bool(scheme)} of {entities} entities start "
+                                "with I-: the tags look like IOB1 (an entity starts with I- unless it follows "
+                                "one of its type); they are read as BIO with the same entities, each starting "
+                                "I-X as B-X"))
     if not problems and not good:
         problems.append(Problem(folder.name, 0, "", "the dataset has no sentences"))
     problems.sort(key=lambda p: (p.file, p.line))  # file order, whichever pass found them

@@ -318,3 +318,16 @@ def test_split_words_keeps_offsets():
     assert all(text[s:e] == w for w, s, e in words)
     assert [w for w, _, _ in words] == ["@paulwalk", "loves", "New", "York's", "#food", ":", "https://x.io/a?b",
                                         "!"]
+
+
+def test_an_iob1_file_is_named_as_such_and_its_repairs_do_not_flood_data_check(tmp_path, cli):
+    sentence = "Alice\tI-PER\nwent\tO\nto\tO\nNew\tI-LOC\nYork\tI-LOC\n\n"  # IOB1: entities start with I-
+    _write(tmp_path, "train.txt", sentence * 40)
+    _write(tmp_path, "dev.txt", sentence * 5)
+    _, _, problems, notes = scan(tmp_path)
+    assert not problems and notes[0].field == "scheme" and "look like IOB1" in notes[0].message
+    assert len([n for n in notes if n.field == "tag"]) == 90  # every repair is still recorded (and in --json)
+    assert [s.tags for s in load_token_folder(tmp_path).split("val")][0] == ("B-PER", "O", "O", "B-LOC", "I-LOC")
+    res = cli("data", "check", str(tmp_path))
+    assert res.returncode == 0 and "... and 70 more orphan I- tag(s)" in res.stdout
+    assert len(res.stdout.splitlines()) < 30
