@@ -123,7 +123,15 @@ def _read_conll(path: Path, split: str, problems: list[Problem]) -> list[_Raw]:
     out: list[_Raw] = []
     current: _Raw | None = None
     for number, line in _lines(path, problems):
-            cells = line.split()
+            # With tabs, the tabs separate the columns, so a token holding a space is seen (and refused)
+            # instead of being cut at the space; without tabs, any run of spaces does.
+            cells = [c.strip() for c in line.split("\t")] if "\t" in line and line.strip() else line.split()
+            while cells and not cells[-1]:
+                cells.pop()
+            if cells and cells[0].split() != [cells[0]]:
+                what = f"token {cells[0]!r} holds a space" if cells[0] else "the token is empty (the line starts with a tab)"
+                problems.append(Problem(path.name, number, "token", f"{what}: put one word per line, each with its tag"))
+                continue
             if not cells:
                 current = None
                 continue

@@ -331,3 +331,13 @@ def test_an_iob1_file_is_named_as_such_and_its_repairs_do_not_flood_data_check(t
     res = cli("data", "check", str(tmp_path))
     assert res.returncode == 0 and "... and 70 more orphan I- tag(s)" in res.stdout
     assert len(res.stdout.splitlines()) < 30
+
+
+def test_tab_separated_conll_keeps_a_spaced_token_whole_and_refuses_it(tmp_path):
+    # Before, "New York<TAB>B-LOC" was read as the token "New" (the rest of the word silently dropped).
+    _write(tmp_path, "train.txt", "New York\tB-LOC\nis\tO\n\tO\n\nEU\tNNP\tB-NP\tB-ORG\n")
+    _write(tmp_path, "dev.txt", "Ann B-PER\n")
+    raws, _, problems, _ = scan(tmp_path)
+    assert [(p.line, p.field) for p in problems] == [(1, "token"), (3, "token")]
+    assert "'New York' holds a space" in problems[0].message and "starts with a tab" in problems[1].message
+    assert ["EU"] in [r.tokens for r in raws] and ["B-ORG"] in [r.tags for r in raws]  # multi-column: last is the tag
