@@ -43,13 +43,16 @@ SHOWN_PROBLEMS, SHOWN_REPAIRS = 200, 20  # lines printed; a 20,000-sentence file
 
 
 def data_check(path, as_json: bool) -> int:
-    from mmzoo.data.tokens import scan
+    from mmzoo.data.tokens import entity_counts, scan
 
     raws, types, problems, notes = scan(path)
     pictures = sum(1 for r in raws if r.image)
+    counts = entity_counts(raws)
+    unlearnable = [t for t, c in counts.items() if c["train"] == 0]
     if as_json:
         emit_json({"task": "tokens", "types": types, "problems": [p.__dict__ for p in problems],
-                   "repaired": [p.__dict__ for p in notes], "sentences": len(raws), "with_image": pictures})
+                   "repaired": [p.__dict__ for p in notes], "sentences": len(raws), "with_image": pictures,
+                   "entities": counts, "types_without_train_entities": unlearnable})
         return 1 if problems else 0
     for p in problems[:SHOWN_PROBLEMS]:
         print(str(p))
@@ -67,10 +70,16 @@ def data_check(path, as_json: bool) -> int:
         err(f"{len(problems)} problem(s) in {path} (token dataset; refused until fixed)"
             + (f"; {len(repaired)} tag(s) will be repaired" if repaired else ""))
     else:
+        for typ in unlearnable:  # the head gets an output for it, but nothing to learn it from
+            print(f"warning: type {typ!r} has {counts[typ]['val']} val and {counts[typ]['test']} test entities "
+                  "but none in train: no tagger can learn it, and it will count as missed")
         print(f"{path}: ok (token dataset, types: {', '.join(types)})"
               + (f"; {pictures} of {len(raws)} sentences have an image (the others read the tagger's "
                  "no-image embedding)" if pictures else "")
               + (f"; {len(repaired)} orphan I- tag(s) repaired to B-" if repaired else ""))
+        rows = [(t, c["train"], c["val"], c["test"]) for t, c in counts.items()]
+        if rows:
+            print("\nentities per split:\n" + table(rows, ("type", "train", "val", "test"), "lrrr"))
     return 1 if problems else 0
 
 

@@ -286,6 +286,16 @@ def scan(path: str | Path) -> tuple[list[_Raw], list[str], list[Problem], list[P
     return good, (types if declared is not None else sorted(types)), problems, notes
 
 
+def entity_counts(raws: list[_Raw]) -> dict[str, dict[str, int]]:
+    """Entities per type and split (train, val, test) of checked sentences, for `data check`'s table."""
+    counts: dict[str, dict[str, int]] = {}
+    for raw in raws:
+        split = raw.split or _assign(raw)
+        for typ, _, _ in bio.spans(raw.tags):
+            counts.setdefault(typ, dict.fromkeys(("train", "val", "test"), 0))[split] += 1
+    return dict(sorted(counts.items()))
+
+
 def _assign(raw: _Raw) -> str:
     """70/15/15 by a hash of the sentence id, so the split survives reordering."""
     h = int(hashlib.sha256(raw.id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF

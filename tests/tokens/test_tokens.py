@@ -341,3 +341,17 @@ def test_tab_separated_conll_keeps_a_spaced_token_whole_and_refuses_it(tmp_path)
     assert [(p.line, p.field) for p in problems] == [(1, "token"), (3, "token")]
     assert "'New York' holds a space" in problems[0].message and "starts with a tab" in problems[1].message
     assert ["EU"] in [r.tokens for r in raws] and ["B-ORG"] in [r.tags for r in raws]  # multi-column: last is the tag
+
+
+def test_data_check_counts_entities_per_split_and_warns_of_a_type_train_never_shows(tmp_path, cli):
+    _write(tmp_path, "train.txt", "Ann\tB-PER\nsings\tO\n\nBob\tB-PER\n")
+    _write(tmp_path, "dev.txt", "Ann\tB-PER\nin\tO\nRome\tB-LOC\n")
+    res = cli("data", "check", str(tmp_path))
+    assert res.returncode == 0  # a warning: the data can still be used
+    assert "type 'LOC' has 1 val and 0 test entities but none in train" in res.stdout
+    table = res.stdout[res.stdout.index("entities per split"):].splitlines()
+    assert table[3].split() == ["LOC", "0", "1", "0"] and table[4].split() == ["PER", "2", "1", "0"]
+    res = cli("data", "check", str(tmp_path), "--json")
+    report = json.loads(res.stdout)
+    assert report["entities"]["PER"] == {"train": 2, "val": 1, "test": 0}
+    assert report["types_without_train_entities"] == ["LOC"]
