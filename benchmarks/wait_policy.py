@@ -42,7 +42,7 @@ def child(model_name: str, steps: int) -> None:
     from mmzoo.tokens.train import _tensors, aligner_for, batches
     from mmzoo.train import threads
     from mmzoo.train.factory import open_dataset, resolve_spec
-    from mmzoo.train.trainer import adamw, optimizer_step
+    from mmzoo.train.optim import adamw, optimizer_step
 
     threads.use(threads.choose(threads.ENCODER))
     spec = resolve_spec(model_name)

@@ -20,7 +20,8 @@ import torch
 from mmzoo.fit.heads import Candidate, Fitted, build
 from mmzoo.fit.search import Result, from_curves, one_standard_error
 from mmzoo.train.inputs import SplitInputs, cached_prefix, initial_pooled, pooled_only
-from mmzoo.train.trainer import adamw, forward, joint_loss, lr_at, predict
+from mmzoo.train.optim import adamw, lr_at
+from mmzoo.train.trainer import forward, joint_loss, predict
 
 CPU = torch.device("cpu")
 

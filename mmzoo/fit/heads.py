@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from mmzoo.encoders.base import Features
-from mmzoo.train.trainer import joint_loss, lr_at
+from mmzoo.train.optim import lr_at
+from mmzoo.train.trainer import joint_loss
 
 # L-BFGS for the convex linear heads: converged to well under a test-set noise level on a few thousand rows.
 LBFGS_ITERATIONS = 100

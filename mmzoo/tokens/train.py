@@ -92,6 +92,7 @@ def score(probs: list[np.ndarray], sentences: list, labels: list[str], outside_s
 def train_tokens(spec: dict | None, options):
     """Train one token tagger (``options`` is a :class:`mmzoo.train.trainer.Options`); returns the finished Run."""
     from mmzoo.tokens.model import create_tagger, freeze_word_embeddings
+    from mmzoo.train import optim
     from mmzoo.train import trainer as loop
     from mmzoo.train.factory import open_dataset
 
@@ -149,7 +150,7 @@ def train_tokens(spec: dict | None, options):
     groups = [{"params": head_params, "peak": tcfg["lr"]}]
     if encoder_params:
         groups.append({"params": encoder_params, "peak": encoder_lr})
-    optimizer = loop.adamw(groups, tcfg["lr"], tcfg["weight_decay"])
+    optimizer = optim.adamw(groups, tcfg["lr"], tcfg["weight_decay"])
     steps_per_epoch = math.ceil(len(train_rows) / tcfg["batch_size"])
     total_steps = steps_per_epoch * tcfg["epochs"]
     progress = {"epoch": 0, "step": 0, "best": -1.0, "best_epoch": 0, "bad_epochs": 0, "seconds": 0.0,
@@ -174,7 +175,7 @@ def train_tokens(spec: dict | None, options):
                     raise loop.Cancelled(f"cancelled during epoch {epoch}; {run.name} keeps the checkpoint of "
                                     f"epoch {progress['epoch']}", hint=f"resume with `mmzoo train --resume {run.path}`")
                 for group in optimizer.param_groups:
-                    group["lr"] = loop.lr_at(progress["step"], total_steps, group["peak"], tcfg["warmup"])
+                    group["lr"] = optim.lr_at(progress["step"], total_steps, group["peak"], tcfg["warmup"])
                 t = _tensors([train_rows[i] for i in idx], aligner.pad_id, device, images, splits["train"])
                 width = t["input_ids"].shape[1]
                 y = torch.full((len(idx), width), IGNORE, dtype=torch.int64)
@@ -188,7 +189,7 @@ def train_tokens(spec: dict | None, options):
                     run.set_status("failed", error="non-finite loss")
                     raise TrainingError(f"loss became {seen} at epoch {epoch}, step {b + 1} of {run.name}",
                                         hint="lower lr/encoder_lr, or set precision: fp32")
-                loop.optimizer_step(optimizer, loss, model.trainable_parameters(), tcfg["grad_clip"])
+                optim.optimizer_step(optimizer, loss, model.trainable_parameters(), tcfg["grad_clip"])
                 progress["step"] += 1
                 total_loss += seen
                 bar.advance()

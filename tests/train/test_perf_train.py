@@ -132,14 +132,14 @@ def test_the_cli_wait_policy_is_a_short_spin_unless_the_user_chose(monkeypatch, 
 def test_fine_tuning_gets_the_fused_adamw_and_its_updates_match_the_plain_one(monkeypatch):
     import torch
 
-    from mmzoo.train import trainer
-    from mmzoo.train.trainer import adamw
+    from mmzoo.train import optim
+    from mmzoo.train.optim import adamw
 
     def trained(fused_optimizer: bool) -> torch.Tensor:
         torch.manual_seed(0)
         layer = torch.nn.Linear(8, 3)
         if fused_optimizer:
-            monkeypatch.setattr(trainer, "FUSED_ADAMW_FROM", 1)
+            monkeypatch.setattr(optim, "FUSED_ADAMW_FROM", 1)
             optimizer = adamw([{"params": layer.parameters(), "lr": 0.01}], 0.01, 0.1)
             assert optimizer.defaults["fused"]
         else:
