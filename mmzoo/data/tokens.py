@@ -275,8 +275,9 @@ def scan(path: str | Path) -> tuple[list[_Raw], list[str], list[Problem], list[P
         raw.tags = bio.repair(raw.tags)
         good.append(raw)
     entities = sum(len(bio.spans(raw.tags)) for raw in good)
-    if entities and len(notes) - bool(scheme) > entities / 2:  # most entities started with an orphan I-
-        notes.insert(0, Problem(folder.name, 0, "scheme", f"{len(notes) - bool(scheme)} of {entities} entities start "
+    repaired = sum(note.field == "tag" for note in notes)
+    if entities and repaired > entities / 2:  # most entities started with an orphan I-
+        notes.insert(0, Problem(folder.name, 0, "scheme", f"{repaired} of {entities} entities start "
                                 "with I-: the tags look like IOB1 (an entity starts with I- unless it follows "
                                 "one of its type); they are read as BIO with the same entities, each starting "
                                 "I-X as B-X"))

@@ -21,7 +21,7 @@ from mmzoo.errors import MmzooError, PluginError, TrainingError
 from mmzoo.fusions.base import Fusion, mlp_head
 from mmzoo.testing.common import (
     ATOL,
-    FusionGraph,
+    check_fusion_batches_and_export,
     check_train_batches,
     close,
     fail,
@@ -203,16 +203,7 @@ def check_fusion(fusion: str | Fusion, /, *, text_dim: int = 12, image_dim: int 
         reached = sum(float(t.grad.abs().sum()) for t in (pooled, tokens) if t.grad is not None)
         if reached == 0.0:
             fail(what, f"the logits do not depend on the {modality} features")
-    fusion.zero_grad(set_to_none=True)
-    first = (Features(*(t[:1] for t in text)), Features(*(t[:1] for t in image)))
-    check_train_batches(what, fusion, (text, image), first, lambda logits: logits)
-    fusion.eval()
-    if export_onnx:
-        names = ["text_pooled", "text_tokens", "text_mask", "image_pooled", "image_tokens", "image_mask"]
-        axes = {n: {0: "batch", 1: f"{n[:5]}tokens"} if not n.endswith("pooled") else {0: "batch"} for n in names}
-        other = (*random_features(2, 3, fusion.text_dim, 2, 3), *random_features(2, 7, fusion.image_dim, 7, 4))
-        onnx_round_trip(what, FusionGraph(fusion).eval(), (*text, *image), names, {**axes, "logits": {0: "batch"}},
-                        other, ["logits"])
+    check_fusion_batches_and_export(what, fusion, text, image, export_onnx, {0: "batch"})
     return fusion
 
 

@@ -178,3 +178,22 @@ class FusionGraph(nn.Module):
 
     def forward(self, *t: torch.Tensor) -> torch.Tensor:
         return self.fusion(Features(*t[:3]), Features(*t[3:]))
+
+
+FUSION_INPUTS = ["text_pooled", "text_tokens", "text_mask", "image_pooled", "image_tokens", "image_mask"]
+
+
+def check_fusion_batches_and_export(what: str, fusion: nn.Module, text: Features, image: Features, export_onnx: bool,
+                                    logits_axes: dict) -> None:
+    """The end both fusion checks share: batch-independent training, then (optionally) an ONNX round trip
+    with other batch and token sizes; ``logits_axes`` names the output's dynamic axes."""
+    fusion.zero_grad(set_to_none=True)
+    first = (Features(*(t[:1] for t in text)), Features(*(t[:1] for t in image)))
+    check_train_batches(what, fusion, (text, image), first, lambda logits: logits)
+    fusion.eval()
+    if export_onnx:
+        axes = {n: {0: "batch", 1: f"{n[:5]}tokens"} if not n.endswith("pooled") else {0: "batch"}
+                for n in FUSION_INPUTS}
+        other = (*random_features(2, 3, fusion.text_dim, 2, 3), *random_features(2, 7, fusion.image_dim, 7, 4))
+        onnx_round_trip(what, FusionGraph(fusion).eval(), (*text, *image), FUSION_INPUTS,
+                        {**axes, "logits": logits_axes}, other, ["logits"])

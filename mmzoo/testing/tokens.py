@@ -11,12 +11,10 @@ from mmzoo.encoders.base import Features
 from mmzoo.fusions.base import mlp_head
 from mmzoo.fusions.tokens import TokenFusion
 from mmzoo.testing.common import (
-    FusionGraph,
-    check_train_batches,
+    check_fusion_batches_and_export,
     close,
     fail,
     gradients,
-    onnx_round_trip,
     random_features,
     registered,
 )
@@ -65,14 +63,5 @@ def check_token_fusion(fusion: str | TokenFusion, /, *, text_dim: int = 12, imag
         fail(what, "the logits do not depend on the text tokens")
     if sum(float(t.grad.abs().sum()) for t in inputs[3:5] if t.grad is not None) == 0.0:
         fail(what, "the logits do not depend on the image features (pooled or tokens): the image conditions nothing")
-    fusion.zero_grad(set_to_none=True)
-    first = (Features(*(t[:1] for t in text)), Features(*(t[:1] for t in image)))
-    check_train_batches(what, fusion, (text, image), first, lambda logits: logits)
-    fusion.eval()
-    if export_onnx:
-        names = ["text_pooled", "text_tokens", "text_mask", "image_pooled", "image_tokens", "image_mask"]
-        axes = {n: {0: "batch", 1: f"{n[:5]}tokens"} if not n.endswith("pooled") else {0: "batch"} for n in names}
-        other = (*random_features(2, 3, fusion.text_dim, 2, 3), *random_features(2, 7, fusion.image_dim, 7, 4))
-        onnx_round_trip(what, FusionGraph(fusion).eval(), (*text, *image), names,
-                        {**axes, "logits": {0: "batch", 1: "text_tokens"}}, other, ["logits"])
+    check_fusion_batches_and_export(what, fusion, text, image, export_onnx, {0: "batch", 1: "text_tokens"})
     return fusion

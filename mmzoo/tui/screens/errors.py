@@ -113,7 +113,9 @@ class ErrorsScreen(FinishedRunPicker, Screen):
         try:
             run = Run(path)
             spec = run.spec
-            if spec.get("data", {}).get("task") == "tokens":
+            from mmzoo.tokens.report import is_token_run
+
+            if is_token_run(run):
                 raise RunError(f"{run.name} is a token (NER) run: error analysis lists a classifier's mistakes per "
                                "sample; a tagger's entity scores per type are in its detail (⏎ on the Runs "
                                "screen) and in `mmzoo eval`")

@@ -274,7 +274,9 @@ class ExportScreen(FinishedRunPicker, Screen):
             if index >= len(samples):
                 raise DataError(f"sample {index} is past the end of the test split ({len(samples)} samples)")
             sample = samples[index]
-            if spec.get("data", {}).get("task") == "tokens":  # a sentence: its words, and its true entities
+            from mmzoo.tokens.report import is_token_run
+
+            if is_token_run(run):  # a sentence: its words, and its true entities
                 from mmzoo.data.bio import spans
 
                 truth = ", ".join(f"{t} '{' '.join(sample.tokens[a:b])}'" for t, a, b in spans(sample.tags))

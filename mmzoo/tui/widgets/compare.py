@@ -117,8 +117,7 @@ class ComparePanel(Vertical):
             "token runs (NER): F1 is entity-level exact-match micro F1 (val, test); accuracy and calibration do "
             "not apply · per-type F1 in the next tabs · ←→ scroll")
         self._spec_diff(runs)
-        per_type = [{t: {"f1": v["f1"]} for t, v in run.metrics["test"]["per_type"].items()} for run in runs]
-        self._per_class(runs, per_type, "entity type")
+        self._per_class(runs, [run.metrics["test"]["per_type"] for run in runs], "entity type")
         holder = self.query_one("#confusion", VerticalScroll)
         holder.remove_children()
         holder.mount(Static("token runs have no confusion matrix: their errors are spans, scored per entity "
