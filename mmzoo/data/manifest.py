@@ -11,13 +11,14 @@ import hashlib
 import io
 import json
 import os
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 from mmzoo.data import SPLITS, Dataset, Sample
 from mmzoo.data.checks import split_findings
 from mmzoo.errors import DataError
-from mmzoo.textfile import decode
+from mmzoo.textfile import decode, json_row, numbered_lines
 
 MANIFESTS = ("manifest.jsonl", "manifest.csv")
 REQUIRED = ("text", "image", "label")
@@ -85,6 +86,20 @@ def _records(path: Path, problems: list[Problem], absent: set[str]):
         start = 1
         try:
             header = [h.strip() for h in next(reader, [])]
+            if not any(header):
+                what = "the file is empty" if not text.strip() else "the first line is empty"
+                problems.append(Problem(name, 1, "", f"{what}; the first line must be the header row naming the "
+                                                     "columns: text,image,label (and optionally id,split,group)"))
+                return
+            twice = sorted({h for h in header if h and header.count(h) > 1})
+            if twice:  # zip() into a dict would keep the last of them and drop the others' cells without a word
+                problems.append(Problem(name, 1, twice[0], f"column(s) {', '.join(repr(h) for h in twice)} appear "
+                                                           "more than once in the header; keep one of each"))
+                return
+            if len(header) == 1 and any(sep in header[0] for sep in ";\t|"):
+                problems.append(Problem(name, 1, "", f"the header {header[0]!r} is one column: manifest.csv must be "
+                                                     "comma-separated (save it as CSV with commas)"))
+                return
             for column in REQUIRED:
                 if column not in header:
                     absent.add(column)
@@ -106,19 +121,12 @@ def _records(path: Path, problems: list[Problem], absent: set[str]):
                        if "end of data" in str(e) else f"malformed CSV: {e}")
             problems.append(Problem(name, start, "", message))
         return
-    for number, line in enumerate(text.split("\n"), start=1):  # JSON strings may hold U+2028: split on \n only
+    for number, line in numbered_lines(text):  # not splitlines(): JSON strings may hold U+2028
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            problems.append(Problem(name, number, "", f"bad JSON: {e.msg} (column {e.colno})"))
-            continue
-        except RecursionError:
-            problems.append(Problem(name, number, "", "the JSON is nested too deeply; a row is one flat object"))
-            continue
-        except ValueError as e:  # e.g. an integer with more digits than Python converts
-            problems.append(Problem(name, number, "", f"bad JSON: {e}"))
+        record, why = json_row(line)
+        if why:
+            problems.append(Problem(name, number, "", why))
             continue
         if not isinstance(record, dict):
             problems.append(Problem(name, number, "", f"expected a JSON object, got {type(record).__name__}"))
@@ -169,10 +177,26 @@ def check_image(folder: Path, image: str, name: str, line: int, problems: list[P
     try:
         with Image.open(path) as img:
             img.verify()
+        # verify() checks structure only: a JPEG cut short passes it and then fails when training decodes it.
+        # Decoding it here (at 1/8 scale where the format allows: the whole stream is still read) catches that.
+        with Image.open(path) as img:
+            img.draft(img.mode, (1, 1))
+            img.load()
     except Exception as e:  # Pillow raises many types for broken files; all mean "unreadable"
         problems.append(Problem(name, line, "image", f"image '{image}' could not be read: {e}"))
         return None
     return path
+
+
+def label_key(label: str) -> str:
+    """What a reader sees: two labels with one key look identical but would be two classes."""
+    return unicodedata.normalize("NFC", label).strip()
+
+
+def _twin_note(label: str, twin: str, where: str = "") -> str:
+    # ascii() shows what the eye cannot: 'cafe\u0301' against 'caf\xe9', or a trailing space
+    return (f"label {ascii(label)} differs from {ascii(twin)}{where} only in surrounding spaces or Unicode "
+            "normalisation, so the two would be separate classes; write every label the same way")
 
 
 def _labels_file(folder: Path, problems: list[Problem]) -> list[str] | None:
@@ -184,12 +208,16 @@ def _labels_file(folder: Path, problems: list[Problem]) -> list[str] | None:
     if text is None:
         problems.append(Problem("labels.txt", bad_line, "", why))
         return None
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in numbered_lines(text):
         label = line.strip()
         if not label:
             continue
         if label in labels:
             problems.append(Problem("labels.txt", number, "label", f"label '{label}' is listed twice"))
+            continue
+        twin = next((x for x in labels if label_key(x) == label_key(label)), None)
+        if twin is not None:
+            problems.append(Problem("labels.txt", number, "label", _twin_note(label, twin, " above")))
             continue
         labels.append(label)
     if not labels:
@@ -206,6 +234,7 @@ def _scan(folder: Path) -> tuple[list[_Row], list[str], list[Problem], Path]:
     allowed = _labels_file(folder, problems)
     rows: list[_Row] = []
     seen: dict[str, int] = {}
+    looks: dict[str, tuple[str, int]] = {}  # label_key -> the first spelling of that label and its line
     absent: set[str] = set()
     for line, record in _records(path, problems, absent):
         bad = len(problems)
@@ -216,8 +245,14 @@ def _scan(folder: Path) -> tuple[list[_Row], list[str], list[Problem], Path]:
         if label is not None and not label.strip():
             problems.append(Problem(name, line, "label", "label is empty"))
         elif label is not None and allowed is not None and label not in allowed:
-            problems.append(Problem(name, line, "label", f"unknown label '{label}' (labels.txt lists: "
-                                                          f"{', '.join(allowed)})"))
+            twin = next((a for a in allowed if label_key(a) == label_key(label)), None)
+            problems.append(Problem(name, line, "label", f"unknown label {label!r} (labels.txt lists: "
+                                                          f"{', '.join(allowed)})" +
+                                    (f"; {_twin_note(label, twin, ' in labels.txt')}" if twin else "")))
+        elif label is not None:
+            first, first_line = looks.setdefault(label_key(label), (label, line))
+            if first != label:
+                problems.append(Problem(name, line, "label", _twin_note(label, first, f" on line {first_line}")))
         image = _text_value(record, "image", name, line, problems, absent)
         image_path = check_image(folder, image, name, line, problems) if image is not None else None
         split = record.get("split", "")  # empty means: assign one

@@ -137,3 +137,71 @@ def test_the_trainer_refuses_a_one_class_dataset_from_the_library_too(ws):
     samples = [Sample(str(i), "t", None, {"y": "a"}, split) for i, split in enumerate(("train", "val", "test"))]
     with pytest.raises(DataError, match="only 'a'"):
         require_trainable(Dataset("one", samples, {"y": ["a"]}, "y"))
+
+
+def test_a_truncated_jpeg_is_a_problem_at_check_time_not_a_crash_in_training(ws, capsys):
+    import io
+
+    import numpy as np
+
+    data = folder(ws, rows(12, split=SPLIT_ALL))
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)).save(buffer, "JPEG")
+    (data / "img" / "1.png").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])  # verify() passes it
+    assert_refused(run(capsys, "data", "check", data), "manifest.jsonl:2:", "img/1.png", "truncated")
+    ws.freeze()
+    result = run(capsys, "train", "digits_image", "--dataset", data, "--epochs", "1", "--out", ws.out)
+    assert_refused(result, "manifest.jsonl:2:", "mmzoo data check")
+    ws.assert_unchanged()
+
+
+@pytest.mark.parametrize("extra,says", [
+    ('{"text": "x", "image": "img/0.png", "label": "cat", "label": "dog"}', "key 'label' appears twice"),
+    ('{"text": "a\\ud800", "image": "img/0.png", "label": "cat"}', "lone surrogate"),
+    ('{"text": "x", "image": "img/0.png", "label": "cat", "id": 1' + "0" * 5000 + "}", "too many digits"),
+])
+def test_json_rows_that_would_lose_data_or_crash_later_are_problems(ws, capsys, extra, says):
+    data = folder(ws, rows(12, split=SPLIT_ALL))
+    with open(data / "manifest.jsonl", "a") as fh:
+        fh.write(extra + "\n")
+    assert_refused(run(capsys, "data", "check", data), "manifest.jsonl:13:", says)
+
+
+def test_a_raw_line_separator_inside_a_json_string_keeps_the_line_numbers(ws, capsys):
+    lines = rows(12, split=SPLIT_ALL)
+    lines[0]["text"] = "one\u2028two\x85three"  # str.splitlines() would break the row (and every later number)
+    lines[5]["label"] = ""
+    data = folder(ws)
+    (data / "manifest.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in lines))
+    result = run(capsys, "data", "check", data)
+    assert_refused(result, "manifest.jsonl:6:", "label is empty")
+    assert "bad JSON" not in result.out + result.err
+
+
+@pytest.mark.parametrize("content,line,says", [
+    ("text,image,label,label\na,img/0.png,cat,dog\n", 1, "'label' appear more than once"),
+    ("", 1, "the file is empty"),
+    ("\n\ntext,image,label\n", 1, "the first line is empty"),
+    ("text;image;label\na;img/0.png;cat\n", 1, "must be comma-separated"),
+])
+def test_csv_headers_that_would_drop_or_misread_columns_are_refused(ws, capsys, content, line, says):
+    data = folder(ws)
+    (data / "manifest.csv").write_text(content)
+    assert_refused(run(capsys, "data", "check", data), f"manifest.csv:{line}:", says)
+
+
+@pytest.mark.parametrize("twin", ["cat ", "cafe\u0301"])
+def test_labels_that_look_alike_but_differ_are_refused_not_split_into_two_classes(ws, capsys, twin):
+    lines = rows(12, labels=("cat" if twin == "cat " else "caf\u00e9", "dog"), split=SPLIT_ALL)
+    lines.append({"text": "x", "image": "img/0.png", "label": twin, "split": "train"})
+    data = folder(ws, lines)
+    assert_refused(run(capsys, "data", "check", data), "manifest.jsonl:13:", ascii(twin), "only in surrounding "
+                   "spaces or Unicode normalisation")
+
+
+def test_a_label_differing_from_labels_txt_only_invisibly_says_so(ws, capsys):
+    data = folder(ws, rows(12, labels=("cafe\u0301", "dog"), split=SPLIT_ALL))
+    (data / "labels.txt").write_text("caf\u00e9\ndog\n")
+    assert_refused(run(capsys, "data", "check", data), "manifest.jsonl:1:", "unknown label", "in labels.txt only in")
+    (data / "labels.txt").write_text("caf\u00e9\ndog\ncafe\u0301\n")
+    assert_refused(run(capsys, "data", "check", data), "labels.txt:3:", "above only in")
