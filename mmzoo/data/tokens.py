@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmzoo.data import bio
-from mmzoo.data.manifest import Problem, check_image
+from mmzoo.data.manifest import Problem, check_image, label_key
 from mmzoo.errors import DataError
+from mmzoo.textfile import json_row, numbered_lines
 from mmzoo.zoo.partbuild import expect
 from mmzoo.zoo.token_schema import TASK
 
@@ -159,18 +160,18 @@ def _lines(path: Path, problems: list[Problem]) -> list[tuple[int, str]]:
     if text is None:
         problems.append(Problem(path.name, line, "", why))
         return []
-    return list(enumerate(text.splitlines(), start=1))
+    return numbered_lines(text)
 
 
 def _read_manifest(path: Path, problems: list[Problem]) -> list[_Raw]:
     out = []
+    seen: dict[str, int] = {}  # id -> first line: predictions and the export's parity check look sentences up by id
     for number, line in _lines(path, problems):
             if not line.strip():
                 continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                problems.append(Problem(path.name, number, "", f"bad JSON: {exc.msg} (column {exc.colno})"))
+            row, why = json_row(line)
+            if why:
+                problems.append(Problem(path.name, number, "", why))
                 continue
             if not isinstance(row, dict):
                 problems.append(Problem(path.name, number, "", f"expected a JSON object, got {type(row).__name__}"))
@@ -184,6 +185,16 @@ def _read_manifest(path: Path, problems: list[Problem]) -> list[_Raw]:
             if split not in ("", "train", "val", "test"):
                 problems.append(Problem(path.name, number, "split", f"bad split {json.dumps(split)}: use train, "
                                         "val or test, or leave it out to have one assigned"))
+            sample_id = row.get("id")
+            if sample_id is None or sample_id == "":
+                sample_id = f"line-{number}"
+            elif isinstance(sample_id, bool) or not isinstance(sample_id, (str, int)):
+                problems.append(Problem(path.name, number, "id", f"'id' must be a string, got {json.dumps(sample_id)}"))
+            elif str(sample_id) in seen:
+                problems.append(Problem(path.name, number, "id", f"duplicate id '{sample_id}' (first used on line "
+                                        f"{seen[str(sample_id)]}); give every sentence its own id"))
+            else:
+                seen[str(sample_id)] = number
             image = row.get("image")
             if image is not None and not isinstance(image, str):
                 problems.append(Problem(path.name, number, "image", f"'image' must be a path (a string), got "
@@ -204,7 +215,7 @@ def _read_manifest(path: Path, problems: list[Problem]) -> list[_Raw]:
                                         f"whitespace ({json.dumps(tokens[empty[0]])})"))
                 continue
             out.append(_Raw(path.name, number, tokens, tags, [number] * len(tokens), split,
-                            id=str(row.get("id", f"line-{number}")), image=image))
+                            id=str(sample_id), image=image))
     return out
 
 
@@ -213,7 +224,11 @@ def _declared_types(folder: Path, problems: list[Problem]) -> list[str] | None:
     if not path.is_file():
         return None
     types: list[str] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+    before = len(problems)
+    lines = _lines(path, problems)
+    if len(problems) > before:  # not UTF-8: reported at its line; checking every tag against nothing would bury it
+        return None
+    for number, line in lines:
         label = line.strip()
         if not label or label == bio.OUTSIDE:
             continue
@@ -266,7 +281,14 @@ def scan(path: str | Path) -> tuple[list[_Raw], list[str], list[Problem], list[P
                                         f"labels.txt ({', '.join(declared) or 'empty'})"))
                 bad = True
             elif parsed[1] and parsed[1] not in types:
-                types.append(parsed[1])
+                twin = next((t for t in types if label_key(t) == label_key(parsed[1])), None)
+                if twin is not None:  # looks like a known type but would be another one
+                    problems.append(Problem(raw.file, line, "tag", f"tag {tag!r}: entity type {ascii(parsed[1])} "
+                                            f"differs from {ascii(twin)} only in Unicode normalisation; write every "
+                                            "tag of a type the same way"))
+                    bad = True
+                else:
+                    types.append(parsed[1])
         if bad:
             continue
         for i in bio.orphans(raw.tags):
@@ -283,6 +305,12 @@ def scan(path: str | Path) -> tuple[list[_Raw], list[str], list[Problem], list[P
                                 "I-X as B-X"))
     if not problems and not good:
         problems.append(Problem(folder.name, 0, "", "the dataset has no sentences"))
+    elif not problems:  # training needs both (test may be absent); reported here so `data check` says it too
+        present = {raw.split or _assign(raw) for raw in good}
+        missing = [s for s in ("train", "val") if s not in present]
+        if missing:
+            problems.append(Problem(folder.name, 0, "split", f"no {' or '.join(missing)} sentences; name a CoNLL "
+                                    "file after each split (train, dev, test), or set `split` in the manifest"))
     problems.sort(key=lambda p: (p.file, p.line))  # file order, whichever pass found them
     return good, (types if declared is not None else sorted(types)), problems, notes
 
@@ -320,10 +348,6 @@ def load_token_folder(path: str | Path, name: str | None = None) -> TokenDataset
         fields = [raw.id, raw.tokens, raw.tags, split, raw.image] + ([picture] if picture else [])
         digest.update(json.dumps(fields).encode() + b"\n")
         sentences.append(Sentence(raw.id, tuple(raw.tokens), tuple(raw.tags), split, image, f"{raw.file}:{raw.line}"))
-    missing = [s for s in ("train", "val") if not any(x.split == s for x in sentences)]
-    if missing:
-        raise DataError(f"token dataset {folder} has no {' or '.join(missing)} sentences",
-                        hint="name a CoNLL file after each split (train, dev, test), or set `split` in the manifest")
     return TokenDataset(name or folder.name, sentences, types, str(folder), digest.hexdigest()[:16], notes)
 
 
