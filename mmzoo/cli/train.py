@@ -6,7 +6,7 @@ from pathlib import Path
 
 from mmzoo.cli.args import schema_value
 from mmzoo.cli.output import emit_json, err, table
-from mmzoo.errors import DataError, TrainingError
+from mmzoo.errors import DataError, RunError
 
 
 def positive_int(text: str) -> int:
@@ -110,7 +110,7 @@ def cmd_eval(args) -> int:
 
     run = find_run(args.run, args.out)
     if not run.finished:
-        raise TrainingError(f"{run.name} is {run.status.get('state')}, not finished", hint=resume_hint(run))
+        raise RunError(f"{run.name} {run.unfinished()}", hint=resume_hint(run))
     run.verify()  # weights and predictions against the digests recorded when they were written
     m = run.metrics[args.split]
     if args.json:

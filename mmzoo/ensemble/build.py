@@ -92,8 +92,7 @@ def check_members(runs: list[Run]) -> dict:
             raise RunError(f"{run.name} is an ensemble run; members must be single-model runs",
                            hint="pass the ensemble's member runs instead (see its spec.yaml)")
         if not run.finished:
-            state = run.status.get("state")
-            raise RunError(f"{run.name} is {state}, not finished, so it has no final predictions",
+            raise RunError(f"{run.name} {run.unfinished()}, so it has no final predictions",
                            hint=f"finish it with `mmzoo train --resume {run.path}`, or leave it out")
         key = run.path.resolve()
         if key in seen:

@@ -78,7 +78,7 @@ def teacher_soft_labels(ensemble: Run, dataset, device) -> tuple[np.ndarray, lis
         raise RunError(f"{ensemble.name} is a single-model run; a teacher must be an ensemble run",
                        hint="build one with `mmzoo ensemble`, then distill it")
     if not ensemble.finished:
-        raise RunError(f"{ensemble.name} is {ensemble.status.get('state')}, not finished")
+        raise RunError(f"{ensemble.name} {ensemble.unfinished()}")
     ensemble.run_spec.reopen_dataset(f"ensemble {ensemble.name}", opened=dataset)
     train_ids = [s.id for s in dataset.split("train")]
     columns = []

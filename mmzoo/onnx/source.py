@@ -141,7 +141,7 @@ def load_source(run: Run) -> Source:
     from mmzoo.train.checkpoint import load_run_model
 
     if not run.finished:
-        raise RunError(f"{run.name} is {run.status.get('state')}, not finished; only finished runs export",
+        raise RunError(f"{run.name} {run.unfinished()}; only finished runs export",
                        hint="wait for it to finish, or resume it with `mmzoo train --resume`")
     spec = run.spec
     data = spec["data"]

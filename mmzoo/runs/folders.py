@@ -34,8 +34,11 @@ import yaml
 from mmzoo import atomic
 from mmzoo.errors import RunError
 from mmzoo.runs import lock as runlock
+from mmzoo.runs.shape import history_rows, metrics_problem, spec_problem  # noqa: F401  (callers use spec_problem)
 
 DEFAULT_ROOT = Path(os.environ.get("MMZOO_RUNS", "runs"))
+# What status.json may say (Run.set_status); "unknown" (no status.json), "broken" and "interrupted" are read-only.
+STATES = ("running", "finished", "failed", "cancelled", "unknown")
 
 
 @dataclass
@@ -97,7 +100,9 @@ class Run:
             _ = self.spec  # raises RunError naming the problem
             self._json("status.json")
             if self.finished:
-                self._json("metrics.json")
+                _ = self.metrics
+            elif self.status.get("state") in ("finished", "broken"):
+                raise RunError(f"{self.name} {self.unfinished()}")
             self.verify("spec.yaml")
         except RunError as exc:
             return exc.message
@@ -105,7 +110,12 @@ class Run:
 
     @property
     def metrics(self) -> dict:
-        return self._json("metrics.json")
+        data = self._json("metrics.json")
+        tokens = data.get("task") == "tokens" or self.spec.get("data", {}).get("task") == "tokens"
+        problem = metrics_problem(data, tokens) if data else None
+        if problem:  # a hand-edited file: name the field here rather than fail wherever a command reads it
+            raise RunError(f"{self.path / 'metrics.json'}: {problem}", hint=BROKEN_HINT)
+        return data
 
     @property
     def status(self) -> dict:
@@ -114,6 +124,9 @@ class Run:
             status = self._json("status.json") or {"state": "unknown"}
         except RunError as exc:
             return {"state": "broken", "error": exc.message}
+        if status.get("state") not in STATES:  # hand-edited: a made-up state would read as "is 5, not finished"
+            return {"state": "broken", "error": f"{self.path / 'status.json'}: state is "
+                                                f"{repr(status.get('state'))[:40]}, expected one of {', '.join(STATES[:4])}"}
         if status.get("state") == "running" and self._owner_gone(status):
             return {**status, "state": "interrupted", "recorded_state": "running"}
         return status
@@ -130,14 +143,30 @@ class Run:
     def finished(self) -> bool:
         return self.status.get("state") == "finished" and (self.path / "metrics.json").exists()
 
+    def unfinished(self) -> str:
+        """Why the run is not finished, for messages: ``is running, not finished``, or what is damaged."""
+        status = self.status
+        state = status.get("state")
+        if state == "finished":  # status says so, but its metrics are gone: "is finished, not finished" misleads
+            return "is damaged: status.json says finished but metrics.json is missing"
+        if state == "broken":
+            return f"is damaged ({status['error']})"
+        if state == "unknown":
+            return "has no status.json, so it never finished (or the folder is damaged)"
+        return f"is {state}, not finished"
+
     def history(self) -> list[dict]:
         file = self.path / "history.jsonl"
         if not file.exists():
             return []
         try:
-            return [json.loads(line) for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            text = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
             raise RunError(f"{file} is corrupt ({exc})", hint="delete the run folder or retrain it") from None
+        rows, line, why = history_rows(text)
+        if why:
+            raise RunError(f"{file}:{line}: {why}", hint="delete the run folder or retrain it")
+        return rows
 
     def set_status(self, state: str, **extra) -> None:
         owner = runlock.owner() if state == "running" else {}  # who runs it, so a dead run reads interrupted
@@ -164,7 +193,10 @@ class Run:
                 continue  # written before digests were recorded, or not recorded for this run
             file = self.path / name
             if not file.is_file():
-                raise RunError(f"{file} is missing", hint=f"the run folder is damaged; {resume_hint(self)}")
+                hint = resume_hint(self)
+                raise RunError(f"{file} is {'not a file' if file.exists() else 'missing'}",
+                               hint=hint if hint.startswith("the run folder is damaged") else
+                               f"the run folder is damaged; {hint}")
             try:
                 got = file_digest(file)
             except OSError as exc:
@@ -213,46 +245,6 @@ def file_digest(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             sha.update(block)
     return sha.hexdigest()
-
-
-def _problem_in(value, path: str, shape: dict) -> str | None:
-    for key, kind in shape.items():
-        item = value.get(key)
-        if not isinstance(item, kind) or isinstance(item, bool):
-            names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
-            return f"{path}{key} is {'missing' if key not in value else repr(item)[:60]}, expected a {names}"
-    return None
-
-
-def spec_problem(spec) -> str | None:
-    """What makes a loaded spec.yaml unusable (the fields every command relies on), or None."""
-    if not isinstance(spec, dict):
-        return f"holds a {type(spec).__name__}, not a mapping"
-    if not isinstance(spec.get("data"), dict):
-        return "data is missing or not a mapping"
-    data = spec["data"]
-    problem = _problem_in(data, "data.", {"dataset": str, "fingerprint": str, "label_set": str, "classes": list})
-    if problem:
-        return problem
-    if not data["classes"] or not all(isinstance(c, str) for c in data["classes"]):
-        return "data.classes must be a non-empty list of class names"
-    if spec.get("kind") == "ensemble":
-        problem = _problem_in(spec, "", {"ensemble": dict, "combiner": dict, "members": list})
-        if problem or _problem_in(spec["combiner"], "combiner.", {"name": str}):
-            return problem or _problem_in(spec["combiner"], "combiner.", {"name": str})
-        for k, member in enumerate(spec["members"]):
-            if not isinstance(member, dict) or _problem_in(member, "", {"name": str, "path": str}):
-                return f"members[{k}] must be a mapping with a name and a path"
-        return None
-    if not isinstance(spec.get("model"), dict):
-        return "model is missing or not a mapping"
-    model = spec["model"]
-    problem = _problem_in(model, "model.", {"name": str, "train": dict, "task": dict})
-    if problem:
-        return problem
-    if not any(isinstance(model.get(m), dict) for m in ("text", "image")):
-        return "model has neither a text nor an image encoder"
-    return None
 
 
 def resume_hint(run: Run) -> str:
