@@ -32,7 +32,8 @@ def add_parsers(sub) -> None:
     p.set_defaults(handler=cmd_show)
 
     p = sub.add_parser("validate", help="validate registry.yaml (or FILE) without building anything")
-    p.add_argument("file", nargs="?")
+    p.add_argument("file", nargs="?", help="a registry file, checked layered over the project's registry.yaml as "
+                   "every command reads it (default: the project's and --registry's)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_validate)
 
@@ -128,9 +129,11 @@ def cmd_validate(args) -> int:
 
     from mmzoo.zoo.registry import load_registry, registry_files
 
-    files = [Path(args.file)] if args.file else registry_files(args.registry)
     if args.file and not Path(args.file).is_file():
         raise RegistryError(f"{args.file} not found")
+    # FILE is checked as every command reads it: layered over the project's registry, so an ensemble of the
+    # project's models is valid here too (read alone, each such member was reported as unknown).
+    files = registry_files(args.file or args.registry)
     registry = load_registry(files=files)
     problems = registry.all_problems()
     if args.json:

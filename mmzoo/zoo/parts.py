@@ -82,7 +82,7 @@ class Param:
         if isinstance(value, bool) and self.type != "bool":
             return f"expected {self.type}, got a boolean ({value!r})"
         if not isinstance(value, types):
-            return f"expected {self.type}, got {type(value).__name__} ({value!r})"
+            return f"expected {self.type}, got {type(value).__name__} ({value!r})" + _number_text_hint(self.type, value)
         if self.choices is not None and value not in self.choices:
             return f"must be one of {', '.join(map(str, self.choices))}, got {value!r}"
         if self.type in ("int", "float"):
@@ -208,3 +208,22 @@ class Part:
             "version": self.version,
             "params": [p.to_dict() for p in self.params],
         }
+
+
+def _number_text_hint(kind: str, value: Any) -> str:
+    """Why a number reached us as text: YAML 1.1 reads ``1e-3`` (no dot) as a string, and quotes make one."""
+    if kind not in ("int", "float") or not isinstance(value, str):
+        return ""
+    try:
+        number = float(value)
+    except ValueError:
+        return ""
+    if not math.isfinite(number):
+        return ""
+    if "e" in value.lower():  # YAML 1.1 floats need a dot and a signed exponent: 1.0e-3, 1.0e+5
+        mantissa, exponent = value.strip().lower().split("e", 1)
+        mantissa += "" if "." in mantissa else ".0"
+        exponent = exponent if exponent[:1] in ("+", "-") else "+" + exponent
+        return (f"; YAML reads an exponent without a dot and a sign as text: write {mantissa}e{exponent} "
+                f"or {number!r}")
+    return f"; it is text: write {value.strip()} without quotes"

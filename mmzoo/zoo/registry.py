@@ -247,6 +247,9 @@ class _Checker:
                         elif member not in models:
                             self.problem(entry, path + ("members", i), f"member {member!r} is not a model in the "
                                          f"registry; {_suggest(str(member), sorted(models))}")
+                        elif member in value[:i]:  # the build refuses it too, but only after training the rest
+                            self.problem(entry, path + ("members", i), f"member {member!r} is listed twice; name "
+                                         f"each model once (for several copies of one model use seeds: {{model: {member}, n: N}})")
                 spec["recipe"] = {"members": list(value) if isinstance(value, list) else []}
             else:
                 if not isinstance(value, dict):

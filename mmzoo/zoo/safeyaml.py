@@ -151,7 +151,13 @@ def parse(text: str) -> Document | Refusal:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         what = getattr(exc, "problem", None) or str(exc)
-        return Refusal(mark.line + 1 if mark else 1, f"malformed YAML: {what}; fix the syntax on this line")
+        line = mark.line + 1 if mark else 1
+        lines = text.splitlines()
+        if mark and line <= len(lines) and "\t" in lines[line - 1][:mark.column + 1]:
+            # PyYAML's words for a tab ("cannot start any token") do not say that tabs are the problem
+            return Refusal(line, f"malformed YAML: a tab character on this line ({what}); YAML indents with spaces "
+                                 "only: replace the tabs with spaces")
+        return Refusal(line, f"malformed YAML: {what}; fix the syntax on this line")
     except (ValueError, TypeError, OverflowError) as exc:  # e.g. a timestamp such as 2024-13-45
         return Refusal(1, f"a value cannot be read: {exc}")
     return Document(data, lines, duplicates)

@@ -146,3 +146,35 @@ def test_the_runs_folder_refuses_unsafe_names_from_the_library_too(tmp_path, nam
     with pytest.raises(RunError, match="not a safe name"):
         new_run(name, tmp_path / "runs")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("train,says", [
+    ("{lr: 1e-3}", "write 1.0e-3 or 0.001"),
+    ("{weight_decay: 1.0e2}", "write 1.0e+2 or 100.0"),
+    ("{epochs: '3'}", "write 3 without quotes"),
+])
+def test_numbers_that_yaml_reads_as_text_say_how_to_write_them(ws, capsys, train, says):
+    path = ws.write("r.yaml", model_file(train))
+    assert_refused(run(capsys, "validate", path), "r.yaml:5:", "got str", says)
+
+
+def test_a_tab_in_the_indentation_is_named(ws, capsys):
+    path = ws.write("tabs.yaml", "models:\n\tm:\n\t\ttext: small_text\n")
+    assert_refused(run(capsys, "validate", path), "tabs.yaml:2:", "tab character", "replace the tabs with spaces")
+
+
+def test_validating_a_file_layers_it_over_the_project_registry_as_commands_do(ws, capsys):
+    path = ws.write("mine.yaml", "ensembles:\n  mine:\n    members: [digits_text, digits_image]\n")
+    result = run(capsys, "validate", path)
+    assert result.rc == 0 and "mine.yaml" in result.out, result.err  # was: "not a model in the registry"
+    path = ws.write("typo.yaml", "ensembles:\n  mine:\n    members: [digits_text, digits_imag]\n")
+    assert_refused(run(capsys, "validate", path), "typo.yaml:3:", "did you mean 'digits_image'")
+
+
+def test_a_member_listed_twice_is_refused_before_anything_trains(ws, capsys):
+    path = ws.write("r.yaml", "ensembles:\n  e:\n    members: [digits_text, digits_text]\n")
+    assert_refused(run(capsys, "validate", path), "r.yaml:3:", "member 'digits_text' is listed twice", "seeds:")
+    ws.freeze()
+    assert_refused(run(capsys, "--registry", path, "ensemble", "e", "--out", ws.out), "listed twice")
+    assert not ws.out.exists()
+    ws.assert_unchanged()
