@@ -52,3 +52,13 @@ def safe_name(text: str) -> str:
     if complaint:
         raise argparse.ArgumentTypeError(complaint)
     return text
+
+
+def utf8_text(text: str) -> str:
+    """A type for a flag holding text to tokenize: bytes that are not UTF-8 are a usage error, not a crash."""
+    from mmzoo.textfile import utf8_problem
+
+    problem = utf8_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(f"is not UTF-8 text: {problem}")
+    return text

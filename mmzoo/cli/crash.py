@@ -40,7 +40,8 @@ def report(exc: BaseException, command: str, argv: list[str]) -> int:
         folder = log_dir()
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
-        path.write_text(header + text)
+        # argv and messages may hold bytes that are not UTF-8 (kept as surrogates): never fail on them here
+        path.write_text(header + text, encoding="utf-8", errors="backslashreplace")
         where = str(path)
         shown = os.environ.get("MMZOO_DEBUG") == "1"
     except OSError as err:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from mmzoo.cli.args import int_range
+from mmzoo.cli.args import int_range, utf8_text
 from mmzoo.cli.output import emit_json, err, table
 from mmzoo.errors import DataError, ExportError
 
@@ -34,7 +34,7 @@ def add_parsers(sub) -> None:
 
     p = sub.add_parser("predict", help="predict with an exported .onnx file (no torch needed)")
     p.add_argument("file", type=Path, help="an .onnx file written by `mmzoo export`")
-    p.add_argument("--text", help="the text of the sample")
+    p.add_argument("--text", type=utf8_text, help="the text of the sample")
     p.add_argument("--image", help="path of the sample's image")
     p.add_argument("--manifest", type=Path, metavar="DIR", help="predict a dataset folder (manifest.jsonl/.csv) "
                    "and report its metrics")

@@ -97,6 +97,9 @@ class TextPreprocessor:
         }
 
     def __call__(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        from mmzoo.textfile import require_utf8
+
+        require_utf8(texts)  # else the tokenizers library fails with a bare TypeError
         encodings = self._tok.encode_batch(list(texts))
         width = max(1, max(len(e.ids) for e in encodings))
         ids = np.full((len(encodings), width), self.pad_id, dtype=np.int64)

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mmzoo.textfile import require_utf8
+
 IGNORE = -100
 # How raw text becomes words at prediction time (stored in ONNX metadata for other runtimes):
 # URLs, @mentions/#hashtags and words with inner apostrophes or hyphens stay whole; other punctuation
@@ -70,6 +72,7 @@ class WordAligner:
         out: list[list[int]] = [[] for _ in words]
         if not words:
             return out
+        require_utf8(words, "word")  # else the tokenizers library fails with a bare TypeError
         enc = self._tok.encode(list(words), is_pretokenized=True, add_special_tokens=False)
         for token_id, word in zip(enc.ids, enc.word_ids, strict=True):
             if word is not None and len(out[word]) < self.budget:

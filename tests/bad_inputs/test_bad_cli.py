@@ -80,3 +80,29 @@ def test_an_unwritable_log_folder_still_shows_the_traceback(ws, capsys, monkeypa
     monkeypatch.setattr(mmzoo.cli.zoo, "cmd_list", broken)
     result = run(capsys, "list")
     assert result.rc == 70 and "Traceback" in result.err and "could not be written" in result.err
+
+
+def test_text_that_is_not_utf8_is_a_usage_error_naming_the_flag(ws, capsys):
+    result = run(capsys, "predict", "x.onnx", "--text", "caf\udce9")  # how Python passes the byte 0xe9 of argv
+    assert_refused(result, "--text", "not UTF-8 text", "0xe9", rc=2)
+
+
+def test_the_library_names_text_it_cannot_tokenize(ws):
+    from mmzoo.data.preprocess import TextPreprocessor, char_tokenizer_json
+    from mmzoo.errors import DataError
+
+    prep = TextPreprocessor(char_tokenizer_json(), max_length=8)
+    assert prep(["fine"])["input_ids"].shape[0] == 1
+    with pytest.raises(DataError, match=r"text 2 .*lone surrogate"):
+        prep(["fine", "bad\ud800"])  # the tokenizers library raised a bare TypeError
+
+
+def test_a_crash_log_is_written_even_when_argv_is_not_utf8(ws, capsys, monkeypatch, tmp_path):
+    def broken(args):
+        raise RuntimeError("deliberately broken handler")
+
+    monkeypatch.setattr(mmzoo.cli.zoo, "cmd_list", broken)
+    result = run(capsys, "list", "models", "caf\udce9")
+    assert result.rc == 70 and "Traceback" not in result.err, result.err
+    logs = list((tmp_path / "logs").glob("crash-*.log"))
+    assert len(logs) == 1 and "deliberately broken handler" in logs[0].read_text()
