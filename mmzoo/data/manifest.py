@@ -59,6 +59,15 @@ def format_problems(problems: list[Problem]) -> str:
     return "\n".join(str(p) for p in problems)
 
 
+def resolve_folder(path: str | Path) -> Path:
+    """``path`` resolved, or a DataError naming it: a symlink loop raises RuntimeError, a NUL byte ValueError."""
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise DataError(f"dataset folder {path} cannot be resolved: {exc}",
+                        hint="pass a folder that exists (a symlink that leads back to itself never does)") from None
+
+
 def _manifest(folder: Path) -> Path:
     if not folder.is_dir():
         raise DataError(f"dataset folder {folder} does not exist or is not a folder",
@@ -160,7 +169,7 @@ def check_image(folder: Path, image: str, name: str, line: int, problems: list[P
         path = folder / image
         inside = path.resolve().is_relative_to(folder) and not Path(image).is_absolute()
         path.exists()
-    except (ValueError, OSError) as e:  # a NUL byte, a name too long for the filesystem, a symlink loop
+    except (ValueError, OSError, RuntimeError) as e:  # a NUL byte, a name too long, a symlink loop (RuntimeError)
         problems.append(Problem(name, line, "image", f"image path {image!r} is not usable: {e}"))
         return None
     if not inside and os.environ.get(ALLOW_OUTSIDE) != "1":
@@ -227,7 +236,7 @@ def _labels_file(folder: Path, problems: list[Problem]) -> list[str] | None:
 
 def _scan(folder: Path) -> tuple[list[_Row], list[str], list[Problem], Path]:
     """Parse and check everything, collecting every problem rather than stopping at the first."""
-    folder = Path(folder).resolve()
+    folder = resolve_folder(folder)
     path = _manifest(folder)
     name = path.name
     problems: list[Problem] = []

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmzoo.data import bio
-from mmzoo.data.manifest import Problem, check_image, label_key
+from mmzoo.data.manifest import Problem, check_image, label_key, resolve_folder
 from mmzoo.errors import DataError
 from mmzoo.textfile import json_row, numbered_lines
 from mmzoo.zoo.partbuild import expect
@@ -333,7 +333,7 @@ def _assign(raw: _Raw) -> str:
 
 def load_token_folder(path: str | Path, name: str | None = None) -> TokenDataset:
     """Load a checked token dataset; raises DataError pointing at ``mmzoo data check``."""
-    folder = Path(path).resolve()
+    folder = resolve_folder(path)
     raws, types, problems, notes = scan(folder)
     if problems:
         raise DataError(f"token dataset {folder} has {len(problems)} problem{'s' * (len(problems) != 1)} "

@@ -211,7 +211,11 @@ class _Checker:
         entry.spec = spec if entry.ok else None
     def dataset_folder(self, entry: Entry, path: tuple, dataset: str) -> str:
         """A dataset folder, resolved against the folder of the registry file that names it; must exist."""
-        folder = (Path(self.file).resolve().parent / Path(dataset).expanduser()).resolve()
+        try:
+            folder = (Path(self.file).resolve().parent / Path(dataset).expanduser()).resolve()
+        except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop (RuntimeError), a NUL byte (ValueError)
+            self.problem(entry, path, f"dataset path {dataset!r} cannot be resolved: {exc}")
+            return dataset
         if folder.is_dir():
             return str(folder)
         if not _looks_like_path(dataset):

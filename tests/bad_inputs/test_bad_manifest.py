@@ -205,3 +205,18 @@ def test_a_label_differing_from_labels_txt_only_invisibly_says_so(ws, capsys):
     assert_refused(run(capsys, "data", "check", data), "manifest.jsonl:1:", "unknown label", "in labels.txt only in")
     (data / "labels.txt").write_text("caf\u00e9\ndog\ncafe\u0301\n")
     assert_refused(run(capsys, "data", "check", data), "labels.txt:3:", "above only in")
+
+
+def test_symlink_loops_are_named_not_a_crash(ws, capsys):
+    (ws.root / "loop_a").symlink_to(ws.root / "loop_b")
+    (ws.root / "loop_b").symlink_to(ws.root / "loop_a")
+    assert_refused(run(capsys, "data", "check", ws.root / "loop_a"), "loop_a", "cannot be resolved")
+    data = folder(ws, rows(12, split=SPLIT_ALL))
+    (data / "img" / "x.png").symlink_to(data / "img" / "y.png")
+    (data / "img" / "y.png").symlink_to(data / "img" / "x.png")
+    lines = rows(12, split=SPLIT_ALL)
+    lines[2]["image"] = "img/x.png"
+    (data / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    assert_refused(run(capsys, "data", "check", data), "manifest.jsonl:3:", "img/x.png", "not usable")
+    registry = ws.write("r.yaml", "models:\n  m:\n    text: small_text\n    task: {dataset: ./loop_a}\n")
+    assert_refused(run(capsys, "validate", registry), "r.yaml:4:", "'./loop_a' cannot be resolved")
