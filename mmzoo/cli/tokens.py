@@ -45,7 +45,7 @@ SHOWN_PROBLEMS, SHOWN_REPAIRS = 200, 20  # lines printed; a 20,000-sentence file
 def data_check(path, as_json: bool) -> int:
     from mmzoo.data.tokens import entity_counts, scan
 
-    raws, types, problems, notes = scan(path)
+    raws, types, problems, notes = scan(path, decode=True)
     pictures = sum(1 for r in raws if r.image)
     counts = entity_counts(raws)
     unlearnable = [t for t, c in counts.items() if c["train"] == 0]

@@ -29,8 +29,15 @@ def open_image(image) -> Image.Image:
     from PIL import Image, ImageOps
 
     if isinstance(image, (str, Path)):
-        image = Image.open(image)
-        image.load()
+        path = image
+        try:
+            image = Image.open(path)
+            image.load()
+        except (OSError, ValueError, SyntaxError) as exc:  # Pillow's errors for a cut-short or damaged file
+            from mmzoo.errors import DataError
+
+            raise DataError(f"image {path} could not be decoded: {exc}",
+                            hint="replace or remove the file; `mmzoo data check` decodes every image") from None
     elif isinstance(image, np.ndarray):
         return Image.fromarray(image)  # arrays carry no EXIF
     return ImageOps.exif_transpose(image)

@@ -163,7 +163,7 @@ def _lines(path: Path, problems: list[Problem]) -> list[tuple[int, str]]:
     return numbered_lines(text)
 
 
-def _read_manifest(path: Path, problems: list[Problem]) -> list[_Raw]:
+def _read_manifest(path: Path, problems: list[Problem], decode: bool = False) -> list[_Raw]:
     out = []
     seen: dict[str, int] = {}  # id -> first line: predictions and the export's parity check look sentences up by id
     for number, line in _lines(path, problems):
@@ -200,7 +200,7 @@ def _read_manifest(path: Path, problems: list[Problem]) -> list[_Raw]:
                 problems.append(Problem(path.name, number, "image", f"'image' must be a path (a string), got "
                                         f"{json.dumps(image)}"))
             elif image is not None:  # the classification manifests' checks: inside the folder, a readable picture
-                check_image(path.parent.resolve(), image, path.name, number, problems)
+                check_image(path.parent.resolve(), image, path.name, number, problems, decode=decode)
             if len(problems) > bad:
                 continue
             if len(tokens) != len(tags):
@@ -241,7 +241,7 @@ def _declared_types(folder: Path, problems: list[Problem]) -> list[str] | None:
     return types
 
 
-def scan(path: str | Path) -> tuple[list[_Raw], list[str], list[Problem], list[Problem]]:
+def scan(path: str | Path, decode: bool = False) -> tuple[list[_Raw], list[str], list[Problem], list[Problem]]:
     """(sentences, types, problems, notes): every problem in file order; notes are repaired orphan I- tags."""
     folder = Path(path)
     if not folder.is_dir():
@@ -250,7 +250,7 @@ def scan(path: str | Path) -> tuple[list[_Raw], list[str], list[Problem], list[P
     notes: list[Problem] = []
     declared = _declared_types(folder, problems)
     if (folder / "manifest.jsonl").is_file():
-        raws = _read_manifest(folder / "manifest.jsonl", problems)
+        raws = _read_manifest(folder / "manifest.jsonl", problems, decode)
     else:
         files = _conll_files(folder)
         if not files:
