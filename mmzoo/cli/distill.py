@@ -37,7 +37,7 @@ def cmd_distill(args) -> int:
     from mmzoo.app.train import Overrides
     from mmzoo.cli.train import apply_threads
     from mmzoo.ensemble.distill import check_settings
-    from mmzoo.runs.compare import gap_closed
+    from mmzoo.runs.compare import gap_closed, teacher_gain_note
 
     check_settings(args.temperature, args.alpha, args.augment)
     apply_threads(args)
@@ -59,4 +59,6 @@ def cmd_distill(args) -> int:
             f"{100 * gap['gap_closed']:.0f}%"
         print(f"teacher {gap['teacher_accuracy']:.4f}, best member {gap['best_member']} "
               f"{gap['best_member_accuracy']:.4f}: teacher gap closed {closed}")
+        if note := teacher_gain_note(gap):
+            print(f"({note})")
     return 0

@@ -193,7 +193,11 @@ def render_compare(rows: list[dict]) -> str:
     if distilled:
         text += ("\n(teacher gap closed: a distilled run's share of its teacher ensemble's test-accuracy gain over "
                  "the ensemble's best member, picked on val)")
+        from mmzoo.runs.compare import teacher_gain_note
+
+        text += "".join(f"\n{r['run']}: {note}" for r in rows if (note := teacher_gain_note(r)))
     return text
+
 
 
 def _closed(row: dict) -> str:

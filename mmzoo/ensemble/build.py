@@ -48,9 +48,9 @@ def combiner_spec(name: str) -> dict:
             allowed = ", ".join(p.name for p in part.params) or "none"
             raise RegistryError(f"combiner {name!r}: {item!r} is not KEY=VALUE with a known param",
                                 hint=f"write --combiner {name}:KEY=VALUE,...; its params: {allowed}")
-        import yaml
+        from mmzoo.zoo.safeyaml import scalar
 
-        value = yaml.safe_load(raw.strip())
+        value = scalar(raw.strip())
         if param.type == "float" and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         complaint = param.check(value)

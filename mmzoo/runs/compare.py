@@ -82,6 +82,7 @@ def compare_runs(selected: list[Run], root: Path | None = None) -> list[dict]:
             if gap is not None:
                 row["teacher"] = gap["teacher"]
                 row["teacher_gap_closed"] = gap["gap_closed"]
+                row.update({k: gap[k] for k in ("teacher_gain_samples", "test_samples", "teacher_gain_p") if k in gap})
         rows.append(row)
     return rows
 
@@ -100,4 +101,46 @@ def gap_closed(run: Run) -> dict | None:
     student = run.metrics["test"]["accuracy"]
     return {"teacher": ensemble.name, "teacher_accuracy": metrics["test"]["accuracy"], "best_member":
             metrics["best_member"], "best_member_accuracy": best,
-            "gap_closed": (student - best) / gain if gain > 0 else None}
+            "gap_closed": (student - best) / gain if gain > 0 else None, **_teacher_gain(ensemble)}
+
+
+def _teacher_gain(ensemble: Run) -> dict:
+    """The teacher's test gain over its best member in samples, and McNemar's exact p for it.
+
+    A gain of a few samples cannot carry a ratio: "gap closed" then moves by tens of points per sample.
+    The p-value lets a reader (and the report) see when that is so. Empty if the predictions are unreadable.
+    """
+    entry = next((m for m in ensemble.spec.get("members", []) if m.get("name") == ensemble.metrics["best_member"]),
+                 None)
+    try:
+        teacher, labels, _ = ensemble.probabilities("test")
+        member, member_labels, _ = Run(Path(entry["path"])).probabilities("test")
+    except (RunError, TypeError, KeyError):  # no entry, or a member folder since removed: the ratio still stands
+        return {}
+    if member.shape != teacher.shape or (member_labels != labels).any():
+        return {}
+    right_t, right_m = teacher.argmax(1) == labels, member.argmax(1) == labels
+    wins, losses = int((right_t & ~right_m).sum()), int((right_m & ~right_t).sum())
+    return {"teacher_gain_samples": wins - losses, "test_samples": int(len(labels)),
+            "teacher_gain_p": mcnemar_p(wins, losses)}
+
+
+def mcnemar_p(wins: int, losses: int) -> float:
+    """Two-sided exact McNemar p-value: the chance of a split at least this uneven if both were equally good."""
+    from math import comb
+
+    n, k = wins + losses, min(wins, losses)
+    if n == 0:
+        return 1.0
+    return min(1.0, 2 * sum(comb(n, i) for i in range(k + 1)) / 2 ** n)
+
+
+def teacher_gain_note(gap: dict) -> str:
+    """What the teacher's gain rests on, in samples; a warning when it is too small to carry a ratio."""
+    if "teacher_gain_samples" not in gap:
+        return ""
+    note = (f"the teacher gains {gap['teacher_gain_samples']:+d} of {gap['test_samples']} test samples over its "
+            f"best member (McNemar p = {gap['teacher_gain_p']:.2g})")
+    if gap["teacher_gain_p"] > 0.05:
+        note += "; a gain this size is within chance, so the share closed says little"
+    return note

@@ -211,7 +211,7 @@ class Part:
 
 
 def _number_text_hint(kind: str, value: Any) -> str:
-    """Why a number reached us as text: YAML 1.1 reads ``1e-3`` (no dot) as a string, and quotes make one."""
+    """Why a number reached us as text: it was quoted (mmzoo's YAML reads 1e-3 and 1.0e2 unquoted as numbers)."""
     if kind not in ("int", "float") or not isinstance(value, str):
         return ""
     try:
@@ -220,10 +220,4 @@ def _number_text_hint(kind: str, value: Any) -> str:
         return ""
     if not math.isfinite(number):
         return ""
-    if "e" in value.lower():  # YAML 1.1 floats need a dot and a signed exponent: 1.0e-3, 1.0e+5
-        mantissa, exponent = value.strip().lower().split("e", 1)
-        mantissa += "" if "." in mantissa else ".0"
-        exponent = exponent if exponent[:1] in ("+", "-") else "+" + exponent
-        return (f"; YAML reads an exponent without a dot and a sign as text: write {mantissa}e{exponent} "
-                f"or {number!r}")
     return f"; it is text: write {value.strip()} without quotes"

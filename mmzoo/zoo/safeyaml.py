@@ -38,7 +38,26 @@ class Document:
 
 
 def _loader_class():
-    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return _Loader
+
+
+# YAML 1.1, which PyYAML implements, reads 1e-3 and 1.0e2 (no dot, or no exponent sign) as text, so
+# `lr: 1e-3`, the way everyone writes it, would be refused as "expected float, got str". YAML 1.2 reads
+# them as floats; so does this loader. Quoted values stay text: quotes are the user's word for it.
+_FLOAT_1_2 = r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"
+
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    pass
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", __import__("re").compile(_FLOAT_1_2),
+                              list("-+0123456789."))
+
+
+def scalar(text: str) -> Any:
+    """One short YAML value typed on a command line (``C=1e-3``), read as registry files are read."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader: no Python objects
 
 
 def decode(raw: bytes) -> str | Refusal:

@@ -149,13 +149,28 @@ def test_the_runs_folder_refuses_unsafe_names_from_the_library_too(tmp_path, nam
 
 
 @pytest.mark.parametrize("train,says", [
-    ("{lr: 1e-3}", "write 1.0e-3 or 0.001"),
-    ("{weight_decay: 1.0e2}", "write 1.0e+2 or 100.0"),
+    ("{lr: '1e-3'}", "write 1e-3 without quotes"),
     ("{epochs: '3'}", "write 3 without quotes"),
 ])
-def test_numbers_that_yaml_reads_as_text_say_how_to_write_them(ws, capsys, train, says):
+def test_numbers_quoted_as_text_say_how_to_write_them(ws, capsys, train, says):
     path = ws.write("r.yaml", model_file(train))
     assert_refused(run(capsys, "validate", path), "r.yaml:5:", "got str", says)
+
+
+@pytest.mark.parametrize("text,value", [("1e-3", 1e-3), ("1.0e2", 100.0), ("-2E+1", -20.0), (".5e1", 5.0),
+                                        ("3", 3), ("1_000", 1000), ("0.1", 0.1)])
+def test_exponent_floats_read_as_numbers_as_in_yaml_1_2(text, value):
+    # YAML 1.1 (PyYAML) reads 1e-3 and 1.0e2 as text; `lr: 1e-3` is how everyone writes a learning rate
+    from mmzoo.zoo.safeyaml import parse
+
+    data = parse(f"lr: {text}\nquoted: '{text}'\n").data
+    assert data["lr"] == value and type(data["lr"]) is type(value) and data["quoted"] == text
+
+
+def test_a_learning_rate_written_1e_3_is_valid(ws, capsys):
+    path = ws.write("r.yaml", model_file("{lr: 1e-3, epochs: 2}"))
+    result = run(capsys, "validate", path)
+    assert result.rc == 0, result.err
 
 
 def test_a_tab_in_the_indentation_is_named(ws, capsys):

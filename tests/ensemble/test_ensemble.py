@@ -312,6 +312,7 @@ def test_combiner_takes_params_and_refits_get_their_own_name():
     assert spec["name"] == "stacking" and spec["weight_decay"] == 0.1 and spec["folds"] == 3
     assert combiner_label(spec) == "stacking:weight_decay=0.1,folds=3"
     assert combiner_label(combiner_spec("stacking")) == "stacking"
+    assert combiner_spec("stacking:weight_decay=1e-3")["weight_decay"] == 1e-3  # read as the registry reads it
     for bad in ("stacking:C=0.1", "stacking:folds", "stacking:folds=many"):
         with pytest.raises(RegistryError):
             combiner_spec(bad)

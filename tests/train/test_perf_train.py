@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from safetensors.numpy import load_file, save_file
 
 from mmzoo.train import deferred, factory, threads
@@ -319,8 +321,33 @@ def test_distill_cli_and_compare_report_the_gap(run_cli, teacher, registry_file)
     assert res.returncode == 0, res.stderr[-2000:]
     out = json.loads(res.stdout)
     assert out["teacher"] == ensemble.name and "gap_closed" in out
+    # the gain in samples is counted from the saved predictions; it must agree with the two accuracies
+    gain = (out["teacher_accuracy"] - out["best_member_accuracy"]) * out["test_samples"]
+    assert out["teacher_gain_samples"] == round(gain) and 0 <= out["teacher_gain_p"] <= 1
     res = run_cli("compare", out["path"], str(ensemble.path), "--out", str(root))
     assert res.returncode == 0, res.stderr[-2000:]
     assert "teacher gap closed" in res.stdout
+    assert f"{out['teacher_gain_samples']:+d} of {out['test_samples']} test samples" in res.stdout
     res = run_cli("distill", str(Path(out["path"])), "--student", "digits_concat", "--out", str(root))
     assert res.returncode == 1 and "must be an ensemble run" in res.stderr
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 40), st.integers(0, 40))
+def test_mcnemar_p_is_symmetric_and_a_probability(wins, losses):
+    from mmzoo.runs.compare import mcnemar_p
+
+    p = mcnemar_p(wins, losses)
+    assert 0 < p <= 1 and p == mcnemar_p(losses, wins)
+    if wins == losses:
+        assert p == 1.0
+    if wins > losses:  # one more win makes the split more uneven: never more likely by chance
+        assert mcnemar_p(wins + 1, losses) <= p
+
+
+def test_mcnemar_p_known_values():
+    from mmzoo.runs.compare import mcnemar_p
+
+    assert mcnemar_p(2, 0) == 0.5  # two wins out of two: 2 * 1/4
+    assert mcnemar_p(10, 0) == 2 / 1024
+    assert abs(mcnemar_p(9, 2) - 2 * (1 + 11 + 55) / 2048) < 1e-12

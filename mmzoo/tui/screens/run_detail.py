@@ -119,6 +119,7 @@ def detail_markup(path: Path) -> str:
         if isinstance(teacher, dict):  # a distilled run: its teacher and settings
             lines.append(f"teacher {escape(str(teacher.get('run', '?')))} · T {teacher.get('temperature')} · alpha "
                          f"{teacher.get('alpha')} · augment {escape(str(teacher.get('augment', 'none')))}")
+            lines += _gap_lines(run)
         if metrics:
             lines.append(f"        best epoch {metrics.get('best_epoch')} of {metrics.get('epochs')} · "
                          f"{metrics.get('train_seconds', 0):.1f}s · {metrics.get('parameters', 0):,} parameters")
@@ -161,3 +162,19 @@ class RunDetail(ModalScreen):
 
     def action_distill(self) -> None:
         self.dismiss("distill")
+
+
+def _gap_lines(run) -> list[str]:
+    """A distilled run's teacher gap closed, with what the teacher's gain rests on (as `mmzoo distill` prints)."""
+    from mmzoo.errors import MmzooError
+    from mmzoo.runs.compare import gap_closed, teacher_gain_note
+
+    try:
+        gap = gap_closed(run)
+    except (MmzooError, KeyError, TypeError):  # a teacher folder removed or damaged since: the run still shows
+        return []
+    if gap is None:
+        return []
+    closed = "n/a" if gap["gap_closed"] is None else f"{100 * gap['gap_closed']:.0f}%"
+    note = teacher_gain_note(gap)
+    return [f"        teacher gap closed {closed}" + (f" ({escape(note)})" if note else "")]
