@@ -12,12 +12,12 @@ def distill_from_run(ensemble: str | Path, student: str | dict, overrides: Overr
                      temperature: float, alpha: float, augment: str = "none", registry: str | None = None,
                      out: Path | None = None, device: str = "auto", threads: int | None = None,
                      on_event: Callable[[dict], None] | None = None, should_stop: Callable[[], bool] | None = None,
-                     quiet: bool = False):
+                     quiet: bool = False, warm_start: bool | None = None):
     """Distil the finished ensemble run ``ensemble`` (folder, model/id or name) into ``student``; returns the run.
 
     Raises Cancelled when stopped; the run then resumes like any other (``train_model(resume=...)``).
     """
-    from mmzoo.ensemble.distill import check_settings, check_teacher, distill
+    from mmzoo.ensemble.distill import DEFAULT_WARM_START, check_settings, check_teacher, distill
     from mmzoo.runs.folders import find_run
 
     check_settings(temperature, alpha, augment)
@@ -25,7 +25,8 @@ def distill_from_run(ensemble: str | Path, student: str | dict, overrides: Overr
     check_teacher(teacher)  # before the student is looked up: the teacher is the likelier mistake
     spec = prepare_spec(student, overrides, registry)
     return distill(teacher, spec, temperature=temperature, alpha=alpha, augment=augment, out=out, device=device,
-                   quiet=quiet, threads=threads, on_event=on_event, should_stop=should_stop)
+                   quiet=quiet, threads=threads, on_event=on_event, should_stop=should_stop,
+                   warm_start=DEFAULT_WARM_START if warm_start is None else warm_start)
 
 
 def student_choices(ensemble_path: Path, models) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from mmzoo.cli.output import emit_json
@@ -9,7 +10,7 @@ from mmzoo.cli.output import emit_json
 
 def add_parsers(sub) -> None:
     from mmzoo.cli.train import add_threads_flag
-    from mmzoo.ensemble.distill import DEFAULT_ALPHA, DEFAULT_AUGMENT, DEFAULT_TEMPERATURE
+    from mmzoo.ensemble.distill import DEFAULT_ALPHA, DEFAULT_AUGMENT, DEFAULT_TEMPERATURE, DEFAULT_WARM_START
 
     p = sub.add_parser("distill", help="train one model on an ensemble run's soft labels (train split only)")
     p.add_argument("ensemble", metavar="ENSEMBLE_RUN", help="a finished ensemble run (folder, model/id or name)")
@@ -21,6 +22,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--augment", default=DEFAULT_AUGMENT, metavar="KINDS",
                    help="also ask the teacher on perturbed copies of each train batch: none, or shift, noise, "
                         f"mixup, swap joined by '+' (e.g. mixup, shift+swap; default {DEFAULT_AUGMENT})")
+    p.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=DEFAULT_WARM_START,
+                   help="start from the weights of the ensemble's best member (on val) with the student's exact "
+                        f"spec, instead of from scratch (default {'on' if DEFAULT_WARM_START else 'off'})")
     p.add_argument("--epochs", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--batch-size", type=int)
@@ -43,7 +47,7 @@ def cmd_distill(args) -> int:
     apply_threads(args)
     run = distill_from_run(args.ensemble, args.student, Overrides.from_object(args), temperature=args.temperature,
                            alpha=args.alpha, augment=args.augment, registry=args.registry, out=args.out,
-                           device=args.device)
+                           device=args.device, warm_start=args.warm_start)
     teacher = run.spec["teacher"]
     test = run.metrics["test"]
     gap = gap_closed(run)
@@ -52,7 +56,8 @@ def cmd_distill(args) -> int:
                    "test_macro_f1": test["macro_f1"], **(gap or {})})
         return 0
     print(f"{run.name}: test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f}, distilled from "
-          f"{teacher['run']} (T {args.temperature:g}, alpha {args.alpha:g}, augment {teacher['augment']}) "
+          f"{teacher['run']} (T {args.temperature:g}, alpha {args.alpha:g}, augment {teacher['augment']}"
+          + (f", started from {teacher['warm_start']['run']}" if teacher.get("warm_start") else "") + ") "
           f"-> {run.path}")
     if gap is not None:
         closed = "n/a (the teacher does not beat its best member on test)" if gap["gap_closed"] is None else \

@@ -37,6 +37,7 @@ from mmzoo.runs.folders import Run
 DEFAULT_TEMPERATURE = 1.0
 DEFAULT_ALPHA = 0.5
 DEFAULT_AUGMENT = "none"
+DEFAULT_WARM_START = False
 
 
 def member_train_probabilities(run: Run, dataset, device) -> tuple[np.ndarray, list]:
@@ -174,20 +175,49 @@ def check_teacher(ensemble: Run, student_spec: dict | None = None) -> None:
 def distill(ensemble: Run, student_spec: dict, *, temperature: float = DEFAULT_TEMPERATURE,
             alpha: float = DEFAULT_ALPHA, augment: str = DEFAULT_AUGMENT, out=None, device: str = "auto",
             quiet: bool = False, run_name: str | None = None, on_event=None, should_stop=None,
-            threads: int | None = None) -> Run:
-    """Train ``student_spec`` on ``ensemble``'s soft labels (train split only); returns the finished run."""
+            threads: int | None = None, warm_start: bool = DEFAULT_WARM_START) -> Run:
+    """Train ``student_spec`` on ``ensemble``'s soft labels (train split only); returns the finished run.
+
+    With ``warm_start`` the student starts from the weights of the teacher's best member (on val) that has
+    the student's exact spec, instead of from scratch.
+    """
     from mmzoo.ensemble.augment import canonical
     from mmzoo.train.trainer import Options, train
 
     check_settings(temperature, alpha, augment)
     check_teacher(ensemble, student_spec)
+    start = warm_start_member(ensemble, student_spec) if warm_start else None
     hook = _loss_hook(ensemble, student_spec, temperature, alpha, augment, device)
     teacher = {"run": ensemble.name, "path": str(ensemble.path.resolve()), "temperature": temperature,
-               "alpha": alpha, "augment": canonical(augment), "soft_labels": "train"}
+               "alpha": alpha, "augment": canonical(augment), "soft_labels": "train",
+               "warm_start": None if start is None else {"run": start.name, "path": str(start.path.resolve())}}
     options = Options(out=out, device=device, quiet=quiet, run_name=run_name or f"{student_spec['name']}_distilled",
                       extra_spec={"teacher": teacher}, loss_hook=hook, on_event=on_event, should_stop=should_stop,
-                      threads=threads)
+                      threads=threads, init_from=None if start is None else start.path / "model.safetensors")
     return train(student_spec, options)
+
+
+def warm_start_member(ensemble: Run, student_spec: dict) -> Run:
+    """The teacher's member with the student's exact spec and the best val accuracy: the student's starting point."""
+    scores = ensemble.metrics.get("members", {})
+    candidates = []
+    for entry in ensemble.spec["members"]:
+        member = Run(Path(entry["path"]))
+        if member.finished and _same_model(member.spec.get("model", {}), student_spec):
+            candidates.append((scores.get(entry["name"], {}).get("val_accuracy", -1.0), member))
+    if not candidates:
+        raise RunError(f"--warm-start: no member of {ensemble.name} has the student {student_spec['name']!r}'s "
+                       "exact spec to start from",
+                       hint="pick as student a model the ensemble holds (see `mmzoo runs show`), or drop --warm-start")
+    return max(candidates, key=lambda c: c[0])[1]
+
+
+def _same_model(member: dict, student: dict) -> bool:
+    # the name and the training schedule may differ; the architecture (what the weights must fit) may not
+    def shape(spec: dict) -> dict:
+        return {k: v for k, v in spec.items() if k not in ("name", "train", "description")}
+
+    return shape(member) == shape(student)
 
 
 def resume_distill(run: Run, *, out=None, device: str = "auto", quiet: bool = False, on_event=None,
@@ -204,8 +234,13 @@ def resume_distill(run: Run, *, out=None, device: str = "auto", quiet: bool = Fa
                        hint="a distilled run resumes only with the ensemble it started from")
     hook = _loss_hook(ensemble, run.spec["model"], record["temperature"], record["alpha"],
                       record.get("augment", "none"), device)
+    start = record.get("warm_start")  # used only if no checkpoint was written yet (restart from epoch 1)
+    if start and not (Path(start["path"]) / "model.safetensors").is_file():
+        raise RunError(f"{run.name}: the member it started from, {start['run']}, is gone ({start['path']})",
+                       hint="a warm-started student resumes only with the member it started from")
     options = Options(out=out, device=device, resume=str(run.path), quiet=quiet, loss_hook=hook, on_event=on_event,
-                      should_stop=should_stop, threads=threads)
+                      should_stop=should_stop, threads=threads,
+                      init_from=Path(start["path"]) / "model.safetensors" if start else None)
     return train(None, options)
 
 

@@ -51,6 +51,7 @@ class Options:
     extra_spec: dict = field(default_factory=dict)  # recorded in spec.yaml (e.g. recipe details)
     threads: int | None = None  # torch CPU threads; None: the train section's `threads`, else chosen from the work
     loss_hook: Callable | None = None  # (out, idx, loss, LossContext) -> the loss to minimise (see mmzoo.ensemble.distill)
+    init_from: Path | None = None  # a finished run's model.safetensors to start from (a warm-started student)
 
 
 @dataclass
@@ -229,6 +230,8 @@ def _train(spec: dict, options: Options, ctx: distributed.Context, held: context
     threads.use(threads.choose(threads.ENCODER if train_data.preprocessors else threads.HEAD, wanted))
     if ckpt is None:  # on resume the checkpoint restores the standardisation with the weights
         model.fit_standardizers(initial_pooled(model, train_data, device))
+        if options.init_from is not None:  # the same spec and train split: its standardisation is the one just fitted
+            checkpoint.load_trained_state(model, options.init_from)
     rows = np.arange(len(train_data)) if options.train_rows is None else np.asarray(options.train_rows)
     weights = torch.ones(len(train_data)) if options.sample_weights is None else torch.as_tensor(
         options.sample_weights, dtype=torch.float32)

@@ -168,3 +168,52 @@ def test_alpha_zero_with_augment_is_still_an_ordinary_run(teacher, registry_file
     student = distill(ensemble, spec, temperature=1.0, alpha=0.0, augment="mixup", out=tmp_path, quiet=True)
     a, b = _weights(plain), _weights(student)
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_a_warm_start_begins_at_the_member_with_the_students_spec(teacher, registry_file, tmp_path):
+    from mmzoo.ensemble.distill import distill
+
+    ensemble, _ = teacher
+    spec = spec_of("live_concat", registry_file)
+    spec["train"] = dict(spec["train"], epochs=1, lr=1e-12)  # so small a step that the weights stay where they began
+    (member,) = [Run(Path(m["path"])) for m in ensemble.spec["members"] if m["name"].startswith("live_concat")]
+    warm = distill(ensemble, spec, alpha=0.0, out=tmp_path, quiet=True, warm_start=True)
+    cold = distill(ensemble, spec, alpha=0.0, out=tmp_path, quiet=True, warm_start=False)
+    start, w, c = _weights(member), _weights(warm), _weights(cold)
+    # BatchNorm's running statistics move with every training batch whatever the step size; the weights may not
+    weights = [k for k in start if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    moved = [k for k in weights if not np.allclose(start[k], w[k], atol=1e-6)]
+    assert not moved, moved
+    assert not all(np.allclose(start[k], c[k], atol=1e-6) for k in weights)
+    assert warm.spec["teacher"]["warm_start"]["run"] == member.name and cold.spec["teacher"]["warm_start"] is None
+
+
+def test_a_warm_started_student_cancelled_before_its_first_checkpoint_resumes_from_the_member(
+        teacher, registry_file, tmp_path):
+    from mmzoo.app.train import train_model
+    from mmzoo.ensemble.distill import distill
+
+    ensemble, _ = teacher
+    spec = spec_of("live_concat", registry_file)
+    settings = {"temperature": 1.0, "alpha": 1.0, "augment": "mixup", "quiet": True, "warm_start": True}
+    whole = distill(ensemble, spec, out=tmp_path / "a", **settings)
+    steps = []
+    with pytest.raises(Cancelled):  # in epoch 1: no checkpoint yet, so resuming restarts from the member's weights
+        distill(ensemble, spec, out=tmp_path / "b", should_stop=lambda: len(steps) >= 4,
+                on_event=lambda e: steps.append(e) if e["type"] == "step" else None, **settings)
+    (cut,) = [p for p in (tmp_path / "b").glob("*/*") if p.is_dir()]
+    resumed = train_model(resume=cut, out=tmp_path / "b", quiet=True)
+    a, r = _weights(whole), _weights(resumed)
+    assert all(np.array_equal(a[k], r[k]) for k in a)
+
+
+def test_a_warm_start_needs_a_member_with_the_students_spec(run_cli, teacher, registry_file):
+    ensemble, root = teacher
+    res = run_cli("--registry", str(registry_file), "distill", str(ensemble.path), "--student", "frozen_concat",
+                  "--warm-start", "--out", str(root))
+    assert res.returncode == 1 and "no member of" in res.stderr and "exact spec" in res.stderr
+    assert "Traceback" not in res.stderr
+    res = run_cli("--registry", str(registry_file), "distill", str(ensemble.path), "--student", "frozen_gated",
+                  "--warm-start", "--epochs", "1", "--out", str(root))
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "started from frozen_gated" in res.stdout

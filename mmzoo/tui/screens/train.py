@@ -133,7 +133,8 @@ class TrainScreen(Screen):
             self.form.pick(choice.student)  # the form shows the model being trained
         epochs = entry.spec["train"]["epochs"] if entry is not None and entry.spec else None
         self.begin(f"distilling {choice.ensemble.parent.name} into {choice.student} (T {choice.temperature:g}, "
-                   f"alpha {choice.alpha:g}, augment {choice.augment})", epochs)
+                   f"alpha {choice.alpha:g}, augment {choice.augment}"
+                   + (", from the best member's weights" if choice.warm_start else "") + ")", epochs)
         self.run_worker(lambda: self._distill(choice), thread=True, group="training", exit_on_error=False)
 
     def begin(self, what: str, epochs: int | None) -> None:
@@ -180,7 +181,8 @@ class TrainScreen(Screen):
 
         def work():
             run = distill_from_run(choice.ensemble, choice.student, temperature=choice.temperature,
-                                   alpha=choice.alpha, augment=choice.augment, registry=self.app.registry_file,
+                                   alpha=choice.alpha, augment=choice.augment, warm_start=choice.warm_start,
+                                   registry=self.app.registry_file,
                                    out=self.app.runs_dir, on_event=self._post_event, should_stop=self.stop.is_set,
                                    quiet=True)
             return run, "distillation finished"

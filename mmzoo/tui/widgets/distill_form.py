@@ -23,6 +23,7 @@ class DistillChoice:
     temperature: float
     alpha: float
     augment: str
+    warm_start: bool = False
 
 
 def read_settings(temperature: str, alpha: str) -> tuple[tuple[float, float] | None, list[str]]:
@@ -51,14 +52,14 @@ class DistillDialog(ModalScreen[DistillChoice | None]):
     BINDINGS = [Binding("escape", "close", "Close")]
 
     def __init__(self, ensemble: Path, students: list[str], student: str | None, *, temperature: float,
-                 alpha: float, augment: str) -> None:
+                 alpha: float, augment: str, warm_start: bool = False) -> None:
         super().__init__(classes="confirm-screen")
         self.ensemble, self.students = ensemble, students
         self.student = student if student in students else (students[0] if students else None)
-        self.defaults = (temperature, alpha, augment)
+        self.defaults = (temperature, alpha, augment, warm_start)
 
     def compose(self) -> ComposeResult:
-        temperature, alpha, augment = self.defaults
+        temperature, alpha, augment, warm_start = self.defaults
         with Vertical(id="distill"):
             yield Static(f"Distil {self.ensemble.parent.name}/{self.ensemble.name} into one model: soft labels "
                          "from the train split only", id="distill-title", markup=False)
@@ -76,6 +77,10 @@ class DistillDialog(ModalScreen[DistillChoice | None]):
                 yield Label("augment", classes="distill-label")
                 yield Select([(a, a) for a in AUGMENTS], value=augment if augment in AUGMENTS else "none",
                              allow_blank=False, compact=True, id="distill-augment")
+            with Horizontal(classes="distill-row"):
+                yield Label("start from", classes="distill-label")
+                yield Select([("scratch", False), ("the best member's weights", True)], value=warm_start,
+                             allow_blank=False, compact=True, id="distill-start-from")
             yield Static("", id="distill-message", markup=False)
             with Horizontal(id="confirm-buttons"):
                 yield Button("Start", id="distill-start", variant="primary", compact=True)
@@ -105,8 +110,9 @@ class DistillDialog(ModalScreen[DistillChoice | None]):
             message.update("\n".join(problems))
             message.display = True
             return
-        self.dismiss(DistillChoice(self.ensemble, student, *settings, str(self.query_one("#distill-augment",
-                                                                                          Select).value)))
+        self.dismiss(DistillChoice(self.ensemble, student, *settings,
+                                   str(self.query_one("#distill-augment", Select).value),
+                                   bool(self.query_one("#distill-start-from", Select).value)))
 
     def action_close(self) -> None:
         self.dismiss(None)
@@ -131,7 +137,13 @@ def best_member_model(ensemble: Path) -> str | None:
 def open_distill(screen, ensemble: Path) -> None:
     """Ask for the distillation settings of ``ensemble`` over ``screen``; on Start, post a DistillRequested."""
     from mmzoo.app.distill import student_choices
-    from mmzoo.ensemble.distill import DEFAULT_ALPHA, DEFAULT_AUGMENT, DEFAULT_TEMPERATURE, check_teacher
+    from mmzoo.ensemble.distill import (
+        DEFAULT_ALPHA,
+        DEFAULT_AUGMENT,
+        DEFAULT_TEMPERATURE,
+        DEFAULT_WARM_START,
+        check_teacher,
+    )
     from mmzoo.errors import MmzooError
     from mmzoo.runs.folders import Run
     from mmzoo.tui.messages import DistillRequested
@@ -151,4 +163,4 @@ def open_distill(screen, ensemble: Path) -> None:
 
     screen.app.push_screen(DistillDialog(ensemble, students, best_member_model(ensemble),
                                          temperature=DEFAULT_TEMPERATURE, alpha=DEFAULT_ALPHA,
-                                         augment=DEFAULT_AUGMENT), chosen)
+                                         augment=DEFAULT_AUGMENT, warm_start=DEFAULT_WARM_START), chosen)
