@@ -41,7 +41,7 @@ async def test_an_ensemble_run_is_distilled_from_the_runs_screen(runs_copy, tiny
         await pilot.pause()
         text = screen_text(app)
         assert f"Distil {ensemble.name} into one model" in text and "train split only" in text
-        for label in ("student", "temperature", "alpha", "augment", "Start"):
+        for label in ("student", "temperature", "alpha", "augment", "start from", "Start"):
             assert label in text
         best = next(r for r in list_runs(runs_copy) if r.name == ensemble.metrics["best_member"])
         assert app.screen.query_one("#distill-student").value == best.model  # the best member's model first
@@ -53,6 +53,7 @@ async def test_an_ensemble_run_is_distilled_from_the_runs_screen(runs_copy, tiny
         assert "alpha must be a number from 0 to 1, got '2'" in screen_text(app)
         await type_into(pilot, "#distill-alpha", "0.7")
         app.screen.query_one("#distill-augment").value = "shift+swap"
+        app.screen.query_one("#distill-start-from").value = True  # tiny_concat is a member: start from its weights
         await pilot.click("#distill-start")
         await wait_for(pilot, lambda: shown and shown[-1]["title"] == "distillation finished", 240,
                        "the distillation")
@@ -65,10 +66,16 @@ async def test_an_ensemble_run_is_distilled_from_the_runs_screen(runs_copy, tiny
         app.screen.focus_run(student.path)
         await pilot.press("enter")  # a distilled run's detail names its teacher and settings
         await pilot.pause()
-        assert f"teacher {ensemble.name} · T 1.0 · alpha 0.7 · augment shift+swap" in screen_text(app)
+        member = next(r for r in list_runs(runs_copy) if r.model == "tiny_concat" and not r.spec.get("teacher"))
+        text = screen_text(app)
+        assert f"teacher {ensemble.name} · T 1.0 · alpha 0.7 · augment shift+swap" in text
+        assert f"started from {member.name}" in text
+        assert "teacher gap closed" in screen_text(app)
     assert student.model == "tiny_concat_distilled" and student.finished
-    assert student.spec["teacher"] | {"path": None} == {"run": ensemble.name, "path": None, "temperature": 1.0,
-                                                        "alpha": 0.7, "augment": "shift+swap", "soft_labels": "train"}
+    assert student.spec["teacher"] | {"path": None, "warm_start": None} == {
+        "run": ensemble.name, "path": None, "temperature": 1.0, "alpha": 0.7, "augment": "shift+swap",
+        "soft_labels": "train", "warm_start": None}
+    assert student.spec["teacher"]["warm_start"]["run"] == member.name
 
 
 async def test_a_distillation_cancels_and_resumes_with_its_teacher(runs_copy, tiny_registry_file):

@@ -118,9 +118,9 @@ def detail_markup(path: Path) -> str:
         teacher = spec.get("teacher")
         if isinstance(teacher, dict):  # a distilled run: its teacher and settings
             lines.append(f"teacher {escape(str(teacher.get('run', '?')))} · T {teacher.get('temperature')} · alpha "
-                         f"{teacher.get('alpha')} · augment {escape(str(teacher.get('augment', 'none')))}"
-                         + (f" · started from {escape(str(teacher['warm_start'].get('run', '?')))}"
-                            if isinstance(teacher.get("warm_start"), dict) else ""))
+                         f"{teacher.get('alpha')} · augment {escape(str(teacher.get('augment', 'none')))}")
+            if isinstance(teacher.get("warm_start"), dict):
+                lines.append(f"        started from {escape(str(teacher['warm_start'].get('run', '?')))}")
             lines += _gap_lines(run)
         if metrics:
             lines.append(f"        best epoch {metrics.get('best_epoch')} of {metrics.get('epochs')} · "
