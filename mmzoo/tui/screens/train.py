@@ -226,7 +226,11 @@ class TrainScreen(Screen):
             run = Run(self.run_path)
             # A resumed run already has epochs behind it: its curves start from epoch 1, not the resume point.
             # An ensemble member starts its own curves, so the plots follow whichever member is training.
-            self.history = run.history()
+            try:
+                self.history = run.history()
+            except MmzooError as exc:  # a damaged history.jsonl: the curves start afresh, training goes on
+                self.history = []
+                self.notify(f"{run.name}: earlier curves not shown: {exc}", severity="warning", markup=False)
             self.losses = ([float(h["epoch"]) for h in self.history], [h["loss"] for h in self.history])
             try:
                 self.epochs = run.spec["model"]["train"]["epochs"]
