@@ -15,9 +15,12 @@ def distill_from_run(ensemble: str | Path, student: str | dict, overrides: Overr
                      quiet: bool = False, warm_start: bool | None = None):
     """Distil the finished ensemble run ``ensemble`` (folder, model/id or name) into ``student``; returns the run.
 
+    ``warm_start``: True starts from the ensemble's member with the student's spec, False from scratch, None
+    (the default) from that member when there is one.
+
     Raises Cancelled when stopped; the run then resumes like any other (``train_model(resume=...)``).
     """
-    from mmzoo.ensemble.distill import DEFAULT_WARM_START, check_settings, check_teacher, distill
+    from mmzoo.ensemble.distill import check_settings, check_teacher, distill
     from mmzoo.runs.folders import find_run
 
     check_settings(temperature, alpha, augment)
@@ -26,7 +29,7 @@ def distill_from_run(ensemble: str | Path, student: str | dict, overrides: Overr
     spec = prepare_spec(student, overrides, registry)
     return distill(teacher, spec, temperature=temperature, alpha=alpha, augment=augment, out=out, device=device,
                    quiet=quiet, threads=threads, on_event=on_event, should_stop=should_stop,
-                   warm_start=DEFAULT_WARM_START if warm_start is None else warm_start)
+                   warm_start=warm_start)
 
 
 def student_choices(ensemble_path: Path, models) -> list[str]:

@@ -24,7 +24,7 @@ def add_parsers(sub) -> None:
                         f"mixup, swap joined by '+' (e.g. mixup, shift+swap; default {DEFAULT_AUGMENT})")
     p.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=DEFAULT_WARM_START,
                    help="start from the weights of the ensemble's best member (on val) with the student's exact "
-                        f"spec, instead of from scratch (default {'on' if DEFAULT_WARM_START else 'off'})")
+                        "spec (--no-warm-start: from scratch; default: from that member when there is one)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--batch-size", type=int)

@@ -33,11 +33,12 @@ from mmzoo.errors import RunError, TrainingError
 from mmzoo.runs.folders import Run
 
 # Chosen on val by benchmarks/distill.py (docs/benchmarks.md): the best mean val accuracy over emoji and
-# digits-match. mixup helps at T >= 2 on both, but T 1 without it did as well or better, for a ninth of the cost.
+# digits-match among settings at the member's own epochs. Starting from the best member and matching the
+# teacher alone (alpha 1) on mixup copies is where the teacher's answers off the training points count.
 DEFAULT_TEMPERATURE = 1.0
-DEFAULT_ALPHA = 0.5
-DEFAULT_AUGMENT = "none"
-DEFAULT_WARM_START = False
+DEFAULT_ALPHA = 1.0
+DEFAULT_AUGMENT = "mixup"
+DEFAULT_WARM_START = None  # None: start from the best member with the student's spec when there is one
 
 
 def member_train_probabilities(run: Run, dataset, device) -> tuple[np.ndarray, list]:
@@ -175,18 +176,18 @@ def check_teacher(ensemble: Run, student_spec: dict | None = None) -> None:
 def distill(ensemble: Run, student_spec: dict, *, temperature: float = DEFAULT_TEMPERATURE,
             alpha: float = DEFAULT_ALPHA, augment: str = DEFAULT_AUGMENT, out=None, device: str = "auto",
             quiet: bool = False, run_name: str | None = None, on_event=None, should_stop=None,
-            threads: int | None = None, warm_start: bool = DEFAULT_WARM_START) -> Run:
+            threads: int | None = None, warm_start: bool | None = DEFAULT_WARM_START) -> Run:
     """Train ``student_spec`` on ``ensemble``'s soft labels (train split only); returns the finished run.
 
     With ``warm_start`` the student starts from the weights of the teacher's best member (on val) that has
-    the student's exact spec, instead of from scratch.
+    the student's exact spec, instead of from scratch; ``None`` does so when there is such a member.
     """
     from mmzoo.ensemble.augment import canonical
     from mmzoo.train.trainer import Options, train
 
     check_settings(temperature, alpha, augment)
     check_teacher(ensemble, student_spec)
-    start = warm_start_member(ensemble, student_spec) if warm_start else None
+    start = None if warm_start is False else warm_start_member(ensemble, student_spec, required=bool(warm_start))
     hook = _loss_hook(ensemble, student_spec, temperature, alpha, augment, device)
     teacher = {"run": ensemble.name, "path": str(ensemble.path.resolve()), "temperature": temperature,
                "alpha": alpha, "augment": canonical(augment), "soft_labels": "train",
@@ -197,7 +198,7 @@ def distill(ensemble: Run, student_spec: dict, *, temperature: float = DEFAULT_T
     return train(student_spec, options)
 
 
-def warm_start_member(ensemble: Run, student_spec: dict) -> Run:
+def warm_start_member(ensemble: Run, student_spec: dict, required: bool = True) -> Run | None:
     """The teacher's member with the student's exact spec and the best val accuracy: the student's starting point."""
     scores = ensemble.metrics.get("members", {})
     candidates = []
@@ -205,6 +206,8 @@ def warm_start_member(ensemble: Run, student_spec: dict) -> Run:
         member = Run(Path(entry["path"]))
         if member.finished and _same_model(member.spec.get("model", {}), student_spec):
             candidates.append((scores.get(entry["name"], {}).get("val_accuracy", -1.0), member))
+    if not candidates and not required:
+        return None
     if not candidates:
         raise RunError(f"--warm-start: no member of {ensemble.name} has the student {student_spec['name']!r}'s "
                        "exact spec to start from",

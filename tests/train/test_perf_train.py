@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.numpy import load_file, save_file
 
+from mmzoo.runs.folders import Run
 from mmzoo.train import deferred, factory, threads
 from mmzoo.zoo.registry import load_registry
 
@@ -291,13 +292,19 @@ def test_soft_labels_come_from_train_only(teacher):
     # the mean of the members' own train predictions, not anything from val or test
     own = [load_file(str(m.path / "probs_train.safetensors"))["probs"] for m in members]
     np.testing.assert_allclose(probs, np.mean(own, axis=0), atol=1e-6)
-    for member in members:  # garbage val/test predictions change nothing
-        for split in ("val", "test"):
-            file = member.path / f"probs_{split}.safetensors"
-            arrays = load_file(str(file))
-            save_file({"probs": np.full_like(arrays["probs"], 0.5), "labels": arrays["labels"]}, str(file))
-    again, _ = teacher_soft_labels(ensemble, dataset, torch.device("cpu"))
-    np.testing.assert_array_equal(again, probs)
+    kept = {}
+    try:
+        for member in members:  # garbage val/test predictions change nothing
+            for split in ("val", "test"):
+                file = member.path / f"probs_{split}.safetensors"
+                kept[file] = file.read_bytes()
+                arrays = load_file(str(file))
+                save_file({"probs": np.full_like(arrays["probs"], 0.5), "labels": arrays["labels"]}, str(file))
+        again, _ = teacher_soft_labels(ensemble, dataset, torch.device("cpu"))
+        np.testing.assert_array_equal(again, probs)
+    finally:  # the module's later tests read these predictions
+        for file, raw in kept.items():
+            file.write_bytes(raw)
 
 
 def test_temperature_one_alpha_zero_is_an_ordinary_run(teacher, registry_file, tmp_path):
@@ -306,7 +313,8 @@ def test_temperature_one_alpha_zero_is_an_ordinary_run(teacher, registry_file, t
     ensemble, _, _ = teacher
     spec = spec_of("frozen_concat", registry_file)
     plain = train(spec, tmp_path)
-    student = distill(ensemble, spec, temperature=1.0, alpha=0.0, out=tmp_path, quiet=True)
+    # from scratch: a warm start (the default when a member has the student's spec) begins elsewhere
+    student = distill(ensemble, spec, temperature=1.0, alpha=0.0, out=tmp_path, quiet=True, warm_start=False)
     assert student.metrics["test"] == plain.metrics["test"]
     a, b = load_file(str(plain.path / "model.safetensors")), load_file(str(student.path / "model.safetensors"))
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
@@ -321,6 +329,8 @@ def test_distill_cli_and_compare_report_the_gap(run_cli, teacher, registry_file)
     assert res.returncode == 0, res.stderr[-2000:]
     out = json.loads(res.stdout)
     assert out["teacher"] == ensemble.name and "gap_closed" in out
+    member = next(m["name"] for m in ensemble.spec["members"] if m["name"].startswith("frozen_concat/"))
+    assert Run(Path(out["path"])).spec["teacher"]["warm_start"]["run"] == member  # by default, from the member
     # the gain in samples is counted from the saved predictions; it must agree with the two accuracies
     gain = (out["teacher_accuracy"] - out["best_member_accuracy"]) * out["test_samples"]
     assert out["teacher_gain_samples"] == round(gain) and 0 <= out["teacher_gain_p"] <= 1

@@ -53,7 +53,8 @@ async def test_an_ensemble_run_is_distilled_from_the_runs_screen(runs_copy, tiny
         assert "alpha must be a number from 0 to 1, got '2'" in screen_text(app)
         await type_into(pilot, "#distill-alpha", "0.7")
         app.screen.query_one("#distill-augment").value = "shift+swap"
-        app.screen.query_one("#distill-start-from").value = True  # tiny_concat is a member: start from its weights
+        assert app.screen.query_one("#distill-start-from").value == "auto"
+        app.screen.query_one("#distill-start-from").value = "member"  # tiny_concat is a member: start from its weights
         await pilot.click("#distill-start")
         await wait_for(pilot, lambda: shown and shown[-1]["title"] == "distillation finished", 240,
                        "the distillation")

@@ -134,7 +134,8 @@ class TrainScreen(Screen):
         epochs = entry.spec["train"]["epochs"] if entry is not None and entry.spec else None
         self.begin(f"distilling {choice.ensemble.parent.name} into {choice.student} (T {choice.temperature:g}, "
                    f"alpha {choice.alpha:g}, augment {choice.augment}"
-                   + (", from the best member's weights" if choice.warm_start else "") + ")", epochs)
+                   + {True: ", from the member's weights", False: ", from scratch", None: ""}[choice.warm_start] + ")",
+                   epochs)
         self.run_worker(lambda: self._distill(choice), thread=True, group="training", exit_on_error=False)
 
     def begin(self, what: str, epochs: int | None) -> None:

@@ -12,6 +12,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
 AUGMENTS = ("none", "shift", "noise", "mixup", "swap", "shift+swap", "shift+noise", "mixup+swap")
+# the dialog's "start from" choices and what each asks of distill_from_run's warm_start
+STARTS = {"auto": ("the member's weights when it is a member", None), "member": ("the member's weights", True),
+          "scratch": ("scratch", False)}
 
 
 @dataclass
@@ -23,7 +26,7 @@ class DistillChoice:
     temperature: float
     alpha: float
     augment: str
-    warm_start: bool = False
+    warm_start: bool | None = None
 
 
 def read_settings(temperature: str, alpha: str) -> tuple[tuple[float, float] | None, list[str]]:
@@ -52,7 +55,7 @@ class DistillDialog(ModalScreen[DistillChoice | None]):
     BINDINGS = [Binding("escape", "close", "Close")]
 
     def __init__(self, ensemble: Path, students: list[str], student: str | None, *, temperature: float,
-                 alpha: float, augment: str, warm_start: bool = False) -> None:
+                 alpha: float, augment: str, warm_start: bool | None = None) -> None:
         super().__init__(classes="confirm-screen")
         self.ensemble, self.students = ensemble, students
         self.student = student if student in students else (students[0] if students else None)
@@ -79,7 +82,8 @@ class DistillDialog(ModalScreen[DistillChoice | None]):
                              allow_blank=False, compact=True, id="distill-augment")
             with Horizontal(classes="distill-row"):
                 yield Label("start from", classes="distill-label")
-                yield Select([("scratch", False), ("the best member's weights", True)], value=warm_start,
+                start = next(key for key, (_, value) in STARTS.items() if value is warm_start)
+                yield Select([(text, key) for key, (text, _) in STARTS.items()], value=start,
                              allow_blank=False, compact=True, id="distill-start-from")
             yield Static("", id="distill-message", markup=False)
             with Horizontal(id="confirm-buttons"):
@@ -112,7 +116,7 @@ class DistillDialog(ModalScreen[DistillChoice | None]):
             return
         self.dismiss(DistillChoice(self.ensemble, student, *settings,
                                    str(self.query_one("#distill-augment", Select).value),
-                                   bool(self.query_one("#distill-start-from", Select).value)))
+                                   STARTS[str(self.query_one("#distill-start-from", Select).value)][1]))
 
     def action_close(self) -> None:
         self.dismiss(None)
