@@ -10,6 +10,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import os
 import unicodedata
 from dataclasses import dataclass
@@ -151,7 +152,10 @@ def _text_value(record: dict, key: str, name: str, line: int, problems: list[Pro
             return None
         problems.append(Problem(name, line, key, f"missing '{key}'"))
         return None
-    # JSON numbers are fine as labels and ids ("label": 3); booleans and lists are mistakes.
+    # JSON numbers are fine as labels and ids ("label": 3); booleans and lists are mistakes. JSON has one number
+    # type, so 1.0 (as pandas writes an integer column that had a gap) is the class "1", like 1; NaN is no class.
+    if isinstance(value, float) and math.isfinite(value):
+        return str(int(value)) if value.is_integer() else repr(value)
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         problems.append(Problem(name, line, key, f"'{key}' must be a string, got {json.dumps(value)}"))
         return None
