@@ -10,19 +10,20 @@ import csv
 import hashlib
 import io
 import json
+import math
 import os
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 from mmzoo.data import SPLITS, Dataset, Sample
+from mmzoo.data.autosplit import assign_splits
 from mmzoo.data.checks import split_findings
 from mmzoo.errors import DataError
 from mmzoo.textfile import decode, json_row, numbered_lines
 
 MANIFESTS = ("manifest.jsonl", "manifest.csv")
 REQUIRED = ("text", "image", "label")
-FRACTIONS = (0.70, 0.15, 0.15)
 # Image paths must stay inside the dataset folder (no '..', absolute paths or symlinks out) unless this is "1".
 ALLOW_OUTSIDE = "MMZOO_ALLOW_IMAGES_OUTSIDE"
 HONESTY = "dataset"  # Problem.field of the whole-dataset findings of mmzoo.data.checks
@@ -151,7 +152,10 @@ def _text_value(record: dict, key: str, name: str, line: int, problems: list[Pro
             return None
         problems.append(Problem(name, line, key, f"missing '{key}'"))
         return None
-    # JSON numbers are fine as labels and ids ("label": 3); booleans and lists are mistakes.
+    # JSON numbers are fine as labels and ids ("label": 3); booleans and lists are mistakes. JSON has one number
+    # type, so 1.0 (as pandas writes an integer column that had a gap) is the class "1", like 1; NaN is no class.
+    if isinstance(value, float) and math.isfinite(value):
+        return str(int(value)) if value.is_integer() else repr(value)
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         problems.append(Problem(name, line, key, f"'{key}' must be a string, got {json.dumps(value)}"))
         return None
@@ -291,7 +295,7 @@ def _scan(folder: Path, decode: bool = False) -> tuple[list[_Row], list[str], li
         problems.append(Problem(name, 0, "", "the manifest has no rows"))
     classes = allowed if allowed is not None else sorted({r.label for r in rows})
     if rows and not problems:  # once every row is fine: can the whole be trained and evaluated honestly?
-        auto = _assign_splits(rows)
+        auto = assign_splits(rows)
         by_split: dict[str, list[str]] = {split: [] for split in SPLITS}
         for r in rows:
             by_split[r.split or auto[r.id]].append(r.label)
@@ -318,35 +322,6 @@ def check_folder(path: str | Path) -> list[Problem]:
     return _scan(Path(path), decode=True)[2]
 
 
-def _assign_splits(rows: list[_Row]) -> dict[str, str]:
-    """70/15/15 per label, whole groups at a time, ordered by a hash of the group (or id).
-
-    The hash order makes the split survive reordering and additions. A group goes where the
-    running count of its label's rows stands when the group starts, so rows without a group
-    split exactly as 70/15/15 of each label. A group with an explicit split on any row keeps it.
-    """
-    explicit = {r.group: r.split for r in rows if r.group and r.split}
-    out = {r.id: explicit[r.group] for r in rows if not r.split and r.group in explicit}
-    groups: dict[str, list[_Row]] = {}
-    for r in rows:
-        if not r.split and r.id not in out:
-            groups.setdefault(r.group or "\0id:" + r.id, []).append(r)
-    by_label: dict[str, list[tuple[str, list[_Row]]]] = {}
-    for key, members in groups.items():  # a group is counted under its first row's label
-        by_label.setdefault(members[0].label, []).append((key, members))
-    for entries in by_label.values():
-        entries.sort(key=lambda e: hashlib.sha256(e[0].removeprefix("\0id:").encode()).hexdigest())
-        total = sum(len(members) for _, members in entries)
-        n_train = round(FRACTIONS[0] * total)
-        n_val = round(FRACTIONS[1] * total)
-        start = 0
-        for _, members in entries:
-            split = "train" if start < n_train else "val" if start < n_train + n_val else "test"
-            out.update({r.id: split for r in members})
-            start += len(members)
-    return out
-
-
 def load_manifest(path: str | Path) -> Dataset:
     """Load a checked user dataset folder; raises DataError pointing at ``mmzoo data check``."""
     rows, classes, problems, folder = _scan(Path(path))
@@ -359,7 +334,7 @@ def load_manifest(path: str | Path) -> Dataset:
             f"dataset {folder} has {len(problems)} problem{'s' if len(problems) != 1 else ''} (first: {first})",
             hint=f"run `mmzoo data check {path}` to see the full report",
         )
-    auto = _assign_splits(rows)
+    auto = assign_splits(rows)
     digest = hashlib.sha256(b"manifest\0" + "\0".join(classes).encode() + b"\0")
     samples = []
     for r in rows:

@@ -41,6 +41,7 @@ def _slug(name: str) -> str:
 
 def fit(data: str, options: FitOptions | None = None) -> dict:
     """Run the whole fit on ``data`` (a registered dataset or a manifest folder); returns the report dict."""
+    from mmzoo.data.checks import split_findings
     from mmzoo.data.folds import group_codes, stratified_group_folds
     from mmzoo.fit.features import encoder_and_features, encoder_spec
     from mmzoo.fit.search import (
@@ -101,6 +102,14 @@ def fit(data: str, options: FitOptions | None = None) -> dict:
     metric = pick_metric(preset.metric, y, len(classes))
     say(f"fit {dataset.name}: {len(trval)} train+val rows in {len(np.unique(groups))} groups, {folds}-fold "
         f"group-aware CV, metric {metric}; {len(test)} test rows kept apart")
+    # A class absent from test is left out of test macro-F1, so a model that never predicts it can score 1.0
+    # there: `mmzoo data check` warns, and the report must carry the warning next to its test scores. Fit
+    # chooses on train+val as one pool, so that pool stands for both train and val here.
+    pool = [s.labels[label_set] for s in trval]
+    by_split = {"train": pool, "val": pool, "test": [s.labels[label_set] for s in test]}
+    data_warnings = [f.message for f in split_findings(by_split, classes) if f.severity == "warning"]
+    for warning in data_warnings:
+        say(f"warning: {warning}")
 
     # ---- every candidate, cross-validated
     task = {"dataset": _dataset_ref(data, dataset), "label_set": label_set}
@@ -221,6 +230,7 @@ def fit(data: str, options: FitOptions | None = None) -> dict:
         "dataset": dataset.name, "label_set": label_set, "classes": classes, "preset": preset.name,
         "metric": metric, "folds": folds, "rows": {"train+val": len(trval), "test": len(test)},
         "groups": int(len(np.unique(groups))),
+        "warnings": data_warnings,
         "candidates": [_row(r) for r in results],
         "models": [dict(_row(r), run=runs[r.name].name, test=test_scores[r.name], **refit_cost[r.name])
                    for r in members],

@@ -41,6 +41,7 @@ def summary_lines(report: dict) -> list[str]:
         f"  test score (never used for choosing): {report['metric']} {c['test']['score']:.4f} "
         f"[{c['test']['low']:.3f}, {c['test']['high']:.3f}], accuracy {c['test']['accuracy']:.4f}",
     ]
+    lines += [f"  warning: {w}" for w in report.get("warnings", ())]  # e.g. a class the test split lacks
     if best["name"] != c["name"]:
         lines.append(f"  best CV mean was {best['name']} ({best['cv_mean']:.4f}, se {best['cv_se']:.4f}); the "
                      f"one-standard-error rule prefers the simpler {c['name']}")

@@ -310,6 +310,33 @@ def test_manifest_group_keeps_near_duplicates_in_one_split(tmp_path):
     assert {s.split for s in data.samples if s.group == "g0"} == {"test"}
 
 
+def test_small_labels_of_pairs_still_get_val_and_test_rows(tmp_path):
+    # 5 labels x 4 pairs: whole groups starting at rows 0, 2, 4, 6 against cuts at 6 and 7 went train x3 + val
+    # in every label, so the test split was empty and a valid folder was refused.
+    lines = [dict(_good(i, f"c{i // 8}", "abc"[i % 3] + ".png"), group=f"g{i // 2}") for i in range(40)]
+    folder = _folder(tmp_path, lines)
+    assert [p for p in check_folder(folder) if p.severity == "error"] == []
+    data = load_manifest(folder)
+    for label in data.classes():
+        counts = Counter(s.split for s in data.samples if s.labels["label"] == label)
+        assert counts == {"train": 4, "val": 2, "test": 2}, (label, counts)
+    splits_of = defaultdict(set)
+    for s in data.samples:
+        splits_of[s.group].add(s.split)
+    assert all(len(v) == 1 for v in splits_of.values())
+
+
+def test_json_number_labels_are_classes_by_value(tmp_path):
+    # docs/data.md: JSON numbers are read as strings. 1.0 (pandas writes an int column with a gap so) was refused
+    # as "'label' must be a string"; it is the number 1, so the class "1", like 1; 2.5 is "2.5"; NaN is refused.
+    lines = [dict(_good(i), label=[1, 1.0, 2.5, 0][i % 4]) for i in range(40)]
+    folder = _folder(tmp_path, lines)
+    assert [p for p in check_folder(folder) if p.severity == "error"] == []
+    assert load_manifest(folder).classes() == ["0", "1", "2.5"]
+    (folder / "manifest.jsonl").write_text('{"text": "t", "image": "a.png", "label": NaN}\n')
+    assert "'label' must be a string, got NaN" in str(check_folder(folder)[0])
+
+
 def test_manifest_group_with_two_explicit_splits_is_a_problem(tmp_path):
     lines = [dict(_good(1), group="g", split="train"), dict(_good(2), group="g", split="test")]
     problems = check_folder(_folder(tmp_path, lines))

@@ -190,3 +190,27 @@ def test_a_best_C_on_the_grid_s_end_is_followed_past_it(peak, grid, tried):
 
     added = beyond_the_grid([_linear("text", c, cv(c)) for c in grid], evaluate)
     assert asked == pytest.approx(tried) and [r.candidate.p["C"] for r in added] == pytest.approx(tried)
+
+
+def test_fit_reports_a_class_the_test_split_lacks(tmp_path):
+    """A class with no test row drops out of test macro-F1, so a majority-class model can score 1.0 there:
+    fit must carry `mmzoo data check`'s warning into its summary and report, not only print clean scores."""
+    from mmzoo.fit.pipeline import FitOptions, fit
+    from mmzoo.fit.report import summary_lines
+
+    data = _colour_folder(tmp_path / "squares")
+    rows = [json.loads(line) for line in (data / "manifest.jsonl").read_text().splitlines()]
+    for i, row in enumerate(rows):  # blue is never in test; red and green are
+        row.pop("group")
+        row["split"] = "train" if row["label"] == "blue" or i % 4 else "test"
+    (data / "manifest.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    registry = tmp_path / "tiny.yaml"
+    registry.write_text(TINY_REGISTRY)
+    said = []
+    report = fit(str(data), FitOptions(preset="tiny", registry=str(registry), out=tmp_path / "runs",
+                                       report_dir=tmp_path / "report", export=False, say=said.append,
+                                       preset_overrides={"folds": 2, "fusions": [], "combiners": ["mean"]}))
+    assert len(report["warnings"]) == 1 and "'blue'" in report["warnings"][0] and "none in test" in report["warnings"][0]
+    assert any(line.strip().startswith("warning: class(es) 'blue'") for line in summary_lines(report))
+    assert any(s.startswith("warning:") for s in said)
+    assert "none in val" not in " ".join(report["warnings"])  # fit chooses on train+val pooled
