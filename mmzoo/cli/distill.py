@@ -41,7 +41,7 @@ def cmd_distill(args) -> int:
     from mmzoo.app.train import Overrides
     from mmzoo.cli.train import apply_threads
     from mmzoo.ensemble.distill import check_settings
-    from mmzoo.runs.compare import gap_closed, teacher_gain_note
+    from mmzoo.runs.compare import gap_closed, gap_closed_text, teacher_gain_note
 
     check_settings(args.temperature, args.alpha, args.augment)
     apply_threads(args)
@@ -60,8 +60,8 @@ def cmd_distill(args) -> int:
           + (f", started from {teacher['warm_start']['run']}" if teacher.get("warm_start") else "") + ") "
           f"-> {run.path}")
     if gap is not None:
-        closed = "n/a (the teacher does not beat its best member on test)" if gap["gap_closed"] is None else \
-            f"{100 * gap['gap_closed']:.0f}%"
+        closed = gap_closed_text(gap["gap_closed"]) + (
+            " (the teacher does not beat its best member on test)" if gap["gap_closed"] is None else "")
         print(f"teacher {gap['teacher_accuracy']:.4f}, best member {gap['best_member']} "
               f"{gap['best_member_accuracy']:.4f}: teacher gap closed {closed}")
         if note := teacher_gain_note(gap):

@@ -203,7 +203,9 @@ def render_compare(rows: list[dict]) -> str:
 def _closed(row: dict) -> str:
     if "teacher" not in row:
         return ""
-    return "n/a" if row["teacher_gap_closed"] is None else f"{100 * row['teacher_gap_closed']:.0f}%"
+    from mmzoo.runs.compare import gap_closed_text
+
+    return gap_closed_text(row["teacher_gap_closed"])
 
 
 def cmd_data_check(args) -> int:

@@ -206,12 +206,13 @@ def warm_start_member(ensemble: Run, student_spec: dict, required: bool = True) 
         member = Run(Path(entry["path"]))
         if member.finished and _same_model(member.spec.get("model", {}), student_spec):
             candidates.append((scores.get(entry["name"], {}).get("val_accuracy", -1.0), member))
-    if not candidates and not required:
-        return None
     if not candidates:
+        if not required:
+            return None
         raise RunError(f"--warm-start: no member of {ensemble.name} has the student {student_spec['name']!r}'s "
                        "exact spec to start from",
-                       hint="pick as student a model the ensemble holds (see `mmzoo runs show`), or drop --warm-start")
+                       hint="pick as student a model the ensemble holds (its spec.yaml lists the members), or drop "
+                            "--warm-start")
     return max(candidates, key=lambda c: c[0])[1]
 
 

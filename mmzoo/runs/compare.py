@@ -135,6 +135,11 @@ def mcnemar_p(wins: int, losses: int) -> float:
     return min(1.0, 2 * sum(comb(n, i) for i in range(k + 1)) / 2 ** n)
 
 
+def gap_closed_text(share: float | None) -> str:
+    """A "teacher gap closed" share as every front end prints it: ``57%``, or ``n/a`` without a gap to close."""
+    return "n/a" if share is None else f"{100 * share:.0f}%"
+
+
 def teacher_gain_note(gap: dict) -> str:
     """What the teacher's gain rests on, in samples; a warning when it is too small to carry a ratio."""
     if "teacher_gain_samples" not in gap:

@@ -34,7 +34,7 @@ import yaml
 from mmzoo import atomic
 from mmzoo.errors import RunError
 from mmzoo.runs import lock as runlock
-from mmzoo.runs.shape import history_rows, metrics_problem, spec_problem  # noqa: F401  (callers use spec_problem)
+from mmzoo.runs.shape import history_rows, metrics_problem, spec_problem
 
 DEFAULT_ROOT = Path(os.environ.get("MMZOO_RUNS", "runs"))
 # What status.json may say (Run.set_status); "unknown" (no status.json), "broken" and "interrupted" are read-only.

@@ -42,7 +42,7 @@ class RunSpec:
 
     @classmethod
     def from_dict(cls, spec: dict) -> RunSpec:
-        """From a spec.yaml mapping that has passed ``runs.folders.spec_problem``."""
+        """From a spec.yaml mapping that has passed ``runs.shape.spec_problem``."""
         data = spec["data"]
         kind = "ensemble" if spec.get("kind") == "ensemble" else "model"
         name = (spec.get("ensemble") or {}).get("name", "") if kind == "ensemble" else spec["model"]["name"]

@@ -9,6 +9,7 @@ keeping the last value. Text must be UTF-8.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,10 +38,6 @@ class Document:
     duplicates: list[Refusal]  # reported, and the document is still read (the first value is kept)
 
 
-def _loader_class():
-    return _Loader
-
-
 # YAML 1.1, which PyYAML implements, reads 1e-3 and 1.0e2 (no dot, or no exponent sign) as text, so
 # `lr: 1e-3`, the way everyone writes it, would be refused as "expected float, got str". YAML 1.2 reads
 # them as floats; so does this loader. Quoted values stay text: quotes are the user's word for it.
@@ -51,8 +48,7 @@ class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
     pass
 
 
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float", __import__("re").compile(_FLOAT_1_2),
-                              list("-+0123456789."))
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(_FLOAT_1_2), list("-+0123456789."))
 
 
 def scalar(text: str) -> Any:
@@ -68,7 +64,7 @@ def decode(raw: bytes) -> str | Refusal:
 
 def _scan_events(text: str) -> Refusal | None:
     """One streaming pass over the parser's events: refuse aliases, anchors, deep nesting and huge documents."""
-    loader = _loader_class()(text)
+    loader = _Loader(text)
     depth = nodes = 0
     try:
         while loader.check_event():
@@ -154,7 +150,7 @@ def parse(text: str) -> Document | Refusal:
         refusal = _scan_events(text)
         if refusal is not None:
             return refusal
-        loader = _loader_class()(text)
+        loader = _Loader(text)
         try:
             node = loader.get_single_node()
             if node is None:

@@ -14,7 +14,8 @@ from support.crashkit import dead_pid
 
 from mmzoo.errors import RunError
 from mmzoo.runs import lock as runlock
-from mmzoo.runs.folders import Run, find_run, spec_problem
+from mmzoo.runs.folders import Run, find_run
+from mmzoo.runs.shape import spec_problem
 from mmzoo.train import checkpoint
 
 

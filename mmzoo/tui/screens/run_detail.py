@@ -169,7 +169,7 @@ class RunDetail(ModalScreen):
 def _gap_lines(run) -> list[str]:
     """A distilled run's teacher gap closed, with what the teacher's gain rests on (as `mmzoo distill` prints)."""
     from mmzoo.errors import MmzooError
-    from mmzoo.runs.compare import gap_closed, teacher_gain_note
+    from mmzoo.runs.compare import gap_closed, gap_closed_text, teacher_gain_note
 
     try:
         gap = gap_closed(run)
@@ -177,6 +177,5 @@ def _gap_lines(run) -> list[str]:
         return []
     if gap is None:
         return []
-    closed = "n/a" if gap["gap_closed"] is None else f"{100 * gap['gap_closed']:.0f}%"
     note = teacher_gain_note(gap)
-    return [f"        teacher gap closed {closed}" + (f" ({escape(note)})" if note else "")]
+    return [f"        teacher gap closed {gap_closed_text(gap['gap_closed'])}" + (f" ({escape(note)})" if note else "")]
